@@ -1,0 +1,191 @@
+/**
+ * Versioned schema migrations. Each one runs once, in order, in its own
+ * transaction, and is recorded in schema_migrations; PRAGMA user_version
+ * mirrors the newest applied version so a glance at a file tells its shape.
+ * Never edit a shipped migration: add a new one.
+ */
+export interface Migration {
+  version: number;
+  name: string;
+  sql: string;
+}
+
+export const MIGRATIONS: readonly Migration[] = [
+  {
+    version: 1,
+    name: 'kernel core',
+    sql: `
+CREATE TABLE meta (
+  key   TEXT PRIMARY KEY,
+  value TEXT NOT NULL
+) STRICT;
+
+CREATE TABLE settings (
+  key        TEXT PRIMARY KEY,
+  value      TEXT NOT NULL,
+  updated_at TEXT NOT NULL
+) STRICT;
+
+CREATE TABLE tokens (
+  id           TEXT PRIMARY KEY,
+  name         TEXT NOT NULL,
+  hash         TEXT NOT NULL UNIQUE,
+  prefix       TEXT NOT NULL,
+  created_at   TEXT NOT NULL,
+  expires_at   TEXT,
+  revoked_at   TEXT,
+  last_used_at TEXT
+) STRICT;
+
+CREATE TABLE targets (
+  id              TEXT PRIMARY KEY,
+  kind            TEXT NOT NULL,
+  name            TEXT NOT NULL UNIQUE,
+  description     TEXT NOT NULL DEFAULT '',
+  config          TEXT NOT NULL,
+  config_revision INTEGER NOT NULL DEFAULT 1,
+  created_at      TEXT NOT NULL,
+  updated_at      TEXT NOT NULL
+) STRICT;
+
+CREATE TABLE profiles (
+  id              TEXT PRIMARY KEY,
+  target_id       TEXT NOT NULL REFERENCES targets(id) ON DELETE CASCADE,
+  label           TEXT NOT NULL,
+  credential_kind TEXT NOT NULL,
+  config          TEXT NOT NULL,
+  secret          BLOB,
+  secret_fields   TEXT NOT NULL,
+  config_revision INTEGER NOT NULL DEFAULT 1,
+  secret_revision INTEGER NOT NULL DEFAULT 1,
+  created_at      TEXT NOT NULL,
+  updated_at      TEXT NOT NULL,
+  UNIQUE (target_id, label)
+) STRICT;
+
+CREATE TABLE grants (
+  id         TEXT PRIMARY KEY,
+  token_id   TEXT NOT NULL REFERENCES tokens(id) ON DELETE CASCADE,
+  target_id  TEXT NOT NULL REFERENCES targets(id) ON DELETE CASCADE,
+  profile_id TEXT NOT NULL REFERENCES profiles(id) ON DELETE CASCADE,
+  action     TEXT NOT NULL,
+  rule       TEXT NOT NULL CHECK (rule IN ('always_run', 'approval_required', 'blocked')),
+  expires_at TEXT,
+  created_at TEXT NOT NULL,
+  updated_at TEXT NOT NULL,
+  UNIQUE (token_id, target_id, profile_id, action)
+) STRICT;
+CREATE INDEX grants_by_profile ON grants (profile_id);
+CREATE INDEX grants_by_target ON grants (target_id);
+
+CREATE TABLE requests (
+  seq                 INTEGER PRIMARY KEY,
+  id                  TEXT NOT NULL UNIQUE,
+  token_id            TEXT NOT NULL,
+  token_name          TEXT NOT NULL,
+  target_id           TEXT NOT NULL,
+  target_name         TEXT NOT NULL,
+  profile_id          TEXT NOT NULL,
+  profile_label       TEXT NOT NULL,
+  connector_id        TEXT NOT NULL,
+  action              TEXT NOT NULL,
+  status              TEXT NOT NULL,
+  rule                TEXT,
+  reason              TEXT NOT NULL DEFAULT '',
+  input_sealed        BLOB,
+  input_preview       TEXT NOT NULL,
+  input_hash          TEXT NOT NULL,
+  idempotency_key     TEXT,
+  request_fingerprint TEXT NOT NULL,
+  snapshot            TEXT,
+  snapshot_hash       TEXT,
+  status_reason       TEXT,
+  output_preview      TEXT,
+  output_truncated    INTEGER NOT NULL DEFAULT 0,
+  error               TEXT,
+  operator_note       TEXT,
+  created_at          TEXT NOT NULL,
+  updated_at          TEXT NOT NULL,
+  expires_at          TEXT,
+  decided_at          TEXT,
+  started_at          TEXT,
+  finished_at         TEXT
+) STRICT;
+CREATE UNIQUE INDEX requests_idempotency ON requests (token_id, idempotency_key) WHERE idempotency_key IS NOT NULL;
+CREATE INDEX requests_by_status ON requests (status, expires_at);
+CREATE INDEX requests_by_target ON requests (target_id, status);
+CREATE INDEX requests_by_profile ON requests (profile_id, status);
+CREATE INDEX requests_by_created ON requests (created_at);
+
+CREATE VIRTUAL TABLE requests_fts USING fts5(
+  id, action, connector_id, target_name, profile_label, token_name, reason, input_preview, output_preview, status, status_reason, operator_note,
+  content = 'requests', content_rowid = 'seq'
+);
+CREATE TRIGGER requests_fts_insert AFTER INSERT ON requests BEGIN
+  INSERT INTO requests_fts (rowid, id, action, connector_id, target_name, profile_label, token_name, reason, input_preview, output_preview, status, status_reason, operator_note)
+  VALUES (new.seq, new.id, new.action, new.connector_id, new.target_name, new.profile_label, new.token_name, new.reason, new.input_preview, new.output_preview, new.status, new.status_reason, new.operator_note);
+END;
+CREATE TRIGGER requests_fts_delete AFTER DELETE ON requests BEGIN
+  INSERT INTO requests_fts (requests_fts, rowid, id, action, connector_id, target_name, profile_label, token_name, reason, input_preview, output_preview, status, status_reason, operator_note)
+  VALUES ('delete', old.seq, old.id, old.action, old.connector_id, old.target_name, old.profile_label, old.token_name, old.reason, old.input_preview, old.output_preview, old.status, old.status_reason, old.operator_note);
+END;
+CREATE TRIGGER requests_fts_update AFTER UPDATE ON requests BEGIN
+  INSERT INTO requests_fts (requests_fts, rowid, id, action, connector_id, target_name, profile_label, token_name, reason, input_preview, output_preview, status, status_reason, operator_note)
+  VALUES ('delete', old.seq, old.id, old.action, old.connector_id, old.target_name, old.profile_label, old.token_name, old.reason, old.input_preview, old.output_preview, old.status, old.status_reason, old.operator_note);
+  INSERT INTO requests_fts (rowid, id, action, connector_id, target_name, profile_label, token_name, reason, input_preview, output_preview, status, status_reason, operator_note)
+  VALUES (new.seq, new.id, new.action, new.connector_id, new.target_name, new.profile_label, new.token_name, new.reason, new.input_preview, new.output_preview, new.status, new.status_reason, new.operator_note);
+END;
+
+CREATE TABLE messages (
+  seq          INTEGER PRIMARY KEY,
+  id           TEXT NOT NULL UNIQUE,
+  direction    TEXT NOT NULL CHECK (direction IN ('to_agent', 'to_operator')),
+  token_id     TEXT NOT NULL,
+  request_id   TEXT,
+  body         TEXT NOT NULL,
+  created_at   TEXT NOT NULL,
+  delivered_at TEXT,
+  read_at      TEXT
+) STRICT;
+CREATE INDEX messages_undelivered ON messages (token_id, direction, delivered_at);
+
+CREATE TABLE audit_log (
+  seq       INTEGER PRIMARY KEY,
+  ts        TEXT NOT NULL,
+  actor     TEXT NOT NULL,
+  event     TEXT NOT NULL,
+  subject   TEXT NOT NULL,
+  payload   TEXT NOT NULL,
+  prev_hash TEXT NOT NULL,
+  hash      TEXT NOT NULL
+) STRICT;
+CREATE INDEX audit_by_ts ON audit_log (ts);
+
+CREATE VIRTUAL TABLE audit_fts USING fts5(
+  event, actor, subject, payload,
+  content = 'audit_log', content_rowid = 'seq'
+);
+CREATE TRIGGER audit_fts_insert AFTER INSERT ON audit_log BEGIN
+  INSERT INTO audit_fts (rowid, event, actor, subject, payload) VALUES (new.seq, new.event, new.actor, new.subject, new.payload);
+END;
+CREATE TRIGGER audit_fts_delete AFTER DELETE ON audit_log BEGIN
+  INSERT INTO audit_fts (audit_fts, rowid, event, actor, subject, payload) VALUES ('delete', old.seq, old.event, old.actor, old.subject, old.payload);
+END;
+CREATE TRIGGER audit_fts_update AFTER UPDATE ON audit_log BEGIN
+  INSERT INTO audit_fts (audit_fts, rowid, event, actor, subject, payload) VALUES ('delete', old.seq, old.event, old.actor, old.subject, old.payload);
+  INSERT INTO audit_fts (rowid, event, actor, subject, payload) VALUES (new.seq, new.event, new.actor, new.subject, new.payload);
+END;
+
+CREATE TABLE redaction_rules (
+  id          TEXT PRIMARY KEY,
+  name        TEXT NOT NULL UNIQUE,
+  pattern     TEXT NOT NULL,
+  flags       TEXT NOT NULL DEFAULT '',
+  replacement TEXT NOT NULL DEFAULT '[REDACTED]',
+  created_at  TEXT NOT NULL
+) STRICT;
+`,
+  },
+];
+
+export const SCHEMA_VERSION = MIGRATIONS[MIGRATIONS.length - 1]!.version;

@@ -1,0 +1,389 @@
+import { randomBytes } from 'node:crypto';
+import { constants as fsConstants } from 'node:fs';
+import { copyFile, link, mkdir, readdir, rename, rm, stat, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { KernelError } from '../lib/errors.js';
+import { isoAt, type Clock } from '../lib/clock.js';
+import { newId } from '../lib/ids.js';
+import { openSqlCipher, sqlLiteral, sqliteCode, type SqlDb } from './sqlcipher.js';
+import { assertPasswordRules } from './password-rules.js';
+import { createSealer, type Sealer } from './seal.js';
+import { migrate } from './migrate.js';
+import { SCHEMA_VERSION } from './schema.js';
+import { assertDatabaseName, DATABASE_EXTENSION, isPlaintextSqlite, PLAINTEXT_REFUSED_MESSAGE } from './data-dir.js';
+
+/** What `list()` tells about one database file; nothing in it needs the password. */
+export interface DatabaseInfo {
+  name: string;
+  file: string;
+  sizeBytes: number;
+  modifiedAt: string;
+  /** A safety copy left by an interrupted password change. */
+  hasSafetyCopy: boolean;
+}
+
+/** An unlocked database: the connection plus the vault key's sealer. */
+export interface OpenDatabase {
+  readonly name: string;
+  readonly file: string;
+  readonly db: SqlDb;
+  readonly sealer: Sealer;
+  /** Random id fixed at creation; tells two databases apart even after a rename or import. */
+  readonly databaseId: string;
+  /** Proves a password against the file with a fresh connection (full key derivation, so it costs as much as a guess should). */
+  verifyPassword(password: string): Promise<boolean>;
+  /** Rekeys the open database. A safety copy is taken first and removed after the new key is proven. */
+  changePassword(currentPassword: string, newPassword: string): Promise<void>;
+  /** Writes an encrypted, portable copy (same password) to outFile; never overwrites. */
+  exportTo(outFile: string, password: string): Promise<void>;
+  close(): Promise<void>;
+}
+
+export interface Vault {
+  readonly dataDir: string;
+  readonly databasesDir: string;
+  list(): Promise<DatabaseInfo[]>;
+  exists(name: string): Promise<boolean>;
+  /** First-run setup or another workspace: creates an encrypted database; never overwrites. */
+  create(name: string, password: string): Promise<void>;
+  open(name: string, password: string): Promise<OpenDatabase>;
+  /** Offline password proof (no gateway needed). */
+  verifyPassword(name: string, password: string): Promise<boolean>;
+  /** Offline password change. */
+  changePassword(name: string, currentPassword: string, newPassword: string): Promise<void>;
+  /** Offline export: opens the file, writes the copy, closes. Safe while the gateway has it open. */
+  exportDatabase(name: string, password: string, outFile: string): Promise<void>;
+  /** Imports an .aipdb as a new named database; never overwrites an existing one. */
+  importDatabase(file: string, password: string, name: string): Promise<DatabaseInfo>;
+  fileFor(name: string): string;
+}
+
+const SAFETY_SUFFIX = '.rekey-backup';
+
+function wrongPassword(name: string): KernelError {
+  return new KernelError('wrong_password', `That password does not open database "${name}".`, { status: 401 });
+}
+
+async function pathExists(path: string): Promise<boolean> {
+  try {
+    await stat(path);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** Removes a SQLite file and its WAL/SHM companions. */
+async function removeDatabaseFiles(file: string): Promise<void> {
+  await Promise.all([rm(file, { force: true }), rm(`${file}-wal`, { force: true }), rm(`${file}-shm`, { force: true })]);
+}
+
+async function tryOpen(file: string, password: string, readOnly = false): Promise<SqlDb | undefined> {
+  try {
+    return await openSqlCipher(file, { key: password, readOnly });
+  } catch (error) {
+    if (sqliteCode(error) === 'SQLITE_NOTADB') return undefined;
+    throw error;
+  }
+}
+
+async function readMeta(db: SqlDb, key: string): Promise<string | undefined> {
+  const row = await db.get<{ value: string }>('SELECT value FROM meta WHERE key = ?', [key]);
+  return row?.value;
+}
+
+async function exportWith(db: SqlDb, outFile: string, password: string): Promise<void> {
+  // Write to a temporary name beside the destination and hard-link it into
+  // place: link() fails if the destination exists, so an export never
+  // overwrites a file, and a half-written export never has the final name.
+  const tmp = `${outFile}.partial-${randomBytes(4).toString('hex')}`;
+  try {
+    // ATTACH inherits the connection's open flags, which do not include
+    // "create"; SQLite treats an existing empty file as a new database.
+    await writeFile(tmp, '', { flag: 'wx', mode: 0o600 });
+    await db.exclusive(async (q) => {
+      await q.exec(`ATTACH DATABASE ${sqlLiteral(tmp)} AS aip_export KEY ${sqlLiteral(password)}`);
+      try {
+        await q.get(`SELECT sqlcipher_export('aip_export')`);
+        const version = await q.get<{ user_version: number }>('PRAGMA main.user_version');
+        await q.exec(`PRAGMA aip_export.user_version = ${Number(version?.user_version ?? 0)}`);
+      } finally {
+        await q.exec('DETACH DATABASE aip_export');
+      }
+    });
+    try {
+      await link(tmp, outFile);
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code === 'EEXIST') {
+        throw new KernelError('file_exists', `${outFile} already exists; exports never overwrite. Choose another file name.`, { status: 409 });
+      }
+      throw error;
+    }
+  } finally {
+    await removeDatabaseFiles(tmp);
+  }
+}
+
+export function createVault(options: { dataDir: string; clock: Clock }): Vault {
+  const { dataDir, clock } = options;
+  const databasesDir = join(dataDir, 'databases');
+  const fileFor = (name: string) => join(databasesDir, `${name}${DATABASE_EXTENSION}`);
+
+  const ensureDirs = async () => {
+    // 0700: the files are encrypted, but their names and sizes are nobody else's business.
+    await mkdir(dataDir, { recursive: true, mode: 0o700 });
+    await mkdir(databasesDir, { recursive: true, mode: 0o700 });
+  };
+
+  const requireExisting = async (name: string): Promise<string> => {
+    assertDatabaseName(name);
+    const file = fileFor(name);
+    if (!(await pathExists(file))) {
+      throw new KernelError('database_not_found', `There is no database named "${name}". See the list with: aip db list`, { status: 404 });
+    }
+    if (await isPlaintextSqlite(file)) throw new KernelError('plaintext_database', PLAINTEXT_REFUSED_MESSAGE, { status: 400 });
+    return file;
+  };
+
+  /** Opens with the password, handling a safety copy left by an interrupted rekey. */
+  const openVerified = async (name: string, password: string): Promise<SqlDb> => {
+    const file = await requireExisting(name);
+    const safety = `${file}${SAFETY_SUFFIX}`;
+    const db = await tryOpen(file, password);
+    if (db) {
+      // Whichever password the user typed opened the main file, so the
+      // interrupted change either finished or never started: the copy is
+      // redundant (and is a second copy of the data under an old password).
+      if (await pathExists(safety)) await rm(safety, { force: true });
+      return db;
+    }
+    if (await pathExists(safety)) {
+      const backup = await tryOpen(safety, password);
+      if (backup) {
+        await backup.close();
+        await removeDatabaseFiles(file);
+        await rename(safety, file);
+        const restored = await tryOpen(file, password);
+        if (restored) return restored;
+      }
+    }
+    throw wrongPassword(name);
+  };
+
+  const toOpenDatabase = async (name: string, db: SqlDb): Promise<OpenDatabase> => {
+    await migrate(db, isoAt(clock.now()));
+    const keyHex = await readMeta(db, 'vault_key');
+    const databaseId = await readMeta(db, 'database_id');
+    if (!keyHex || !databaseId) {
+      await db.close();
+      throw new KernelError('not_an_aip_database', `Database "${name}" opened, but it has no vault key: it is not an AIPermission database.`, {
+        status: 400,
+      });
+    }
+    const sealer = createSealer(Buffer.from(keyHex, 'hex'));
+    const file = db.file;
+    const verifyPassword = async (password: string): Promise<boolean> => {
+      const probe = await tryOpen(file, password, true);
+      if (!probe) return false;
+      await probe.close();
+      return true;
+    };
+    return {
+      name,
+      file,
+      db,
+      sealer,
+      databaseId,
+      verifyPassword,
+      async changePassword(currentPassword, newPassword) {
+        assertPasswordRules(newPassword);
+        if (!(await verifyPassword(currentPassword))) throw wrongPassword(name);
+        const safety = `${file}${SAFETY_SUFFIX}`;
+        await db.exclusive(async (q) => {
+          // Fold the WAL into the main file so the safety copy is complete.
+          await q.get('PRAGMA wal_checkpoint(TRUNCATE)');
+          await rm(safety, { force: true });
+          await copyFile(file, safety, fsConstants.COPYFILE_EXCL);
+          // Rekey rewrites every page; do it in rollback-journal mode so the
+          // change is one atomic transaction on the main file.
+          await q.get('PRAGMA journal_mode = DELETE');
+          await q.exec(`PRAGMA rekey = ${sqlLiteral(newPassword)}`);
+          await q.get('PRAGMA journal_mode = WAL');
+        });
+        const probe = await tryOpen(file, newPassword, true);
+        if (!probe) {
+          throw new KernelError(
+            'rekey_unverified',
+            `The password change could not be verified; the safety copy ${safety} (old password) was kept. Lock the database and unlock it again with the old password to restore it.`,
+            { status: 500 },
+          );
+        }
+        await probe.close();
+        await rm(safety, { force: true });
+      },
+      exportTo: (outFile, password) => exportWith(db, outFile, password),
+      close: () => db.close(),
+    };
+  };
+
+  const vault: Vault = {
+    dataDir,
+    databasesDir,
+    fileFor,
+    async list() {
+      await ensureDirs();
+      const entries = await readdir(databasesDir);
+      const infos: DatabaseInfo[] = [];
+      for (const entry of entries.sort()) {
+        if (!entry.endsWith(DATABASE_EXTENSION)) continue;
+        const name = entry.slice(0, -DATABASE_EXTENSION.length);
+        const file = join(databasesDir, entry);
+        try {
+          const info = await stat(file);
+          infos.push({
+            name,
+            file,
+            sizeBytes: info.size,
+            modifiedAt: info.mtime.toISOString(),
+            hasSafetyCopy: await pathExists(`${file}${SAFETY_SUFFIX}`),
+          });
+        } catch {
+          // Removed between readdir and stat: not listed.
+        }
+      }
+      return infos;
+    },
+    async exists(name) {
+      assertDatabaseName(name);
+      return pathExists(fileFor(name));
+    },
+    async create(name, password) {
+      assertDatabaseName(name);
+      assertPasswordRules(password);
+      await ensureDirs();
+      const file = fileFor(name);
+      if (await pathExists(file)) {
+        throw new KernelError('database_exists', `A database named "${name}" already exists; creating never overwrites. Pick another name.`, {
+          status: 409,
+        });
+      }
+      const tmp = join(databasesDir, `.creating-${name}-${randomBytes(4).toString('hex')}`);
+      try {
+        const db = await openSqlCipher(tmp, { key: password, create: true });
+        try {
+          const now = isoAt(clock.now());
+          await migrate(db, now);
+          await db.write(async (tx) => {
+            await tx.run('INSERT INTO meta (key, value) VALUES (?, ?), (?, ?), (?, ?)', [
+              'vault_key',
+              randomBytes(32).toString('hex'),
+              'database_id',
+              newId('db'),
+              'created_at',
+              now,
+            ]);
+          });
+        } finally {
+          await db.close();
+        }
+        try {
+          await link(tmp, file);
+        } catch (error) {
+          if ((error as NodeJS.ErrnoException).code === 'EEXIST') {
+            throw new KernelError('database_exists', `A database named "${name}" already exists; creating never overwrites. Pick another name.`, {
+              status: 409,
+            });
+          }
+          throw error;
+        }
+      } finally {
+        await removeDatabaseFiles(tmp);
+      }
+    },
+    async open(name, password) {
+      const db = await openVerified(name, password);
+      return toOpenDatabase(name, db);
+    },
+    async verifyPassword(name, password) {
+      const file = await requireExisting(name);
+      const db = await tryOpen(file, password, true);
+      if (!db) return false;
+      await db.close();
+      return true;
+    },
+    async changePassword(name, currentPassword, newPassword) {
+      const opened = await vault.open(name, currentPassword);
+      try {
+        await opened.changePassword(currentPassword, newPassword);
+      } finally {
+        await opened.close();
+      }
+    },
+    async exportDatabase(name, password, outFile) {
+      const file = await requireExisting(name);
+      const db = await tryOpen(file, password);
+      if (!db) throw wrongPassword(name);
+      try {
+        await exportWith(db, outFile, password);
+      } finally {
+        await db.close();
+      }
+    },
+    async importDatabase(sourceFile, password, name) {
+      assertDatabaseName(name);
+      await ensureDirs();
+      if (!(await pathExists(sourceFile))) {
+        throw new KernelError('file_not_found', `${sourceFile} does not exist.`, { status: 404 });
+      }
+      if (await isPlaintextSqlite(sourceFile)) throw new KernelError('plaintext_database', PLAINTEXT_REFUSED_MESSAGE, { status: 400 });
+      const file = fileFor(name);
+      if (await pathExists(file)) {
+        throw new KernelError('database_exists', `A database named "${name}" already exists; import never overwrites. Choose another name.`, {
+          status: 409,
+        });
+      }
+      const tmp = join(databasesDir, `.importing-${name}-${randomBytes(4).toString('hex')}`);
+      try {
+        await copyFile(sourceFile, tmp, fsConstants.COPYFILE_EXCL);
+        const db = await tryOpen(tmp, password);
+        if (!db) {
+          throw new KernelError(
+            'wrong_password',
+            'That password does not open this file. It must be the password the database had when it was exported.',
+            { status: 401 },
+          );
+        }
+        try {
+          // Bring an export from an older version up to this schema now, so
+          // the first unlock is not where a surprise happens.
+          await migrate(db, isoAt(clock.now()));
+          if (!(await readMeta(db, 'vault_key'))) {
+            throw new KernelError('not_an_aip_database', 'The file is an encrypted database but not an AIPermission export (it has no vault key).', {
+              status: 400,
+            });
+          }
+        } finally {
+          await db.close();
+        }
+        try {
+          await link(tmp, file);
+        } catch (error) {
+          if ((error as NodeJS.ErrnoException).code === 'EEXIST') {
+            throw new KernelError('database_exists', `A database named "${name}" already exists; import never overwrites. Choose another name.`, {
+              status: 409,
+            });
+          }
+          throw error;
+        }
+      } finally {
+        await removeDatabaseFiles(tmp);
+      }
+      const info = (await vault.list()).find((candidate) => candidate.name === name);
+      if (!info) throw new Error('imported database vanished');
+      return info;
+    },
+  };
+  return vault;
+}
+
+export { SCHEMA_VERSION };
