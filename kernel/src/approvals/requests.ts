@@ -1,0 +1,459 @@
+import { isoAt, type Clock } from '../lib/clock.js';
+import { errors, KernelError } from '../lib/errors.js';
+import { toFtsQuery } from '../lib/fts.js';
+import type { SqlDb, SqlQueries, SqlTx, Sealer } from '../vault/index.js';
+import type { Audit, AuditEntryInput } from '../audit/index.js';
+import type { EventBus } from '../events/index.js';
+import type { MessageStore } from '../messages/index.js';
+import { computeSnapshot, describeDrift, type ApprovalSnapshot, type SnapshotSources } from './snapshot.js';
+
+export type RequestStatus =
+  | 'approval_pending'
+  | 'running'
+  | 'completed'
+  | 'failed'
+  | 'declined'
+  | 'blocked'
+  | 'stale'
+  | 'expired'
+  | 'canceled'
+  | 'outcome_unknown';
+
+export const REQUEST_STATUSES: readonly RequestStatus[] = [
+  'approval_pending',
+  'running',
+  'completed',
+  'failed',
+  'declined',
+  'blocked',
+  'stale',
+  'expired',
+  'canceled',
+  'outcome_unknown',
+];
+/** Not final: the agent should poll again. */
+export const ACTIVE_STATUSES: readonly RequestStatus[] = ['approval_pending', 'running'];
+
+export interface ActionError {
+  kind: 'config' | 'transient' | 'system';
+  retryable: boolean;
+  message: string;
+}
+
+/** An action request as the operator and (through MCP) the agent see it: redacted, never the sealed input. */
+export interface ActionRequest {
+  id: string;
+  status: RequestStatus;
+  targetRef: string;
+  tokenId: string;
+  tokenName: string;
+  targetId: string;
+  targetName: string;
+  profileId: string;
+  profileLabel: string;
+  connectorId: string;
+  action: string;
+  rule: string | null;
+  reason: string;
+  /** The input with redaction applied (what is shown). The raw input stays sealed and is what runs. */
+  inputPreview: unknown;
+  inputHash: string;
+  idempotencyKey: string | null;
+  snapshotHash: string | null;
+  statusReason: string | null;
+  output: unknown;
+  outputTruncated: boolean;
+  error: ActionError | null;
+  operatorNote: string | null;
+  createdAt: string;
+  updatedAt: string;
+  expiresAt: string | null;
+  decidedAt: string | null;
+  startedAt: string | null;
+  finishedAt: string | null;
+}
+
+export interface RequestRow {
+  seq: number;
+  id: string;
+  token_id: string;
+  token_name: string;
+  target_id: string;
+  target_name: string;
+  profile_id: string;
+  profile_label: string;
+  connector_id: string;
+  action: string;
+  status: RequestStatus;
+  rule: string | null;
+  reason: string;
+  input_sealed: Uint8Array | null;
+  input_preview: string;
+  input_hash: string;
+  idempotency_key: string | null;
+  request_fingerprint: string;
+  snapshot: string | null;
+  snapshot_hash: string | null;
+  status_reason: string | null;
+  output_preview: string | null;
+  output_truncated: number;
+  error: string | null;
+  operator_note: string | null;
+  created_at: string;
+  updated_at: string;
+  expires_at: string | null;
+  decided_at: string | null;
+  started_at: string | null;
+  finished_at: string | null;
+}
+
+export function toRequest(row: RequestRow): ActionRequest {
+  return {
+    id: row.id,
+    status: row.status,
+    targetRef: `${row.connector_id}:${row.target_id}:${row.profile_id}`,
+    tokenId: row.token_id,
+    tokenName: row.token_name,
+    targetId: row.target_id,
+    targetName: row.target_name,
+    profileId: row.profile_id,
+    profileLabel: row.profile_label,
+    connectorId: row.connector_id,
+    action: row.action,
+    rule: row.rule,
+    reason: row.reason,
+    inputPreview: JSON.parse(row.input_preview) as unknown,
+    inputHash: row.input_hash,
+    idempotencyKey: row.idempotency_key,
+    snapshotHash: row.snapshot_hash,
+    statusReason: row.status_reason,
+    output: row.output_preview === null ? null : (JSON.parse(row.output_preview) as unknown),
+    outputTruncated: row.output_truncated === 1,
+    error: row.error === null ? null : (JSON.parse(row.error) as ActionError),
+    operatorNote: row.operator_note,
+    createdAt: row.created_at,
+    updatedAt: row.updated_at,
+    expiresAt: row.expires_at,
+    decidedAt: row.decided_at,
+    startedAt: row.started_at,
+    finishedAt: row.finished_at,
+  };
+}
+
+export const inputAad = (requestId: string) => `request:${requestId}:input`;
+
+export type NewRequest = Omit<RequestRow, 'seq' | 'updated_at' | 'output_preview' | 'output_truncated' | 'error' | 'operator_note' | 'decided_at' | 'finished_at'> &
+  Partial<Pick<RequestRow, 'output_preview' | 'output_truncated' | 'error' | 'operator_note' | 'decided_at' | 'finished_at'>>;
+
+export interface RequestListFilter {
+  status?: RequestStatus | RequestStatus[];
+  tokenId?: string;
+  targetId?: string;
+  q?: string;
+  beforeSeq?: number;
+  limit?: number;
+}
+
+export interface ApprovalStore {
+  insert(tx: SqlTx, row: NewRequest, entry: Omit<AuditEntryInput, 'subject'>): Promise<ActionRequest>;
+  get(id: string): Promise<ActionRequest | undefined>;
+  require(id: string): Promise<ActionRequest>;
+  getRow(q: SqlQueries, id: string): Promise<RequestRow | undefined>;
+  findByIdempotencyKey(q: SqlQueries, tokenId: string, key: string): Promise<RequestRow | undefined>;
+  list(filter?: RequestListFilter): Promise<{ requests: ActionRequest[]; nextBeforeSeq: number | null }>;
+  /**
+   * Moves a request from one of `from` to `to`, with its audit entry, in the
+   * caller's transaction. Throws a 409 naming the current status when the
+   * request is no longer in one of `from` (someone else got there first).
+   */
+  transition(
+    tx: SqlTx,
+    id: string,
+    from: readonly RequestStatus[],
+    to: RequestStatus,
+    fields: Partial<RequestRow>,
+    entry: Omit<AuditEntryInput, 'subject'>,
+  ): Promise<ActionRequest>;
+  /** Opens the sealed raw input: the exact value that was approved and will run. */
+  openInput(row: RequestRow): unknown;
+  snapshotNow(q: SqlQueries, row: Pick<RequestRow, 'token_id' | 'target_id' | 'profile_id' | 'connector_id' | 'action' | 'input_hash'>): Promise<ApprovalSnapshot>;
+  /** Re-checks pending requests; stales every one whose snapshot drifted. Returns how many went stale. */
+  revalidatePending(tx: SqlTx, filter: { tokenId?: string; targetId?: string; profileId?: string; connectorId?: string }): Promise<number>;
+  /** Stales pending requests of a target or profile that changed, with the reason. */
+  staleFor(tx: SqlTx, filter: { targetId: string; profileId?: string }, reason: string): Promise<number>;
+  decline(id: string, note: string | null, actor: string): Promise<ActionRequest>;
+  /** The agent withdraws its own pending request. */
+  cancel(id: string, tokenId: string, actor: string): Promise<ActionRequest>;
+  /** Expires pending requests whose TTL passed. */
+  expireDue(): Promise<number>;
+  /** After a crash: requests left `running` become `outcome_unknown`. */
+  recoverInterrupted(): Promise<number>;
+  /** Retention: deletes finished requests older than the cutoff. */
+  pruneFinished(cutoffIso: string): Promise<number>;
+}
+
+/** Most requests a page lists; a screenful and a bounded response. */
+const MAX_LIST_LIMIT = 500;
+const MAX_NOTE_BYTES = 4096;
+
+export function checkNote(note: string | null | undefined): string | null {
+  if (note === null || note === undefined) return null;
+  const trimmed = note.trim();
+  if (trimmed === '') return null;
+  if (Buffer.byteLength(trimmed, 'utf8') > MAX_NOTE_BYTES) throw errors.invalid(`A note may be at most ${MAX_NOTE_BYTES} bytes.`);
+  return trimmed;
+}
+
+export function createApprovalStore(deps: {
+  db: SqlDb;
+  clock: Clock;
+  audit: Audit;
+  events: EventBus;
+  sealer: Sealer;
+  messages: MessageStore;
+  database: string;
+  sources: SnapshotSources;
+  redactText: (text: string) => string;
+}): ApprovalStore {
+  const { db, clock, audit, events, sealer } = deps;
+
+  const subjectOf = (row: Pick<RequestRow, 'id' | 'token_id' | 'target_id' | 'profile_id'>) => ({
+    requestId: row.id,
+    tokenId: row.token_id,
+    targetId: row.target_id,
+    profileId: row.profile_id,
+  });
+  const announce = (tx: SqlTx, type: 'request.created' | 'request.updated', id: string, status: RequestStatus) => {
+    tx.afterCommit(() => events.emit({ type, database: deps.database, requestId: id, status, at: isoAt(clock.now()) }));
+  };
+
+  const store: ApprovalStore = {
+    async insert(tx, row, entry) {
+      const full: RequestRow = {
+        seq: 0,
+        output_preview: null,
+        output_truncated: 0,
+        error: null,
+        operator_note: null,
+        decided_at: null,
+        finished_at: null,
+        ...row,
+        updated_at: row.created_at,
+      };
+      const columns = Object.keys(full).filter((key) => key !== 'seq') as Array<keyof RequestRow>;
+      await tx.run(
+        `INSERT INTO requests (${columns.join(', ')}) VALUES (${columns.map(() => '?').join(', ')})`,
+        columns.map((key) => full[key]),
+      );
+      await audit.record(tx, { ...entry, subject: subjectOf(full) });
+      announce(tx, 'request.created', full.id, full.status);
+      return toRequest(full);
+    },
+    async getRow(q, id) {
+      return q.get<RequestRow>('SELECT * FROM requests WHERE id = ?', [id]);
+    },
+    async get(id) {
+      const row = await store.getRow(db, id);
+      return row ? toRequest(row) : undefined;
+    },
+    async require(id) {
+      const request = await store.get(id);
+      if (!request) throw errors.notFound('Request', id);
+      return request;
+    },
+    findByIdempotencyKey(q, tokenId, key) {
+      return q.get<RequestRow>('SELECT * FROM requests WHERE token_id = ? AND idempotency_key = ?', [tokenId, key]);
+    },
+    async list(filter = {}) {
+      const where: string[] = [];
+      const params: unknown[] = [];
+      const statuses = filter.status === undefined ? [] : Array.isArray(filter.status) ? filter.status : [filter.status];
+      for (const status of statuses) {
+        if (!REQUEST_STATUSES.includes(status)) throw errors.invalid(`"${status}" is not a request status; use one of ${REQUEST_STATUSES.join(', ')}.`);
+      }
+      if (statuses.length > 0) {
+        where.push(`status IN (${statuses.map(() => '?').join(', ')})`);
+        params.push(...statuses);
+      }
+      if (filter.tokenId) {
+        where.push('token_id = ?');
+        params.push(filter.tokenId);
+      }
+      if (filter.targetId) {
+        where.push('target_id = ?');
+        params.push(filter.targetId);
+      }
+      const match = filter.q ? toFtsQuery(filter.q) : undefined;
+      if (match) {
+        where.push('seq IN (SELECT rowid FROM requests_fts WHERE requests_fts MATCH ?)');
+        params.push(match);
+      }
+      if (filter.beforeSeq !== undefined) {
+        where.push('seq < ?');
+        params.push(filter.beforeSeq);
+      }
+      const limit = Math.min(Math.max(filter.limit ?? 100, 1), MAX_LIST_LIMIT);
+      params.push(limit + 1);
+      const rows = await db.all<RequestRow>(`SELECT * FROM requests ${where.length ? `WHERE ${where.join(' AND ')}` : ''} ORDER BY seq DESC LIMIT ?`, params);
+      const page = rows.slice(0, limit);
+      return { requests: page.map(toRequest), nextBeforeSeq: rows.length > limit ? page[page.length - 1]!.seq : null };
+    },
+    async transition(tx, id, from, to, fields, entry) {
+      const now = isoAt(clock.now());
+      const updates: Partial<RequestRow> = { ...fields, status: to, updated_at: now };
+      const keys = Object.keys(updates) as Array<keyof RequestRow>;
+      const result = await tx.run(
+        `UPDATE requests SET ${keys.map((key) => `${key} = ?`).join(', ')} WHERE id = ? AND status IN (${from.map(() => '?').join(', ')})`,
+        [...keys.map((key) => updates[key]), id, ...from],
+      );
+      const row = await store.getRow(tx, id);
+      if (!row) throw errors.notFound('Request', id);
+      if (result.changes === 0) {
+        throw new KernelError('request_state_conflict', `Request ${id} is ${row.status}, so it cannot become ${to}.`, {
+          status: 409,
+          details: { status: row.status },
+        });
+      }
+      await audit.record(tx, { ...entry, subject: subjectOf(row) });
+      announce(tx, 'request.updated', id, to);
+      return toRequest(row);
+    },
+    openInput(row) {
+      if (!row.input_sealed) throw new KernelError('input_unavailable', `Request ${row.id} has no sealed input to run.`, { status: 409 });
+      return JSON.parse(sealer.open(row.input_sealed, inputAad(row.id))) as unknown;
+    },
+    snapshotNow(q, row) {
+      return computeSnapshot(q, deps.sources, {
+        tokenId: row.token_id,
+        targetId: row.target_id,
+        profileId: row.profile_id,
+        connectorId: row.connector_id,
+        action: row.action,
+        inputHash: row.input_hash,
+      });
+    },
+    async revalidatePending(tx, filter) {
+      const where: string[] = ["status = 'approval_pending'"];
+      const params: unknown[] = [];
+      for (const [column, value] of [
+        ['token_id', filter.tokenId],
+        ['target_id', filter.targetId],
+        ['profile_id', filter.profileId],
+        ['connector_id', filter.connectorId],
+      ] as const) {
+        if (value) {
+          where.push(`${column} = ?`);
+          params.push(value);
+        }
+      }
+      const rows = await tx.all<RequestRow>(`SELECT * FROM requests WHERE ${where.join(' AND ')}`, params);
+      let staled = 0;
+      for (const row of rows) {
+        const before = JSON.parse(row.snapshot ?? 'null') as ApprovalSnapshot | null;
+        const now = await store.snapshotNow(tx, row);
+        const drift = before ? describeDrift(before, now) : ['the request has no approval snapshot'];
+        if (drift.length === 0) continue;
+        await store.transition(tx, row.id, ['approval_pending'], 'stale', { status_reason: drift.join('; ') }, {
+          actor: 'system',
+          event: 'action.staled',
+          payload: { action: row.action, reasons: drift },
+        });
+        staled += 1;
+      }
+      return staled;
+    },
+    async staleFor(tx, filter, reason) {
+      const rows = filter.profileId
+        ? await tx.all<RequestRow>("SELECT id, action FROM requests WHERE status = 'approval_pending' AND profile_id = ?", [filter.profileId])
+        : await tx.all<RequestRow>("SELECT id, action FROM requests WHERE status = 'approval_pending' AND target_id = ?", [filter.targetId]);
+      for (const row of rows) {
+        await store.transition(tx, row.id, ['approval_pending'], 'stale', { status_reason: reason }, {
+          actor: 'system',
+          event: 'action.staled',
+          payload: { action: row.action, reasons: [reason] },
+        });
+      }
+      return rows.length;
+    },
+    async decline(id, note, actor) {
+      const cleanNote = checkNote(note);
+      const shown = cleanNote === null ? null : deps.redactText(cleanNote);
+      return db.write(async (tx) => {
+        const row = await store.getRow(tx, id);
+        if (!row) throw errors.notFound('Request', id);
+        const request = await store.transition(
+          tx,
+          id,
+          ['approval_pending'],
+          'declined',
+          { operator_note: shown, decided_at: isoAt(clock.now()), finished_at: isoAt(clock.now()), status_reason: 'declined by the operator' },
+          { actor, event: 'action.declined', payload: { action: row.action, note: shown } },
+        );
+        if (cleanNote !== null) await deps.messages.sendToAgent({ tokenId: row.token_id, requestId: id, body: cleanNote }, actor, tx);
+        return request;
+      });
+    },
+    async cancel(id, tokenId, actor) {
+      return db.write(async (tx) => {
+        const row = await store.getRow(tx, id);
+        // Another token's request is reported as absent: an agent learns nothing about requests it does not own.
+        if (!row || row.token_id !== tokenId) throw errors.notFound('Request', id);
+        return store.transition(tx, id, ['approval_pending'], 'canceled', { finished_at: isoAt(clock.now()), status_reason: 'canceled by the agent' }, {
+          actor,
+          event: 'action.canceled',
+          payload: { action: row.action },
+        });
+      });
+    },
+    async expireDue() {
+      const nowIso = isoAt(clock.now());
+      const due = await db.all<{ id: string }>("SELECT id FROM requests WHERE status = 'approval_pending' AND expires_at IS NOT NULL AND expires_at <= ?", [nowIso]);
+      if (due.length === 0) return 0;
+      return db.write(async (tx) => {
+        let expired = 0;
+        for (const { id } of due) {
+          const row = await store.getRow(tx, id);
+          if (!row || row.status !== 'approval_pending') continue;
+          await store.transition(tx, id, ['approval_pending'], 'expired', { finished_at: nowIso, status_reason: 'nobody approved it before it expired' }, {
+            actor: 'system',
+            event: 'action.expired',
+            payload: { action: row.action, expiresAt: row.expires_at },
+          });
+          expired += 1;
+        }
+        return expired;
+      });
+    },
+    async recoverInterrupted() {
+      return db.write(async (tx) => {
+        const rows = await tx.all<RequestRow>("SELECT id, action FROM requests WHERE status = 'running'");
+        for (const row of rows) {
+          await store.transition(
+            tx,
+            row.id,
+            ['running'],
+            'outcome_unknown',
+            { finished_at: isoAt(clock.now()), status_reason: 'the gateway stopped while the action was running; whether it finished is unknown' },
+            { actor: 'system', event: 'action.outcome_unknown', payload: { action: row.action, reason: 'gateway restarted while running' } },
+          );
+        }
+        return rows.length;
+      });
+    },
+    async pruneFinished(cutoffIso) {
+      const result = await db.write(async (tx) => {
+        const deleted = await tx.run(
+          "DELETE FROM requests WHERE created_at < ? AND status NOT IN ('approval_pending', 'running')",
+          [cutoffIso],
+        );
+        if (deleted.changes > 0) {
+          await audit.record(tx, { actor: 'system', event: 'history.pruned', payload: { deletedRequests: deleted.changes, cutoff: cutoffIso } });
+        }
+        return deleted.changes;
+      });
+      return result;
+    },
+  };
+  return store;
+}
+

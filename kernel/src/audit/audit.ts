@@ -1,0 +1,300 @@
+import { auditEntryHash, GENESIS_HASH, canonicalJson } from '../lib/canonical.mjs';
+import { isoAt, type Clock } from '../lib/clock.js';
+import { KernelError } from '../lib/errors.js';
+import { toFtsQuery } from '../lib/fts.js';
+import type { SqlDb, SqlTx } from '../vault/index.js';
+import type { Redactor } from '../redaction/index.js';
+import type { AuditRow, AuditVerifyPool } from './verify-pool.js';
+
+/** Ids an entry is about; searchable, shown as links in the UI. */
+export type AuditSubject = Partial<Record<'requestId' | 'tokenId' | 'targetId' | 'profileId' | 'grantId' | 'ruleId' | 'messageId' | 'database', string>>;
+
+export interface AuditEntryInput {
+  /** Who did it: `operator:<session>`, `token:<id>`, `system`, `cli`. */
+  actor: string;
+  /** `noun.pastTense`, e.g. `grant.created`, `action.completed`. */
+  event: string;
+  subject?: AuditSubject;
+  payload?: Record<string, unknown>;
+}
+
+export interface AuditEntry {
+  seq: number;
+  ts: string;
+  actor: string;
+  event: string;
+  subject: AuditSubject;
+  payload: Record<string, unknown>;
+  prevHash: string;
+  hash: string;
+}
+
+export interface AuditHead {
+  seq: number;
+  hash: string;
+}
+
+export type VerifyReport =
+  | { ok: true; entries: number; firstSeq: number | null; head: AuditHead; checkpoint: { prunedThroughSeq: number; atSeq: number } | null }
+  | { ok: false; entries: number; firstBad: { seq: number; reason: string } };
+
+export interface AuditSearch {
+  q?: string;
+  event?: string;
+  actor?: string;
+  subjectId?: string;
+  since?: string;
+  until?: string;
+  /** Entries with seq lower than this (pagination, newest first). */
+  beforeSeq?: number;
+  limit?: number;
+}
+
+export interface Audit {
+  /** Appends an entry inside the caller's transaction; it commits or rolls back with the caller's change. */
+  record(tx: SqlTx, entry: AuditEntryInput): Promise<AuditEntry>;
+  /** Appends an entry in its own transaction. Resolves only once it is committed. */
+  append(entry: AuditEntryInput): Promise<AuditEntry>;
+  search(query: AuditSearch): Promise<{ entries: AuditEntry[]; nextBeforeSeq: number | null }>;
+  verify(options?: { useWorkers?: boolean; pageSize?: number }): Promise<VerifyReport>;
+  /** Deletes entries older than the cutoff and appends a checkpoint entry the rest of the chain continues from. */
+  prune(cutoffIso: string, actor?: string): Promise<{ deleted: number; checkpoint: AuditEntry | null }>;
+  head(): AuditHead;
+}
+
+export const CHECKPOINT_EVENT = 'audit.pruned';
+/** Above this many entries, verify hashes pages on piscina worker threads so the gateway keeps answering. */
+export const WORKER_THRESHOLD_ENTRIES = 5_000;
+const DEFAULT_PAGE_SIZE = 2_000;
+/** Search pages are for people and UIs; 500 rows is more than a screen and bounds the response size. */
+const MAX_SEARCH_LIMIT = 500;
+
+interface StoredRow extends AuditRow {}
+
+function fromRow(row: StoredRow): AuditEntry {
+  return {
+    seq: row.seq,
+    ts: row.ts,
+    actor: row.actor,
+    event: row.event,
+    subject: JSON.parse(row.subject) as AuditSubject,
+    payload: JSON.parse(row.payload) as Record<string, unknown>,
+    prevHash: row.prev_hash,
+    hash: row.hash,
+  };
+}
+
+export async function createAudit(deps: {
+  db: SqlDb;
+  clock: Clock;
+  redactor: () => Redactor;
+  pool: AuditVerifyPool;
+}): Promise<Audit> {
+  const { db, clock, pool } = deps;
+  const last = await db.get<{ seq: number; hash: string }>('SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1');
+  let committed: AuditHead = last ? { seq: last.seq, hash: last.hash } : { seq: 0, hash: GENESIS_HASH };
+  // Heads of transactions still open: several record() calls in one
+  // transaction chain onto each other, and the kernel-wide head moves only
+  // when the transaction commits (a rollback leaves it where it was).
+  const pendingHeads = new WeakMap<SqlTx, AuditHead>();
+
+  const record = async (tx: SqlTx, input: AuditEntryInput): Promise<AuditEntry> => {
+    const prev = pendingHeads.get(tx) ?? committed;
+    const redactor = deps.redactor();
+    // Round-trip through canonical JSON so what is hashed is exactly what is stored and read back.
+    const subject = JSON.parse(canonicalJson(input.subject ?? {})) as AuditSubject;
+    const payload = JSON.parse(canonicalJson(redactor.value(input.payload ?? {}))) as Record<string, unknown>;
+    const entry = {
+      seq: prev.seq + 1,
+      ts: isoAt(clock.now()),
+      actor: redactor.text(input.actor),
+      event: input.event,
+      subject,
+      payload,
+    };
+    const hash = auditEntryHash(prev.hash, entry);
+    await tx.run('INSERT INTO audit_log (seq, ts, actor, event, subject, payload, prev_hash, hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?)', [
+      entry.seq,
+      entry.ts,
+      entry.actor,
+      entry.event,
+      canonicalJson(subject),
+      canonicalJson(payload),
+      prev.hash,
+      hash,
+    ]);
+    // The recorded head lets verify notice entries cut off the end of the log.
+    await tx.run("INSERT INTO meta (key, value) VALUES ('audit_head', ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value", [
+      canonicalJson({ seq: entry.seq, hash }),
+    ]);
+    const head = { seq: entry.seq, hash };
+    pendingHeads.set(tx, head);
+    tx.afterCommit(() => {
+      if (head.seq > committed.seq) committed = head;
+    });
+    return { ...entry, prevHash: prev.hash, hash };
+  };
+
+  const verify = async (options: { useWorkers?: boolean; pageSize?: number } = {}): Promise<VerifyReport> => {
+    const pageSize = options.pageSize ?? DEFAULT_PAGE_SIZE;
+    const stats = await db.get<{ n: number; first: number | null; last: number | null }>(
+      'SELECT count(*) AS n, min(seq) AS first, max(seq) AS last FROM audit_log',
+    );
+    const total = stats?.n ?? 0;
+    const useWorkers = options.useWorkers ?? total > WORKER_THRESHOLD_ENTRIES;
+    const recordedHeadRow = await db.get<{ value: string }>("SELECT value FROM meta WHERE key = 'audit_head'");
+    const recordedHead = recordedHeadRow ? (JSON.parse(recordedHeadRow.value) as AuditHead) : { seq: 0, hash: GENESIS_HASH };
+    const bad = (seq: number, reason: string): VerifyReport => ({ ok: false, entries: total, firstBad: { seq, reason } });
+
+    if (total === 0) {
+      if (recordedHead.seq > 0) return bad(1, `the log is empty but entries up to seq ${recordedHead.seq} were recorded (entries were deleted)`);
+      return { ok: true, entries: 0, firstSeq: null, head: { seq: 0, hash: GENESIS_HASH }, checkpoint: null };
+    }
+
+    const firstSeq = stats!.first!;
+    let expectedPrev: string | undefined;
+    let checkpoint: { prunedThroughSeq: number; atSeq: number } | null = null;
+    if (firstSeq === 1) {
+      expectedPrev = GENESIS_HASH;
+    } else {
+      // The oldest entries were pruned: a checkpoint entry must name the hash
+      // the remaining chain continues from. The checkpoint is itself part of
+      // the chain verified below, so it cannot be forged without detection.
+      const checkpoints = await db.all<StoredRow>('SELECT * FROM audit_log WHERE event = ? ORDER BY seq DESC', [CHECKPOINT_EVENT]);
+      for (const row of checkpoints) {
+        try {
+          const payload = JSON.parse(row.payload) as { prunedThroughSeq?: unknown; anchorHash?: unknown };
+          if (payload.prunedThroughSeq === firstSeq - 1 && typeof payload.anchorHash === 'string') {
+            expectedPrev = payload.anchorHash;
+            checkpoint = { prunedThroughSeq: firstSeq - 1, atSeq: row.seq };
+            break;
+          }
+        } catch {
+          // An unparsable checkpoint is caught by the hash check below.
+        }
+      }
+      if (expectedPrev === undefined) {
+        return bad(firstSeq - 1, `entries before seq ${firstSeq} are missing and no retention checkpoint accounts for them (entries were deleted)`);
+      }
+    }
+
+    let afterSeq = firstSeq - 1;
+    let prevHash = expectedPrev;
+    let lastRow: StoredRow | undefined;
+    const hashJobs: Array<Promise<{ badSeq: number | null; reason: string | null }>> = [];
+    let linkFailure: { seq: number; reason: string } | undefined;
+    for (;;) {
+      const rows = await db.all<StoredRow>('SELECT * FROM audit_log WHERE seq > ? ORDER BY seq LIMIT ?', [afterSeq, pageSize]);
+      if (rows.length === 0) break;
+      hashJobs.push(pool.verifyPage(rows, useWorkers));
+      for (const row of rows) {
+        if (!linkFailure) {
+          const expectedSeq = (lastRow?.seq ?? firstSeq - 1) + 1;
+          if (row.seq !== expectedSeq) {
+            linkFailure = { seq: expectedSeq, reason: `seq ${expectedSeq} is missing (the entry was deleted)` };
+          } else if (row.prev_hash !== prevHash) {
+            linkFailure = {
+              seq: row.seq,
+              reason: 'it does not continue from the entry before it (an entry was deleted, inserted or moved here)',
+            };
+          }
+        }
+        prevHash = row.hash;
+        lastRow = row;
+      }
+      afterSeq = rows[rows.length - 1]!.seq;
+      if (!useWorkers) await new Promise((resolve) => setImmediate(resolve));
+    }
+    const hashResults = await Promise.all(hashJobs);
+    const failures = hashResults
+      .filter((result): result is { badSeq: number; reason: string } => result.badSeq !== null)
+      .map((result) => ({ seq: result.badSeq, reason: result.reason }));
+    if (linkFailure) failures.push(linkFailure);
+    if (failures.length > 0) {
+      failures.sort((a, b) => a.seq - b.seq);
+      return bad(failures[0]!.seq, failures[0]!.reason);
+    }
+    const head = { seq: lastRow!.seq, hash: lastRow!.hash };
+    const liveHead = committed;
+    const expectedHead = liveHead.seq > recordedHead.seq ? liveHead : recordedHead;
+    if (head.seq < expectedHead.seq) {
+      return bad(head.seq + 1, `the log ends at seq ${head.seq} but entries up to seq ${expectedHead.seq} were written (entries were cut off the end)`);
+    }
+    if (head.seq === expectedHead.seq && head.hash !== expectedHead.hash) {
+      return bad(head.seq, 'the newest entry is not the one that was written (the end of the log was replaced)');
+    }
+    return { ok: true, entries: total, firstSeq, head, checkpoint };
+  };
+
+  const audit: Audit = {
+    record,
+    append: (entry) => db.write((tx) => record(tx, entry)),
+    head: () => committed,
+    async search(query) {
+      const limit = Math.min(Math.max(query.limit ?? 100, 1), MAX_SEARCH_LIMIT);
+      const where: string[] = [];
+      const params: unknown[] = [];
+      const fts = query.q ? toFtsQuery(query.q) : undefined;
+      const subjectFts = query.subjectId ? `subject : "${query.subjectId.replace(/"/g, '""')}"` : undefined;
+      const match = [fts, subjectFts].filter(Boolean).join(' AND ');
+      if (match) {
+        where.push('a.seq IN (SELECT rowid FROM audit_fts WHERE audit_fts MATCH ?)');
+        params.push(match);
+      }
+      if (query.event) {
+        // `grant` matches grant.created and grant.deleted; `grant.created` only that event.
+        where.push(query.event.includes('.') ? 'a.event = ?' : "(a.event = ? OR a.event LIKE ? ESCAPE '\\')");
+        params.push(query.event);
+        if (!query.event.includes('.')) params.push(`${query.event.replace(/[\\%_]/g, '\\$&')}.%`);
+      }
+      if (query.actor) {
+        where.push('a.actor = ?');
+        params.push(query.actor);
+      }
+      if (query.since) {
+        where.push('a.ts >= ?');
+        params.push(query.since);
+      }
+      if (query.until) {
+        where.push('a.ts < ?');
+        params.push(query.until);
+      }
+      if (query.beforeSeq !== undefined) {
+        where.push('a.seq < ?');
+        params.push(query.beforeSeq);
+      }
+      const sql = `SELECT a.* FROM audit_log a ${where.length ? `WHERE ${where.join(' AND ')}` : ''} ORDER BY a.seq DESC LIMIT ?`;
+      params.push(limit + 1);
+      const rows = await db.all<StoredRow>(sql, params);
+      const page = rows.slice(0, limit).map(fromRow);
+      return { entries: page, nextBeforeSeq: rows.length > limit ? page[page.length - 1]!.seq : null };
+    },
+    verify,
+    async prune(cutoffIso, actor = 'system') {
+      return db.write(async (tx) => {
+        const boundary = await tx.get<{ seq: number; hash: string }>(
+          `SELECT seq, hash FROM audit_log WHERE seq = (SELECT max(seq) FROM audit_log WHERE ts < ?)`,
+          [cutoffIso],
+        );
+        if (!boundary) return { deleted: 0, checkpoint: null };
+        const result = await tx.run('DELETE FROM audit_log WHERE seq <= ?', [boundary.seq]);
+        const checkpoint = await record(tx, {
+          actor,
+          event: CHECKPOINT_EVENT,
+          payload: { prunedThroughSeq: boundary.seq, anchorHash: boundary.hash, deletedEntries: result.changes, cutoff: cutoffIso },
+        });
+        return { deleted: result.changes, checkpoint };
+      });
+    },
+  };
+  return audit;
+}
+
+/** Thrown when the write-ahead audit entry cannot be committed: the action does not run (invariant 6). */
+export function auditUnavailable(cause: unknown): KernelError {
+  return new KernelError(
+    'audit_unavailable',
+    'The audit log could not be written, so the action was not run (AIPermission never runs an action it cannot record). Ask the operator to check the gateway log and the disk.',
+    { status: 503, cause },
+  );
+}

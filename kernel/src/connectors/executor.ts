@@ -1,0 +1,30 @@
+import type { ActionDescriptor, ConnectorDescriptor } from './catalog.js';
+
+export interface ProgressUpdate {
+  message?: string;
+  completed?: number;
+  total?: number;
+}
+
+/**
+ * One invocation as the kernel hands it to whatever runs connectors. It
+ * carries only what this call needs: the one target's non-secret config and
+ * the one profile's declared credential fields (the credential lease,
+ * invariant 1). Nothing else of the vault crosses this line.
+ */
+export interface Invocation {
+  invocationId: string;
+  connector: ConnectorDescriptor;
+  action: ActionDescriptor;
+  target: { id: string; kind: string; config: Record<string, unknown> };
+  credentials: { kind: string; config: Record<string, unknown>; secret: Record<string, unknown> };
+  input: unknown;
+  signal: AbortSignal;
+  onProgress(update: ProgressUpdate): void;
+}
+
+/** Runs actions; the plugin host implements it with sandboxed child processes. */
+export interface ActionExecutor {
+  /** Resolves with the action's output, or rejects (an ActionError for an action failure). */
+  invoke(invocation: Invocation): Promise<unknown>;
+}

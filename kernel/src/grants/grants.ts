@@ -1,0 +1,216 @@
+import { isoAt, type Clock } from '../lib/clock.js';
+import { errors, KernelError } from '../lib/errors.js';
+import { newId } from '../lib/ids.js';
+import type { SqlDb, SqlQueries, SqlTx } from '../vault/index.js';
+import type { Audit } from '../audit/index.js';
+
+export type GrantRule = 'always_run' | 'approval_required' | 'blocked';
+export const GRANT_RULES: readonly GrantRule[] = ['always_run', 'approval_required', 'blocked'];
+/** A grant row for every action of the target's connector. A specific row and a wildcard row combine; the stricter wins. */
+export const ANY_ACTION = '*';
+
+export interface Grant {
+  id: string;
+  tokenId: string;
+  targetId: string;
+  profileId: string;
+  action: string;
+  rule: GrantRule;
+  expiresAt: string | null;
+  createdAt: string;
+  updatedAt: string;
+}
+
+/**
+ * The outcome of evaluating the grants for one call (invariant 4):
+ * `denied` when no unexpired row applies, otherwise the strictest rule of the
+ * rows that apply (blocked > approval_required > always_run: deny wins).
+ */
+export interface GrantDecision {
+  decision: GrantRule | 'denied';
+  /** The row that decided, when one did. */
+  grant: Grant | undefined;
+}
+
+interface Row {
+  id: string;
+  token_id: string;
+  target_id: string;
+  profile_id: string;
+  action: string;
+  rule: GrantRule;
+  expires_at: string | null;
+  created_at: string;
+  updated_at: string;
+}
+
+const toGrant = (row: Row): Grant => ({
+  id: row.id,
+  tokenId: row.token_id,
+  targetId: row.target_id,
+  profileId: row.profile_id,
+  action: row.action,
+  rule: row.rule,
+  expiresAt: row.expires_at,
+  createdAt: row.created_at,
+  updatedAt: row.updated_at,
+});
+
+const STRICTNESS: Record<GrantRule, number> = { always_run: 0, approval_required: 1, blocked: 2 };
+
+export interface GrantSetInput {
+  tokenId: string;
+  targetId: string;
+  profileId: string;
+  action: string;
+  rule: GrantRule;
+  expiresAt?: string | null;
+}
+
+export interface GrantChange {
+  tokenId: string;
+  targetId: string;
+  profileId: string;
+}
+
+export interface GrantStore {
+  /** Creates or replaces the rule for token x target x profile x action. */
+  set(input: GrantSetInput, actor: string): Promise<Grant>;
+  remove(id: string, actor: string): Promise<void>;
+  list(filter?: { tokenId?: string; targetId?: string; profileId?: string }): Promise<Grant[]>;
+  /** Pass `q` (a transaction) when evaluating inside a write; the connection lock is held there. */
+  evaluate(tokenId: string, targetId: string, profileId: string, action: string, q?: SqlQueries): Promise<GrantDecision>;
+}
+
+export function createGrantStore(deps: {
+  db: SqlDb;
+  clock: Clock;
+  audit: Audit;
+  /** Checks that the token, target and profile exist and belong together; throws a clear error if not. */
+  checkRefs: (input: GrantSetInput) => Promise<void>;
+  /** Called inside the change's transaction: pending approvals the change affects are re-checked. */
+  onChanged: (tx: SqlTx, change: GrantChange) => Promise<void>;
+}): GrantStore {
+  const { db, clock, audit } = deps;
+
+  const evaluateRows = (rows: Row[], nowMs: number): GrantDecision => {
+    let best: Row | undefined;
+    for (const row of rows) {
+      if (row.expires_at && Date.parse(row.expires_at) <= nowMs) continue; // an expired grant is no grant
+      if (!best || STRICTNESS[row.rule] > STRICTNESS[best.rule]) best = row;
+    }
+    return best ? { decision: best.rule, grant: toGrant(best) } : { decision: 'denied', grant: undefined };
+  };
+
+  return {
+    async set(input, actor) {
+      if (!GRANT_RULES.includes(input.rule)) {
+        throw errors.invalid(`rule must be one of ${GRANT_RULES.join(', ')}.`);
+      }
+      if (!/^(\*|[a-z][a-z0-9_]{0,63})$/.test(input.action)) {
+        throw errors.invalid(`"${input.action}" is not an action name (snake_case) or "*" for every action.`);
+      }
+      const nowMs = clock.now();
+      let expiresAt: string | null = null;
+      if (input.expiresAt) {
+        const at = Date.parse(input.expiresAt);
+        if (Number.isNaN(at)) throw errors.invalid(`expiresAt "${input.expiresAt}" is not an ISO-8601 time.`);
+        if (at <= nowMs) throw errors.invalid('expiresAt is in the past; a temporary grant must end in the future.');
+        expiresAt = isoAt(at);
+      }
+      await deps.checkRefs(input);
+      const now = isoAt(nowMs);
+      return db.write(async (tx) => {
+        const existing = await tx.get<Row>('SELECT * FROM grants WHERE token_id = ? AND target_id = ? AND profile_id = ? AND action = ?', [
+          input.tokenId,
+          input.targetId,
+          input.profileId,
+          input.action,
+        ]);
+        const row: Row = existing
+          ? { ...existing, rule: input.rule, expires_at: expiresAt, updated_at: now }
+          : {
+              id: newId('grt'),
+              token_id: input.tokenId,
+              target_id: input.targetId,
+              profile_id: input.profileId,
+              action: input.action,
+              rule: input.rule,
+              expires_at: expiresAt,
+              created_at: now,
+              updated_at: now,
+            };
+        if (existing) {
+          await tx.run('UPDATE grants SET rule = ?, expires_at = ?, updated_at = ? WHERE id = ?', [row.rule, row.expires_at, now, row.id]);
+        } else {
+          await tx.run(
+            'INSERT INTO grants (id, token_id, target_id, profile_id, action, rule, expires_at, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)',
+            [row.id, row.token_id, row.target_id, row.profile_id, row.action, row.rule, row.expires_at, now, now],
+          );
+        }
+        await audit.record(tx, {
+          actor,
+          event: existing ? 'grant.updated' : 'grant.created',
+          subject: { grantId: row.id, tokenId: row.token_id, targetId: row.target_id, profileId: row.profile_id },
+          payload: { action: row.action, rule: row.rule, expiresAt: row.expires_at, ...(existing ? { previousRule: existing.rule, previousExpiresAt: existing.expires_at } : {}) },
+        });
+        await deps.onChanged(tx, { tokenId: row.token_id, targetId: row.target_id, profileId: row.profile_id });
+        return toGrant(row);
+      });
+    },
+    async remove(id, actor) {
+      await db.write(async (tx) => {
+        const row = await tx.get<Row>('SELECT * FROM grants WHERE id = ?', [id]);
+        if (!row) throw errors.notFound('Grant', id);
+        await tx.run('DELETE FROM grants WHERE id = ?', [id]);
+        await audit.record(tx, {
+          actor,
+          event: 'grant.deleted',
+          subject: { grantId: id, tokenId: row.token_id, targetId: row.target_id, profileId: row.profile_id },
+          payload: { action: row.action, rule: row.rule },
+        });
+        await deps.onChanged(tx, { tokenId: row.token_id, targetId: row.target_id, profileId: row.profile_id });
+      });
+    },
+    async list(filter = {}) {
+      const where: string[] = [];
+      const params: unknown[] = [];
+      if (filter.tokenId) {
+        where.push('token_id = ?');
+        params.push(filter.tokenId);
+      }
+      if (filter.targetId) {
+        where.push('target_id = ?');
+        params.push(filter.targetId);
+      }
+      if (filter.profileId) {
+        where.push('profile_id = ?');
+        params.push(filter.profileId);
+      }
+      const rows = await db.all<Row>(
+        `SELECT * FROM grants ${where.length ? `WHERE ${where.join(' AND ')}` : ''} ORDER BY token_id, target_id, profile_id, action`,
+        params,
+      );
+      return rows.map(toGrant);
+    },
+    async evaluate(tokenId, targetId, profileId, action, q = db) {
+      const rows = await q.all<Row>('SELECT * FROM grants WHERE token_id = ? AND target_id = ? AND profile_id = ? AND action IN (?, ?)', [
+        tokenId,
+        targetId,
+        profileId,
+        action,
+        ANY_ACTION,
+      ]);
+      return evaluateRows(rows, clock.now());
+    },
+  };
+}
+
+/** The refusal an agent sees for both "blocked" and "no grant": it learns nothing it could use to get around the rule. */
+export function grantRefusal(): KernelError {
+  return new KernelError(
+    'not_permitted',
+    'This token is not permitted to run that action on that target. Ask your operator to grant it if you need it.',
+    { status: 403 },
+  );
+}
