@@ -1,9 +1,18 @@
-/** A rule that rewrites matches of `pattern` (always applied globally). */
+/** A rule that rewrites every match in a text. */
 export interface RedactionRule {
   name: string;
-  pattern: RegExp;
-  /** A replacement string; `$1`-style group references work as in String.replace. */
-  replacement: string;
+  apply(text: string): string;
+}
+
+/** A built-in rule: a vetted JavaScript regex (custom rules use RE2 instead, see redactor.ts). */
+function regexRule(name: string, pattern: RegExp, replacement: string): RedactionRule {
+  return {
+    name,
+    apply(text) {
+      pattern.lastIndex = 0;
+      return text.replace(pattern, replacement);
+    },
+  };
 }
 
 export const REDACTED = '[REDACTED]';
@@ -14,32 +23,20 @@ export const REDACTED = '[REDACTED]';
  * a preview, a false negative puts a secret in the audit log forever.
  */
 export const BUILTIN_RULES: readonly RedactionRule[] = [
-  {
-    name: 'pem-private-key',
-    // Also a truncated block (no END line) in bounded output.
-    pattern: /-----BEGIN ((?:[A-Z0-9]+ )*PRIVATE KEY(?: BLOCK)?)-----[\s\S]*?(?:-----END \1-----|$)/g,
-    replacement: '[REDACTED PRIVATE KEY]',
-  },
-  {
-    name: 'authorization-header',
-    pattern: /\b(Bearer|Basic|Token|Digest)\s+[A-Za-z0-9._~+/=-]{8,}/g,
-    replacement: `$1 ${REDACTED}`,
-  },
-  {
-    name: 'url-credentials',
-    pattern: /\b([a-zA-Z][a-zA-Z0-9+.-]*:\/\/[^\s:/@]*:)([^\s@/]+)(@)/g,
-    replacement: `$1${REDACTED}$3`,
-  },
-  {
-    name: 'secret-assignment',
-    // password=..., "token": "...", api_key: ..., PGPASSWORD=... and the like.
-    pattern:
-      /\b([A-Za-z0-9_.-]*(?:password|passwd|pwd|secret|token|api[_-]?key|access[_-]?key|private[_-]?key|passphrase|auth)[A-Za-z0-9_.-]*)(["']?[ \t]*[:=][ \t]*["']?)([^\s"',;&}\]]+)/gi,
-    replacement: `$1$2${REDACTED}`,
-  },
-  {
-    name: 'well-known-token',
-    pattern: new RegExp(
+  // Also a truncated block (no END line) in bounded output.
+  regexRule('pem-private-key', /-----BEGIN ((?:[A-Z0-9]+ )*PRIVATE KEY(?: BLOCK)?)-----[\s\S]*?(?:-----END \1-----|$)/g, '[REDACTED PRIVATE KEY]'),
+  regexRule('authorization-header', /\b(Bearer|Basic|Token|Digest)\s+[A-Za-z0-9._~+/=-]{8,}/g, `$1 ${REDACTED}`),
+  regexRule('url-credentials', /\b([a-zA-Z][a-zA-Z0-9+.-]*:\/\/[^\s:/@]*:)([^\s@/]+)(@)/g, `$1${REDACTED}$3`),
+  // password=..., "token": "...", api_key: ..., PGPASSWORD=... and the like. The
+  // lookahead leaves "Authorization: Bearer [REDACTED]" readable after the rule above.
+  regexRule(
+    'secret-assignment',
+    /\b([A-Za-z0-9_.-]*(?:password|passwd|pwd|secret|token|api[_-]?key|access[_-]?key|private[_-]?key|passphrase|auth)[A-Za-z0-9_.-]*)(["']?[ \t]*[:=][ \t]*["']?)(?!(?:Bearer|Basic|Token|Digest) )([^\s"',;&}\]]+)/gi,
+    `$1$2${REDACTED}`,
+  ),
+  regexRule(
+    'well-known-token',
+    new RegExp(
       [
         'aip_[A-Za-z0-9_-]{20,}', // our own MCP tokens
         'gh[pousr]_[A-Za-z0-9]{20,}', // GitHub
@@ -57,8 +54,8 @@ export const BUILTIN_RULES: readonly RedactionRule[] = [
         .join('|'),
       'g',
     ),
-    replacement: REDACTED,
-  },
+    REDACTED,
+  ),
 ];
 
 /**

@@ -1,0 +1,84 @@
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { createHarness, type Harness } from './helpers/kernel.js';
+import { PASSWORD, OTHER_PASSWORD } from './helpers/temp.js';
+import { hashToken } from '../src/tokens/index.js';
+
+let h: Harness;
+beforeEach(async () => {
+  h = await createHarness();
+});
+afterEach(async () => h.cleanup());
+
+describe('MCP tokens', () => {
+  it('creates aip_ + 43 base64url characters, stores only the hash and a prefix, and shows the token once', async () => {
+    const { token, secret } = await h.ws.tokens.create({ name: 'claude-code' }, 'operator:test');
+    expect(secret).toMatch(/^aip_[A-Za-z0-9_-]{43}$/);
+    expect(Buffer.from(secret.slice(4), 'base64url')).toHaveLength(32);
+    expect(token.prefix).toBe(secret.slice(0, 12));
+    const row = await h.ws.db.get<Record<string, unknown>>('SELECT * FROM tokens WHERE id = ?', [token.id]);
+    expect(row!.hash).toBe(hashToken(secret));
+    expect(JSON.stringify(row)).not.toContain(secret.slice(12));
+    expect(JSON.stringify(await h.ws.tokens.list())).not.toContain(secret.slice(12));
+    const audit = await h.ws.db.all<{ payload: string }>('SELECT payload FROM audit_log');
+    expect(audit.map((a) => a.payload).join()).not.toContain(secret.slice(12));
+  });
+
+  it('authenticates a valid token to its database', async () => {
+    const { token, secret } = await h.ws.tokens.create({ name: 'a' }, 'operator:test');
+    const auth = h.kernel.authenticateToken(secret);
+    expect(auth.workspace.name).toBe('main');
+    expect(auth.token.id).toBe(token.id);
+  });
+
+  it('refuses an expired token', async () => {
+    const { secret } = await h.ws.tokens.create({ name: 'short', expiresAt: new Date(h.clock.now() + 60_000).toISOString() }, 'operator:test');
+    expect(() => h.kernel.authenticateToken(secret)).not.toThrow();
+    h.clock.advance(61_000);
+    expect(() => h.kernel.authenticateToken(secret)).toThrow(expect.objectContaining({ code: 'token_expired' }));
+    await expect(h.ws.tokens.create({ name: 'past', expiresAt: new Date(h.clock.now() - 1).toISOString() }, 'operator:test')).rejects.toMatchObject({
+      code: 'invalid_input',
+    });
+  });
+
+  it('refuses a revoked token', async () => {
+    const { token, secret } = await h.ws.tokens.create({ name: 'a' }, 'operator:test');
+    await h.ws.tokens.revoke(token.id, 'operator:test');
+    expect(() => h.kernel.authenticateToken(secret)).toThrow(expect.objectContaining({ code: 'token_revoked', status: 401 }));
+    expect((await h.ws.tokens.list())[0]!.revokedAt).not.toBeNull();
+  });
+
+  it('refuses an unknown or malformed token', () => {
+    expect(() => h.kernel.authenticateToken('aip_' + 'A'.repeat(43))).toThrow(expect.objectContaining({ code: 'invalid_token' }));
+    expect(() => h.kernel.authenticateToken('Bearer nonsense')).toThrow(expect.objectContaining({ code: 'invalid_token' }));
+  });
+
+  it('rate-limits failed authentications', () => {
+    for (let i = 0; i < 10; i += 1) expect(() => h.kernel.authenticateToken(`aip_${'B'.repeat(42)}${i}`)).toThrow(expect.objectContaining({ code: 'invalid_token' }));
+    expect(() => h.kernel.authenticateToken(`aip_${'C'.repeat(43)}`)).toThrow(expect.objectContaining({ code: 'too_many_attempts', status: 429 }));
+    h.clock.advance(61_000);
+    expect(() => h.kernel.authenticateToken(`aip_${'C'.repeat(43)}`)).toThrow(expect.objectContaining({ code: 'invalid_token' }));
+  });
+
+  it('treats a token valid in two unlocked databases as a conflict, never a guess', async () => {
+    const { secret } = await h.ws.tokens.create({ name: 'shared' }, 'operator:test');
+    await h.kernel.createDatabase('second', OTHER_PASSWORD);
+    const second = await h.kernel.unlock('second', OTHER_PASSWORD, 'operator:test');
+    // The same hash planted in the second database (as an import of a copy would).
+    await second.db.run("INSERT INTO tokens (id, name, hash, prefix, created_at) VALUES ('tok_copy000000000000', 'copy', ?, ?, '2026-01-01T00:00:00.000Z')", [
+      hashToken(secret),
+      secret.slice(0, 12),
+    ]);
+    await h.kernel.lock('second', 'operator:test');
+    await h.kernel.unlock('second', OTHER_PASSWORD, 'operator:test');
+    expect(() => h.kernel.authenticateToken(secret)).toThrow(expect.objectContaining({ code: 'token_conflict', status: 409 }));
+    await h.kernel.lock('second', 'operator:test');
+    expect(h.kernel.authenticateToken(secret).workspace.name).toBe('main');
+  });
+
+  it('stops authenticating tokens of a database once it is locked', async () => {
+    const { secret } = await h.ws.tokens.create({ name: 'a' }, 'operator:test');
+    await h.kernel.lock('main', 'operator:test');
+    expect(() => h.kernel.authenticateToken(secret)).toThrow(expect.objectContaining({ code: 'invalid_token' }));
+    await h.kernel.unlock('main', PASSWORD, 'operator:test');
+  });
+});
