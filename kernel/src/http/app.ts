@@ -1,0 +1,85 @@
+import { Hono } from 'hono';
+import { bodyLimit } from 'hono/body-limit';
+import { HTTPException } from 'hono/http-exception';
+import { isKernelError, KernelError } from '../lib/errors.js';
+import type { Kernel } from '../kernel.js';
+import type { HttpEnv } from './context.js';
+import { hostAndOriginCheck, jsonOnly, loopbackPeersOnly, securityHeaders, sessionAndCsrf } from './boundary.js';
+import { createSessionStore, type SessionStore } from './sessions.js';
+import { systemRoutes, IMPORT_MAX_BYTES } from './routes/system.js';
+import { configRoutes } from './routes/config.js';
+import { targetRoutes } from './routes/targets.js';
+import { tokenRoutes } from './routes/tokens.js';
+import { requestRoutes } from './routes/requests.js';
+import { eventRoutes } from './routes/events.js';
+
+/** 256 KiB: every operator request is a small JSON document (a target config, a grant, a note). */
+export const DEFAULT_BODY_LIMIT_BYTES = 256 * 1024;
+
+export interface HttpAppOptions {
+  kernel: Kernel;
+  /** The port actually listened on (known only after listen when 0 was asked for). */
+  getPort: () => number;
+  version: string;
+  sessions?: SessionStore;
+}
+
+function errorBody(code: string, message: string) {
+  return { error: { code, message } };
+}
+
+/**
+ * The hono app: boundary middleware (loopback peers, Host/Origin, security
+ * headers, JSON only, body caps, session + CSRF) in front of the REST routes.
+ * Errors leave as `{"error": {"code", "message"}}`, never a stack trace.
+ */
+export function createHttpApp(options: HttpAppOptions): { app: Hono<HttpEnv>; sessions: SessionStore } {
+  const { kernel } = options;
+  const sessions = options.sessions ?? createSessionStore(kernel.clock);
+  kernel.onLocked((name) => sessions.dropDatabase(name));
+  const app = new Hono<HttpEnv>();
+
+  app.use('*', securityHeaders());
+  app.use('*', loopbackPeersOnly());
+  app.use('*', hostAndOriginCheck(options.getPort));
+  app.use('/api/*', jsonOnly());
+  const tooLarge = (limit: number) => () => {
+    throw new KernelError('body_too_large', `The body is larger than this route accepts (${limit} bytes).`, { status: 413 });
+  };
+  app.use('/api/databases/import', bodyLimit({ maxSize: IMPORT_MAX_BYTES + 4096, onError: tooLarge(IMPORT_MAX_BYTES) }));
+  app.use('/api/*', async (c, next) => {
+    if (c.req.path === '/api/databases/import') return next();
+    return bodyLimit({ maxSize: DEFAULT_BODY_LIMIT_BYTES, onError: tooLarge(DEFAULT_BODY_LIMIT_BYTES) })(c, next);
+  });
+  app.use('/api/*', sessionAndCsrf(sessions));
+
+  app.route('/api', systemRoutes(kernel, sessions, options.version));
+  app.route('/api', configRoutes(kernel));
+  app.route('/api', targetRoutes(kernel));
+  app.route('/api', tokenRoutes(kernel));
+  app.route('/api', requestRoutes(kernel));
+  app.route('/api', eventRoutes(kernel, sessions));
+
+  app.get('/', (c) =>
+    c.text(
+      `AIPermission ${options.version} is running on this machine.\nThe web UI is not part of this build yet; use the aip CLI (aip status) or the REST API (docs/api.md).\n`,
+    ),
+  );
+
+  app.notFound((c) => c.json(errorBody('not_found', `No route for ${c.req.method} ${c.req.path}. See docs/api.md.`), 404));
+
+  app.onError((error, c) => {
+    if (isKernelError(error)) {
+      if (error.status === 429 && typeof error.details?.retryAfterSeconds === 'number') c.header('Retry-After', String(error.details.retryAfterSeconds));
+      return c.json(errorBody(error.code, error.message), error.status as 400);
+    }
+    if (error instanceof HTTPException) {
+      const status = error.status;
+      return c.json(errorBody(status === 413 ? 'body_too_large' : 'http_error', error.message || 'The request could not be handled.'), status);
+    }
+    kernel.log(`unexpected error on ${c.req.method} ${c.req.path}`, error);
+    return c.json(errorBody('internal_error', 'Something went wrong inside the gateway; the details are in its log.'), 500);
+  });
+
+  return { app, sessions };
+}

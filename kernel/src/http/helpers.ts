@@ -1,0 +1,84 @@
+import { KernelError } from '../lib/errors.js';
+import { compileValidator } from '../lib/schema.js';
+import type { Kernel } from '../kernel.js';
+import type { Workspace } from '../workspace/index.js';
+import type { HttpContext } from './context.js';
+import type { Session } from './sessions.js';
+
+/** Compiles a body schema; every body schema rejects unknown fields. */
+export function bodySchema<T>(properties: Record<string, object>, required: string[] = []) {
+  return compileValidator<T>({ type: 'object', additionalProperties: false, properties, required }, 'request body');
+}
+
+/** Reads and validates a JSON body. An empty body counts as `{}`. */
+export async function readBody<T>(c: HttpContext, validate: (value: unknown) => T): Promise<T> {
+  const text = await c.req.text();
+  let value: unknown = {};
+  if (text.trim() !== '') {
+    try {
+      value = JSON.parse(text);
+    } catch (error) {
+      throw new KernelError('invalid_json', `The body is not valid JSON (${(error as Error).message}). Send a JSON object.`, { status: 400 });
+    }
+  }
+  return validate(value);
+}
+
+export function actorOf(session: Session): string {
+  return `operator:${session.client}:${session.id}`;
+}
+
+/** The operator session, or 401 (423 first when nothing is unlocked at all). */
+export function requireSession(c: HttpContext, kernel: Kernel): Session {
+  const session = c.get('session');
+  if (!session) {
+    if (kernel.unlocked().length === 0) {
+      throw new KernelError('locked', 'No database is unlocked. Unlock one first (aip unlock, or the web UI).', { status: 423 });
+    }
+    throw new KernelError('not_authenticated', 'Prove the database password first (POST /api/databases/<name>/unlock, aip unlock, or the web UI).', { status: 401 });
+  }
+  return session;
+}
+
+/**
+ * The workspace a `/api/databases/:db/...` route acts on: 404 if there is no
+ * such database, 423 while it is locked, 401 unless this session proved its
+ * password.
+ */
+export async function workspaceFor(c: HttpContext, kernel: Kernel): Promise<{ ws: Workspace; session: Session; actor: string }> {
+  const name = c.req.param('db') ?? '';
+  if (!kernel.isUnlocked(name)) {
+    const exists = await kernel.vault.exists(name).catch(() => false);
+    if (!exists) throw new KernelError('database_not_found', `There is no database named "${name}".`, { status: 404 });
+    throw new KernelError('database_locked', `Database "${name}" is locked. Unlock it first (aip unlock --db ${name}, or the web UI).`, { status: 423 });
+  }
+  const session = c.get('session');
+  if (!session || !session.databases.has(name)) {
+    throw new KernelError('not_authenticated', `Prove the password of database "${name}" first (POST /api/databases/${name}/unlock, aip unlock, or the web UI).`, {
+      status: 401,
+    });
+  }
+  return { ws: kernel.workspace(name), session, actor: actorOf(session) };
+}
+
+/** Parses an optional integer query parameter within bounds, with a clear error. */
+export function intQuery(c: HttpContext, name: string, min: number, max: number): number | undefined {
+  const raw = c.req.query(name);
+  if (raw === undefined || raw === '') return undefined;
+  if (!/^-?\d+$/.test(raw) || Number(raw) < min || Number(raw) > max) {
+    throw new KernelError('invalid_query', `Query parameter "${name}" must be an integer from ${min} to ${max}.`, { status: 400 });
+  }
+  return Number(raw);
+}
+
+/** Rejects query parameters a route does not know, like unknown body fields. */
+export function checkQuery(c: HttpContext, allowed: readonly string[]): void {
+  for (const key of Object.keys(c.req.queries())) {
+    if (!allowed.includes(key)) {
+      throw new KernelError('invalid_query', `Unknown query parameter "${key}". This route takes: ${allowed.length ? allowed.join(', ') : 'none'}.`, { status: 400 });
+    }
+  }
+}
+
+/** An ISO-8601 time; the store parses it and says so if it cannot. */
+export const ISO_TIME = { type: ['string', 'null'], maxLength: 40 } as const;

@@ -1,0 +1,60 @@
+import { Hono } from 'hono';
+import { streamSSE } from 'hono/streaming';
+import type { Kernel } from '../../kernel.js';
+import type { KernelEvent } from '../../events/index.js';
+import type { HttpEnv } from '../context.js';
+import { requireSession } from '../helpers.js';
+import type { SessionStore } from '../sessions.js';
+
+/** A comment line every 15 s keeps proxies and browsers from timing the stream out. */
+export const HEARTBEAT_MS = 15_000;
+
+/**
+ * The live event stream (Server-Sent Events): new and changed requests,
+ * messages, lock/unlock and MCP switch changes, for the databases this
+ * session proved. The UI and `aip approvals watch` react to it at once
+ * instead of polling.
+ */
+export function eventRoutes(kernel: Kernel, sessions: SessionStore) {
+  const app = new Hono<HttpEnv>();
+  app.get('/events', (c) => {
+    const session = requireSession(c, kernel);
+    return streamSSE(c, async (stream) => {
+      const queue: KernelEvent[] = [];
+      let wake: (() => void) | undefined;
+      const unsubscribe = kernel.events.subscribe((event) => {
+        if (!session.databases.has(event.database) && event.type !== 'database.locked') return;
+        queue.push(event);
+        wake?.();
+      });
+      let closed = false;
+      stream.onAbort(() => {
+        closed = true;
+        wake?.();
+      });
+      const heartbeat = setInterval(() => {
+        void stream.write(': heartbeat\n\n');
+      }, HEARTBEAT_MS);
+      try {
+        await stream.writeSSE({ event: 'ready', data: JSON.stringify({ databases: [...session.databases] }) });
+        while (!closed) {
+          // Stop when the session ended (logout, expiry, password change on every database).
+          if (!sessions.get(session.secret)) break;
+          const event = queue.shift();
+          if (!event) {
+            await new Promise<void>((resolve) => {
+              wake = resolve;
+            });
+            wake = undefined;
+            continue;
+          }
+          await stream.writeSSE({ event: event.type, data: JSON.stringify(event) });
+        }
+      } finally {
+        clearInterval(heartbeat);
+        unsubscribe();
+      }
+    });
+  });
+  return app;
+}

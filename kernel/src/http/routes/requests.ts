@@ -1,0 +1,120 @@
+import { Hono } from 'hono';
+import { KernelError } from '../../lib/errors.js';
+import { REQUEST_STATUSES, type RequestStatus } from '../../approvals/index.js';
+import type { Kernel } from '../../kernel.js';
+import type { HttpEnv } from '../context.js';
+import { bodySchema, checkQuery, intQuery, readBody, workspaceFor } from '../helpers.js';
+
+const NOTE = { type: ['string', 'null'], maxLength: 4096 } as const;
+const decisionBody = bodySchema<{ note?: string | null }>({ note: NOTE });
+const messageBody = bodySchema<{ tokenId: string; text: string }>(
+  { tokenId: { type: 'string', minLength: 1, maxLength: 64 }, text: { type: 'string', minLength: 1, maxLength: 4096 } },
+  ['tokenId', 'text'],
+);
+/** How long Run waits for the action before answering `running` (the SSE stream announces the end). */
+export const RUN_WAIT_MS = 10_000;
+
+/** Action requests (approvals and history), the audit log and operator/agent messages. */
+export function requestRoutes(kernel: Kernel) {
+  const app = new Hono<HttpEnv>();
+
+  app.get('/databases/:db/requests', async (c) => {
+    checkQuery(c, ['status', 'q', 'tokenId', 'targetId', 'before', 'limit']);
+    const { ws } = await workspaceFor(c, kernel);
+    const statusParam = c.req.query('status');
+    const statuses = statusParam ? (statusParam.split(',').map((s) => s.trim()) as RequestStatus[]) : undefined;
+    for (const status of statuses ?? []) {
+      if (!REQUEST_STATUSES.includes(status)) {
+        throw new KernelError('invalid_query', `"${status}" is not a request status; use one of ${REQUEST_STATUSES.join(', ')}.`, { status: 400 });
+      }
+    }
+    await ws.expirePending();
+    const before = intQuery(c, 'before', 1, Number.MAX_SAFE_INTEGER);
+    const limit = intQuery(c, 'limit', 1, 500);
+    const page = await ws.approvals.list({
+      ...(statuses ? { status: statuses } : {}),
+      ...(c.req.query('q') ? { q: c.req.query('q')! } : {}),
+      ...(c.req.query('tokenId') ? { tokenId: c.req.query('tokenId')! } : {}),
+      ...(c.req.query('targetId') ? { targetId: c.req.query('targetId')! } : {}),
+      ...(before !== undefined ? { beforeSeq: before } : {}),
+      ...(limit !== undefined ? { limit } : {}),
+    });
+    return c.json({ requests: page.requests, nextBefore: page.nextBeforeSeq });
+  });
+
+  app.get('/databases/:db/requests/:id', async (c) => {
+    const { ws } = await workspaceFor(c, kernel);
+    await ws.expirePending();
+    return c.json({ request: await ws.approvals.require(c.req.param('id')) });
+  });
+
+  app.post('/databases/:db/requests/:id/run', async (c) => {
+    const { ws, actor } = await workspaceFor(c, kernel);
+    const body = await readBody(c, decisionBody);
+    const request = await kernel.pipeline.runApproved(ws, c.req.param('id'), actor, body.note ?? null, { waitMs: RUN_WAIT_MS });
+    return c.json({ request });
+  });
+
+  app.post('/databases/:db/requests/:id/decline', async (c) => {
+    const { ws, actor } = await workspaceFor(c, kernel);
+    const body = await readBody(c, decisionBody);
+    return c.json({ request: await ws.approvals.decline(c.req.param('id'), body.note ?? null, actor) });
+  });
+
+  app.get('/databases/:db/audit', async (c) => {
+    checkQuery(c, ['q', 'event', 'actor', 'subject', 'since', 'until', 'before', 'limit']);
+    const { ws } = await workspaceFor(c, kernel);
+    const before = intQuery(c, 'before', 1, Number.MAX_SAFE_INTEGER);
+    const limit = intQuery(c, 'limit', 1, 500);
+    const q = (name: string) => (c.req.query(name) ? { [name]: c.req.query(name)! } : {});
+    const page = await ws.audit.search({
+      ...q('q'),
+      ...q('event'),
+      ...q('actor'),
+      ...q('since'),
+      ...q('until'),
+      ...(c.req.query('subject') ? { subjectId: c.req.query('subject')! } : {}),
+      ...(before !== undefined ? { beforeSeq: before } : {}),
+      ...(limit !== undefined ? { limit } : {}),
+    });
+    return c.json({ entries: page.entries, nextBefore: page.nextBeforeSeq });
+  });
+
+  app.post('/databases/:db/audit/verify', async (c) => {
+    const { ws } = await workspaceFor(c, kernel);
+    await readBody(c, bodySchema({}));
+    return c.json({ report: await ws.audit.verify() });
+  });
+
+  app.get('/databases/:db/messages', async (c) => {
+    checkQuery(c, ['direction', 'tokenId', 'limit']);
+    const { ws } = await workspaceFor(c, kernel);
+    const direction = c.req.query('direction');
+    if (direction !== undefined && direction !== 'to_agent' && direction !== 'to_operator') {
+      throw new KernelError('invalid_query', 'direction must be to_agent or to_operator.', { status: 400 });
+    }
+    const limit = intQuery(c, 'limit', 1, 500);
+    return c.json({
+      messages: await ws.messages.list({
+        ...(direction ? { direction } : {}),
+        ...(c.req.query('tokenId') ? { tokenId: c.req.query('tokenId')! } : {}),
+        ...(limit !== undefined ? { limit } : {}),
+      }),
+    });
+  });
+
+  app.post('/databases/:db/messages', async (c) => {
+    const { ws, actor } = await workspaceFor(c, kernel);
+    const body = await readBody(c, messageBody);
+    ws.tokens.require(body.tokenId);
+    return c.json({ message: await ws.messages.sendToAgent({ tokenId: body.tokenId, body: body.text }, actor) }, 201);
+  });
+
+  app.post('/databases/:db/messages/:id/read', async (c) => {
+    const { ws } = await workspaceFor(c, kernel);
+    await ws.messages.markRead(c.req.param('id'));
+    return c.json({ read: true });
+  });
+
+  return app;
+}

@@ -1,0 +1,59 @@
+/**
+ * The composition root: wires the kernel's createX(deps) factories into a
+ * running gateway. Nothing else reaches for globals; tests build exactly the
+ * pieces they need from the same factories.
+ */
+import { createKernel, type Kernel, type KernelOptions } from './kernel.js';
+import { createHttpApp, listenOnLoopback, type RunningServer } from './http/index.js';
+import { resolveDataDir } from './vault/index.js';
+import { VERSION } from './version.js';
+
+export interface GatewayOptions extends Omit<KernelOptions, 'dataDir'> {
+  dataDir?: string;
+  host?: string;
+  port?: number;
+}
+
+export interface Gateway {
+  kernel: Kernel;
+  server: RunningServer;
+  url: string;
+  close(): Promise<void>;
+}
+
+export const DEFAULT_PORT = 3210;
+export const DEFAULT_HOST = '127.0.0.1';
+
+/** Starts the gateway: kernel + HTTP app on a loopback address. */
+export async function startGateway(options: GatewayOptions = {}): Promise<Gateway> {
+  const kernel = createKernel({ ...options, dataDir: resolveDataDir(options.dataDir) });
+  let port = options.port ?? DEFAULT_PORT;
+  const { app } = createHttpApp({ kernel, getPort: () => port, version: VERSION });
+  let server: RunningServer;
+  try {
+    server = await listenOnLoopback(app.fetch, { host: options.host ?? DEFAULT_HOST, port });
+  } catch (error) {
+    await kernel.close();
+    throw error;
+  }
+  port = server.port;
+  let closing: Promise<void> | undefined;
+  return {
+    kernel,
+    server,
+    url: server.url,
+    close() {
+      closing ??= (async () => {
+        await server.close();
+        await kernel.close();
+      })();
+      return closing;
+    },
+  };
+}
+
+export { createKernel, VERSION };
+export type { Kernel, KernelOptions };
+export { createHttpApp, listenOnLoopback } from './http/index.js';
+export { createStaticCatalog, defineStaticConnector } from './connectors/index.js';
+export type { ActionExecutor, ConnectorCatalog, ConnectorDescriptor, Invocation } from './connectors/index.js';

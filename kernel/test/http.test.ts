@@ -1,0 +1,314 @@
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { readFile } from 'node:fs/promises';
+import { createKernel, type Kernel } from '../src/kernel.js';
+import { createStaticCatalog, defineStaticConnector } from '../src/connectors/index.js';
+import { createFakeExecutor, fakeConnectorDefinition } from './helpers/kernel.js';
+import { tempDir, PASSWORD, OTHER_PASSWORD } from './helpers/temp.js';
+import { httpApp, TestClient, PORT } from './helpers/http.js';
+import type { Hono } from 'hono';
+
+let kernel: Kernel;
+let app: Hono<never>;
+let dir: string;
+let cleanup: () => Promise<void>;
+let executor: ReturnType<typeof createFakeExecutor>;
+
+beforeEach(async () => {
+  ({ dir, cleanup } = await tempDir());
+  executor = createFakeExecutor();
+  kernel = createKernel({ dataDir: dir, catalog: createStaticCatalog([defineStaticConnector(fakeConnectorDefinition())]), executor, log: () => undefined });
+  ({ app } = httpApp(kernel));
+});
+afterEach(async () => {
+  await kernel.close();
+  await cleanup();
+});
+
+/** A client with a set-up and unlocked database `main`. */
+async function operator(): Promise<TestClient> {
+  const client = new TestClient(app);
+  await client.get('/api/status');
+  await client.json('POST', '/api/databases', { name: 'main', password: PASSWORD }, 201);
+  return client;
+}
+
+describe('loopback boundary', () => {
+  it('rejects a non-loopback peer, and a request whose peer is unknown', async () => {
+    const lan = new TestClient(app, { remoteAddress: '192.168.1.20' });
+    const response = await lan.get('/api/status');
+    expect(response.status).toBe(403);
+    expect(await response.json()).toEqual({ error: { code: 'non_loopback_peer', message: expect.stringContaining('loopback') } });
+    expect((await new TestClient(app, { remoteAddress: null }).get('/api/status')).status).toBe(403);
+    expect((await new TestClient(app, { remoteAddress: '::ffff:127.0.0.1' }).get('/api/status')).status).toBe(200);
+    expect((await new TestClient(app, { remoteAddress: '::1' }).get('/api/status')).status).toBe(200);
+  });
+
+  it('rejects a Host header that is not the gateway (DNS rebinding)', async () => {
+    const client = new TestClient(app);
+    for (const host of ['evil.example', `evil.example:${PORT}`, '127.0.0.1:9999', `192.168.1.20:${PORT}`]) {
+      const response = await client.get('/api/status', { host });
+      expect(response.status).toBe(403);
+      expect((await response.json()).error.code).toBe('bad_host');
+    }
+    for (const host of [`localhost:${PORT}`, `[::1]:${PORT}`, `127.0.0.1:${PORT}`]) expect((await client.get('/api/status', { host })).status).toBe(200);
+  });
+
+  it('rejects a foreign Origin and cross-site fetches', async () => {
+    const client = new TestClient(app);
+    expect((await client.get('/api/status', { origin: 'https://evil.example' })).status).toBe(403);
+    expect((await client.get('/api/status', { origin: 'null' })).status).toBe(403);
+    expect((await client.get('/api/status', { origin: `http://localhost:${PORT}` })).status).toBe(200);
+    expect((await client.get('/api/status', { 'sec-fetch-site': 'cross-site' })).status).toBe(403);
+  });
+
+  it('sets security headers on every answer', async () => {
+    const response = await new TestClient(app).get('/api/status');
+    expect(response.headers.get('x-content-type-options')).toBe('nosniff');
+    expect(response.headers.get('cache-control')).toBe('no-store');
+    expect(response.headers.get('content-security-policy')).toContain("default-src 'none'");
+  });
+});
+
+describe('session cookie and CSRF', () => {
+  it('issues an HttpOnly SameSite=Strict session cookie and a readable CSRF cookie at setup', async () => {
+    const client = new TestClient(app);
+    await client.get('/api/status');
+    const response = await client.post('/api/databases', { name: 'main', password: PASSWORD });
+    expect(response.status).toBe(201);
+    const session = client.lastSetCookies.find((line) => line.startsWith('aip_session='))!;
+    expect(session).toMatch(/HttpOnly/);
+    expect(session).toMatch(/SameSite=Strict/);
+    expect(session).toMatch(/Path=\//);
+    const csrf = client.lastSetCookies.find((line) => line.startsWith('aip_csrf='))!;
+    expect(csrf).toMatch(/SameSite=Strict/);
+    expect(csrf).not.toMatch(/HttpOnly/);
+    expect((await response.json()).csrfToken).toBe(client.cookies.get('aip_csrf'));
+  });
+
+  it('refuses mutating requests without the CSRF header, or with a wrong one', async () => {
+    const client = await operator();
+    const noHeader = new TestClient(app, { csrf: false });
+    noHeader.cookies = new Map(client.cookies);
+    const response = await noHeader.post('/api/databases/main/tokens', { name: 'x' });
+    expect(response.status).toBe(403);
+    expect((await response.json()).error.code).toBe('csrf_failed');
+    const wrong = await client.post('/api/databases/main/tokens', { name: 'x' }, { 'x-csrf-token': 'forged' });
+    expect(wrong.status).toBe(403);
+    // A CSRF value that matches its own cookie but not the session is refused too (cookie tossing).
+    const tossed = new TestClient(app, { csrf: false });
+    tossed.cookies = new Map(client.cookies);
+    tossed.cookies.set('aip_csrf', 'attacker-chosen');
+    expect((await tossed.post('/api/databases/main/tokens', { name: 'x' }, { 'x-csrf-token': 'attacker-chosen' })).status).toBe(403);
+    expect((await client.post('/api/databases/main/tokens', { name: 'x' })).status).toBe(201);
+  });
+
+  it('needs a session proving the database password for every operator route', async () => {
+    await operator();
+    const stranger = new TestClient(app);
+    await stranger.get('/api/status');
+    const response = await stranger.get('/api/databases/main/targets');
+    expect(response.status).toBe(401);
+    expect((await response.json()).error.code).toBe('not_authenticated');
+    const wrong = await stranger.post('/api/databases/main/unlock', { password: OTHER_PASSWORD });
+    expect(wrong.status).toBe(401);
+    expect((await wrong.json()).error.code).toBe('wrong_password');
+    expect((await stranger.post('/api/databases/main/unlock', { password: PASSWORD })).status).toBe(200);
+    expect((await stranger.get('/api/databases/main/targets')).status).toBe(200);
+  });
+
+  it('rate-limits wrong passwords', async () => {
+    await operator();
+    const guesser = new TestClient(app);
+    await guesser.get('/api/status');
+    for (let i = 0; i < 5; i += 1) expect((await guesser.post('/api/databases/main/session', { password: `Wrong-Guess-${i}-xxxxx` })).status).toBe(401);
+    const limited = await guesser.post('/api/databases/main/session', { password: PASSWORD });
+    expect(limited.status).toBe(429);
+    expect(limited.headers.get('retry-after')).toMatch(/^\d+$/);
+  });
+
+  it('ends the session on logout', async () => {
+    const client = await operator();
+    expect((await client.post('/api/session/logout')).status).toBe(200);
+    expect((await client.get('/api/databases/main/targets')).status).toBe(401);
+  });
+});
+
+describe('locked state', () => {
+  it('answers only status, unlock, setup and import while locked (423 otherwise)', async () => {
+    const client = await operator();
+    expect((await client.post('/api/databases/main/lock')).status).toBe(200);
+    for (const [method, path] of [
+      ['GET', '/api/databases/main/targets'],
+      ['GET', '/api/databases/main/audit'],
+      ['POST', '/api/databases/main/tokens'],
+      ['GET', '/api/events'],
+      ['POST', '/api/session/logout'],
+    ] as const) {
+      const response = await client.request(method, path, method === 'POST' ? {} : undefined);
+      expect([method, path, response.status]).toEqual([method, path, 423]);
+    }
+    expect((await client.get('/api/status')).status).toBe(200);
+    expect((await client.json('GET', '/api/status')).locked).toBe(true);
+    expect((await client.post('/api/databases/main/unlock', { password: PASSWORD })).status).toBe(200);
+    expect((await client.get('/api/databases/main/targets')).status).toBe(200);
+  });
+
+  it('says which database does not exist', async () => {
+    const client = await operator();
+    const response = await client.get('/api/databases/nope/targets');
+    expect(response.status).toBe(404);
+    expect((await response.json()).error.message).toContain('"nope"');
+  });
+});
+
+describe('input handling', () => {
+  it('gives a clear 400 for a body that is not JSON', async () => {
+    const client = await operator();
+    const response = await client.post('/api/databases/main/tokens', '{"name": ');
+    expect(response.status).toBe(400);
+    const body = await response.json();
+    expect(body.error.code).toBe('invalid_json');
+    expect(body.error.message).toMatch(/not valid JSON/);
+    expect(JSON.stringify(body)).not.toMatch(/at .*\.ts:\d+/);
+  });
+
+  it('rejects unknown fields and names them', async () => {
+    const client = await operator();
+    const response = await client.post('/api/databases/main/tokens', { name: 'x', admin: true });
+    expect(response.status).toBe(400);
+    expect((await response.json()).error).toEqual({ code: 'invalid_input', message: expect.stringContaining('unknown field "admin"') });
+    const settings = await client.patch('/api/databases/main/settings', { approvalTtlSeconds: 5 });
+    expect(settings.status).toBe(400);
+    expect((await settings.json()).error.message).toMatch(/approvalTtlSeconds/);
+  });
+
+  it('requires JSON and caps the body size', async () => {
+    const client = await operator();
+    const form = await client.post('/api/databases/main/tokens', 'name=x', { 'content-type': 'application/x-www-form-urlencoded' });
+    expect(form.status).toBe(415);
+    const huge = await client.post('/api/databases/main/tokens', { name: 'x'.repeat(300 * 1024) });
+    expect(huge.status).toBe(413);
+    expect((await huge.json()).error.code).toBe('body_too_large');
+  });
+
+  it('rejects unknown query parameters and bad values', async () => {
+    const client = await operator();
+    expect((await client.get('/api/databases/main/requests?stauts=completed')).status).toBe(400);
+    expect((await client.get('/api/databases/main/requests?status=done')).status).toBe(400);
+    expect((await client.get('/api/databases/main/audit?limit=abc')).status).toBe(400);
+  });
+
+  it('answers unknown routes with the JSON error shape', async () => {
+    const response = await new TestClient(app).get('/api/nothing-here');
+    expect(response.status).toBe(404);
+    expect(await response.json()).toEqual({ error: { code: 'not_found', message: expect.any(String) } });
+  });
+});
+
+describe('operator REST flows', () => {
+  it('configures a target, profile, token and grant; approves a request with a note; searches and verifies the audit', async () => {
+    const client = await operator();
+    const { target } = await client.json('POST', '/api/databases/main/targets', { kind: 'fake', name: 'prod-db', config: { host: 'db1' } }, 201);
+    const { profile } = await client.json('POST', `/api/databases/main/targets/${target.id}/profiles`, { label: 'ops', credentialKind: 'password', config: { username: 'app' }, secret: { password: 'Very-Secret-999' } }, 201);
+    expect(profile.secretFields).toEqual(['password']);
+    expect(JSON.stringify(await client.json('GET', '/api/databases/main/targets'))).not.toContain('Very-Secret-999');
+    const invalid = await client.post(`/api/databases/main/targets/${target.id}/profiles`, { label: 'bad', credentialKind: 'password', secret: { pasword: 'typo' } });
+    expect((await invalid.json()).error.message).toMatch(/unknown field "pasword"/);
+
+    const created = await client.json('POST', '/api/databases/main/tokens', { name: 'agent', expiresIn: '1d' }, 201);
+    expect(created.secret).toMatch(/^aip_/);
+    expect(JSON.stringify(await client.json('GET', '/api/databases/main/tokens'))).not.toContain(created.secret);
+    await client.json('PUT', '/api/databases/main/grants', { tokenId: created.token.id, targetId: target.id, profileId: profile.id, action: 'write_thing', rule: 'approval_required', expiresIn: '4h' });
+    await client.json('PUT', '/api/databases/main/mcp', { running: true });
+
+    const outcome = await kernel.pipeline.call(created.secret, { targetRef: `fake:${target.id}:${profile.id}`, action: 'write_thing', input: { value: 'deploy' }, reason: 'ship it' });
+    if (outcome.kind !== 'request') throw new Error();
+    const pending = await client.json('GET', '/api/databases/main/requests?status=approval_pending');
+    expect(pending.requests.map((r: { id: string }) => r.id)).toEqual([outcome.request.id]);
+    const { request } = await client.json('POST', `/api/databases/main/requests/${outcome.request.id}/run`, { note: 'approved, go' });
+    expect(request.status).toBe('completed');
+    expect(request.output).toEqual({ written: 'deploy' });
+    const messages = await client.json('GET', '/api/databases/main/messages?direction=to_agent');
+    expect(messages.messages[0].body).toBe('approved, go');
+
+    const search = await client.json('GET', '/api/databases/main/audit?q=deploy');
+    expect(search.entries.length).toBeGreaterThan(0);
+    const history = await client.json('GET', '/api/databases/main/requests?q=ship');
+    expect(history.requests).toHaveLength(1);
+    const { report } = await client.json('POST', '/api/databases/main/audit/verify');
+    expect(report.ok).toBe(true);
+  });
+
+  it('declines with a note', async () => {
+    const client = await operator();
+    const ws = kernel.workspace('main');
+    const target = await ws.targets.createTarget({ kind: 'fake', name: 't', config: {} }, 'test');
+    const profile = await ws.targets.createProfile(target.id, { label: 'p', credentialKind: 'password', secret: {} }, 'test');
+    const token = await ws.tokens.create({ name: 'a' }, 'test');
+    await ws.grants.set({ tokenId: token.token.id, targetId: target.id, profileId: profile.id, action: '*', rule: 'approval_required' }, 'test');
+    await ws.mcp.set(true, 'test');
+    const outcome = await kernel.pipeline.call(token.secret, { targetRef: `fake:${target.id}:${profile.id}`, action: 'write_thing', input: { value: 'x' } });
+    if (outcome.kind !== 'request') throw new Error();
+    const { request } = await client.json('POST', `/api/databases/main/requests/${outcome.request.id}/decline`, { note: 'use staging first' });
+    expect(request.status).toBe('declined');
+    expect(request.operatorNote).toBe('use staging first');
+    const again = await client.post(`/api/databases/main/requests/${outcome.request.id}/run`, {});
+    expect(again.status).toBe(409);
+  });
+
+  it('exports and imports a database through the API', async () => {
+    const client = await operator();
+    await client.json('POST', '/api/databases/main/tokens', { name: 'keep-me' }, 201);
+    const response = await client.post('/api/databases/main/export', { password: PASSWORD });
+    expect(response.status).toBe(200);
+    expect(response.headers.get('content-disposition')).toMatch(/attachment; filename="main-.*\.aipdb"/);
+    const bytes = Buffer.from(await response.arrayBuffer());
+    expect(bytes.subarray(0, 6).toString()).not.toBe('SQLite');
+    const imported = await client.json('POST', '/api/databases/import', { name: 'copy', password: PASSWORD, data: bytes.toString('base64') }, 201);
+    expect(imported.database).toMatchObject({ name: 'copy', unlocked: false });
+    const clash = await client.post('/api/databases/import', { name: 'copy', password: PASSWORD, data: bytes.toString('base64') });
+    expect(clash.status).toBe(409);
+    await client.json('POST', '/api/databases/copy/unlock', { password: PASSWORD });
+    const tokens = await client.json('GET', '/api/databases/copy/tokens');
+    expect(tokens.tokens.map((t: { name: string }) => t.name)).toEqual(['keep-me']);
+    const plaintext = await client.post('/api/databases/import', { name: 'plain', password: PASSWORD, data: Buffer.from('SQLite format 3\u0000' + 'x'.repeat(200)).toString('base64') });
+    expect(plaintext.status).toBe(400);
+    expect((await plaintext.json()).error.code).toBe('plaintext_database');
+  });
+
+  it('changes the password and makes other sessions prove the new one', async () => {
+    const client = await operator();
+    const other = new TestClient(app);
+    await other.get('/api/status');
+    await other.json('POST', '/api/databases/main/unlock', { password: PASSWORD });
+    await client.json('POST', '/api/databases/main/password', { currentPassword: PASSWORD, newPassword: OTHER_PASSWORD });
+    expect((await client.get('/api/databases/main/targets')).status).toBe(200);
+    expect((await other.get('/api/databases/main/targets')).status).toBe(401);
+    expect((await other.post('/api/databases/main/session', { password: PASSWORD })).status).toBe(401);
+    expect((await other.post('/api/databases/main/session', { password: OTHER_PASSWORD })).status).toBe(200);
+    const weak = await client.post('/api/databases/main/password', { currentPassword: OTHER_PASSWORD, newPassword: 'short' });
+    expect((await weak.json()).error.code).toBe('weak_password');
+  });
+
+  it('manages settings, redaction rules and the MCP switch, all audited', async () => {
+    const client = await operator();
+    expect((await client.json('GET', '/api/databases/main/settings')).settings.approvalTtlSeconds).toBe(900);
+    await client.json('PATCH', '/api/databases/main/settings', { approvalTtlSeconds: 600, mcpAutostart: true });
+    const { rule } = await client.json('POST', '/api/databases/main/redaction-rules', { name: 'emp', pattern: 'EMP-\\d+' }, 201);
+    const bad = await client.post('/api/databases/main/redaction-rules', { name: 'bad', pattern: '(' });
+    expect((await bad.json()).error.code).toBe('invalid_redaction_rule');
+    await client.json('DELETE', `/api/databases/main/redaction-rules/${rule.id}`);
+    expect((await client.json('PUT', '/api/databases/main/mcp', { running: true })).running).toBe(true);
+    const events = (await client.json('GET', '/api/databases/main/audit?limit=20')).entries.map((e: { event: string }) => e.event);
+    expect(events).toEqual(expect.arrayContaining(['settings.updated', 'redaction_rule.created', 'redaction_rule.deleted', 'mcp.started']));
+    const file = await readFile(kernel.vault.fileFor('main'));
+    expect(file.includes(Buffer.from('EMP-'))).toBe(false);
+  });
+
+  it('lists the connector catalog', async () => {
+    const client = await operator();
+    const { connectors } = await client.json('GET', '/api/databases/main/connectors');
+    expect(connectors[0]).toMatchObject({ id: 'fake', version: '1.0.0' });
+    expect(connectors[0].actions.map((a: { name: string }) => a.name)).toContain('echo');
+  });
+});
