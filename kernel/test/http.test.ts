@@ -4,7 +4,7 @@ import { createKernel, type Kernel } from '../src/kernel.js';
 import { createStaticCatalog, defineStaticConnector } from '../src/connectors/index.js';
 import { createFakeExecutor, fakeConnectorDefinition } from './helpers/kernel.js';
 import { tempDir, PASSWORD, OTHER_PASSWORD } from './helpers/temp.js';
-import { httpApp, TestClient, PORT } from './helpers/http.js';
+import { httpApp, TestClient, PORT, jsonOf } from './helpers/http.js';
 import type { Hono } from 'hono';
 
 let kernel: Kernel;
@@ -37,7 +37,7 @@ describe('loopback boundary', () => {
     const lan = new TestClient(app, { remoteAddress: '192.168.1.20' });
     const response = await lan.get('/api/status');
     expect(response.status).toBe(403);
-    expect(await response.json()).toEqual({ error: { code: 'non_loopback_peer', message: expect.stringContaining('loopback') } });
+    expect(await jsonOf(response)).toEqual({ error: { code: 'non_loopback_peer', message: expect.stringContaining('loopback') } });
     expect((await new TestClient(app, { remoteAddress: null }).get('/api/status')).status).toBe(403);
     expect((await new TestClient(app, { remoteAddress: '::ffff:127.0.0.1' }).get('/api/status')).status).toBe(200);
     expect((await new TestClient(app, { remoteAddress: '::1' }).get('/api/status')).status).toBe(200);
@@ -48,7 +48,7 @@ describe('loopback boundary', () => {
     for (const host of ['evil.example', `evil.example:${PORT}`, '127.0.0.1:9999', `192.168.1.20:${PORT}`]) {
       const response = await client.get('/api/status', { host });
       expect(response.status).toBe(403);
-      expect((await response.json()).error.code).toBe('bad_host');
+      expect((await jsonOf(response)).error.code).toBe('bad_host');
     }
     for (const host of [`localhost:${PORT}`, `[::1]:${PORT}`, `127.0.0.1:${PORT}`]) expect((await client.get('/api/status', { host })).status).toBe(200);
   });
@@ -82,7 +82,7 @@ describe('session cookie and CSRF', () => {
     const csrf = client.lastSetCookies.find((line) => line.startsWith('aip_csrf='))!;
     expect(csrf).toMatch(/SameSite=Strict/);
     expect(csrf).not.toMatch(/HttpOnly/);
-    expect((await response.json()).csrfToken).toBe(client.cookies.get('aip_csrf'));
+    expect((await jsonOf(response)).csrfToken).toBe(client.cookies.get('aip_csrf'));
   });
 
   it('refuses mutating requests without the CSRF header, or with a wrong one', async () => {
@@ -91,7 +91,7 @@ describe('session cookie and CSRF', () => {
     noHeader.cookies = new Map(client.cookies);
     const response = await noHeader.post('/api/databases/main/tokens', { name: 'x' });
     expect(response.status).toBe(403);
-    expect((await response.json()).error.code).toBe('csrf_failed');
+    expect((await jsonOf(response)).error.code).toBe('csrf_failed');
     const wrong = await client.post('/api/databases/main/tokens', { name: 'x' }, { 'x-csrf-token': 'forged' });
     expect(wrong.status).toBe(403);
     // A CSRF value that matches its own cookie but not the session is refused too (cookie tossing).
@@ -108,10 +108,10 @@ describe('session cookie and CSRF', () => {
     await stranger.get('/api/status');
     const response = await stranger.get('/api/databases/main/targets');
     expect(response.status).toBe(401);
-    expect((await response.json()).error.code).toBe('not_authenticated');
+    expect((await jsonOf(response)).error.code).toBe('not_authenticated');
     const wrong = await stranger.post('/api/databases/main/unlock', { password: OTHER_PASSWORD });
     expect(wrong.status).toBe(401);
-    expect((await wrong.json()).error.code).toBe('wrong_password');
+    expect((await jsonOf(wrong)).error.code).toBe('wrong_password');
     expect((await stranger.post('/api/databases/main/unlock', { password: PASSWORD })).status).toBe(200);
     expect((await stranger.get('/api/databases/main/targets')).status).toBe(200);
   });
@@ -157,7 +157,7 @@ describe('locked state', () => {
     const client = await operator();
     const response = await client.get('/api/databases/nope/targets');
     expect(response.status).toBe(404);
-    expect((await response.json()).error.message).toContain('"nope"');
+    expect((await jsonOf(response)).error.message).toContain('"nope"');
   });
 });
 
@@ -166,7 +166,7 @@ describe('input handling', () => {
     const client = await operator();
     const response = await client.post('/api/databases/main/tokens', '{"name": ');
     expect(response.status).toBe(400);
-    const body = await response.json();
+    const body = await jsonOf(response);
     expect(body.error.code).toBe('invalid_json');
     expect(body.error.message).toMatch(/not valid JSON/);
     expect(JSON.stringify(body)).not.toMatch(/at .*\.ts:\d+/);
@@ -176,10 +176,10 @@ describe('input handling', () => {
     const client = await operator();
     const response = await client.post('/api/databases/main/tokens', { name: 'x', admin: true });
     expect(response.status).toBe(400);
-    expect((await response.json()).error).toEqual({ code: 'invalid_input', message: expect.stringContaining('unknown field "admin"') });
+    expect((await jsonOf(response)).error).toEqual({ code: 'invalid_input', message: expect.stringContaining('unknown field "admin"') });
     const settings = await client.patch('/api/databases/main/settings', { approvalTtlSeconds: 5 });
     expect(settings.status).toBe(400);
-    expect((await settings.json()).error.message).toMatch(/approvalTtlSeconds/);
+    expect((await jsonOf(settings)).error.message).toMatch(/approvalTtlSeconds/);
   });
 
   it('requires JSON and caps the body size', async () => {
@@ -188,7 +188,7 @@ describe('input handling', () => {
     expect(form.status).toBe(415);
     const huge = await client.post('/api/databases/main/tokens', { name: 'x'.repeat(300 * 1024) });
     expect(huge.status).toBe(413);
-    expect((await huge.json()).error.code).toBe('body_too_large');
+    expect((await jsonOf(huge)).error.code).toBe('body_too_large');
   });
 
   it('rejects unknown query parameters and bad values', async () => {
@@ -201,7 +201,7 @@ describe('input handling', () => {
   it('answers unknown routes with the JSON error shape', async () => {
     const response = await new TestClient(app).get('/api/nothing-here');
     expect(response.status).toBe(404);
-    expect(await response.json()).toEqual({ error: { code: 'not_found', message: expect.any(String) } });
+    expect(await jsonOf(response)).toEqual({ error: { code: 'not_found', message: expect.any(String) } });
   });
 });
 
@@ -213,7 +213,7 @@ describe('operator REST flows', () => {
     expect(profile.secretFields).toEqual(['password']);
     expect(JSON.stringify(await client.json('GET', '/api/databases/main/targets'))).not.toContain('Very-Secret-999');
     const invalid = await client.post(`/api/databases/main/targets/${target.id}/profiles`, { label: 'bad', credentialKind: 'password', secret: { pasword: 'typo' } });
-    expect((await invalid.json()).error.message).toMatch(/unknown field "pasword"/);
+    expect((await jsonOf(invalid)).error.message).toMatch(/unknown field "pasword"/);
 
     const created = await client.json('POST', '/api/databases/main/tokens', { name: 'agent', expiresIn: '1d' }, 201);
     expect(created.secret).toMatch(/^aip_/);
@@ -273,7 +273,7 @@ describe('operator REST flows', () => {
     expect(tokens.tokens.map((t: { name: string }) => t.name)).toEqual(['keep-me']);
     const plaintext = await client.post('/api/databases/import', { name: 'plain', password: PASSWORD, data: Buffer.from('SQLite format 3\u0000' + 'x'.repeat(200)).toString('base64') });
     expect(plaintext.status).toBe(400);
-    expect((await plaintext.json()).error.code).toBe('plaintext_database');
+    expect((await jsonOf(plaintext)).error.code).toBe('plaintext_database');
   });
 
   it('changes the password and makes other sessions prove the new one', async () => {
@@ -287,7 +287,7 @@ describe('operator REST flows', () => {
     expect((await other.post('/api/databases/main/session', { password: PASSWORD })).status).toBe(401);
     expect((await other.post('/api/databases/main/session', { password: OTHER_PASSWORD })).status).toBe(200);
     const weak = await client.post('/api/databases/main/password', { currentPassword: OTHER_PASSWORD, newPassword: 'short' });
-    expect((await weak.json()).error.code).toBe('weak_password');
+    expect((await jsonOf(weak)).error.code).toBe('weak_password');
   });
 
   it('manages settings, redaction rules and the MCP switch, all audited', async () => {
@@ -296,7 +296,7 @@ describe('operator REST flows', () => {
     await client.json('PATCH', '/api/databases/main/settings', { approvalTtlSeconds: 600, mcpAutostart: true });
     const { rule } = await client.json('POST', '/api/databases/main/redaction-rules', { name: 'emp', pattern: 'EMP-\\d+' }, 201);
     const bad = await client.post('/api/databases/main/redaction-rules', { name: 'bad', pattern: '(' });
-    expect((await bad.json()).error.code).toBe('invalid_redaction_rule');
+    expect((await jsonOf(bad)).error.code).toBe('invalid_redaction_rule');
     await client.json('DELETE', `/api/databases/main/redaction-rules/${rule.id}`);
     expect((await client.json('PUT', '/api/databases/main/mcp', { running: true })).running).toBe(true);
     const events = (await client.json('GET', '/api/databases/main/audit?limit=20')).entries.map((e: { event: string }) => e.event);

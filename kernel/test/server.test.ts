@@ -5,6 +5,7 @@ import { loopbackBindAddress } from '../src/http/index.js';
 import { createStaticCatalog, defineStaticConnector } from '../src/connectors/index.js';
 import { createFakeExecutor, fakeConnectorDefinition } from './helpers/kernel.js';
 import { tempDir, PASSWORD } from './helpers/temp.js';
+import { jsonOf } from './helpers/http.js';
 
 let gateway: Gateway;
 let dir: string;
@@ -60,7 +61,7 @@ describe('the listening gateway', () => {
     expect(gateway.url).toMatch(/^http:\/\/127\.0\.0\.1:\d+$/);
     const response = await fetch(`${gateway.url}/api/status`);
     expect(response.status).toBe(200);
-    expect(await response.json()).toMatchObject({ name: 'AIPermission', locked: true, databases: [] });
+    expect(await jsonOf(response)).toMatchObject({ name: 'AIPermission', locked: true, databases: [] });
   });
 
   it('refuses a rebinding Host over a real connection', async () => {

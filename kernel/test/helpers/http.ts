@@ -59,3 +59,7 @@ export function httpApp(kernel: Kernel) {
   const { app, sessions } = createHttpApp({ kernel, getPort: () => PORT, version: 'test' });
   return { app: app as unknown as Hono<never>, sessions };
 }
+
+/** A response body as loosely typed JSON, for assertions. */
+// eslint-disable-next-line @typescript-eslint/no-explicit-any
+export const jsonOf = (response: Response): Promise<any> => response.json();

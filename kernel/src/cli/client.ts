@@ -1,0 +1,108 @@
+import { isLoopbackAddress } from '../http/index.js';
+import { CliError, EXIT } from './errors.js';
+import type { PasswordSource } from './prompt.js';
+
+export const DEFAULT_URL = 'http://127.0.0.1:3210';
+
+/**
+ * Where the gateway is: --url, then AIP_URL, then the default. Only
+ * loopback URLs are accepted: the CLI is about to send a database password.
+ */
+export function gatewayUrl(explicit?: string): string {
+  const raw = explicit ?? process.env.AIP_URL ?? DEFAULT_URL;
+  let url: URL;
+  try {
+    url = new URL(raw);
+  } catch {
+    throw new CliError(`"${raw}" is not a URL. Use e.g. --url http://127.0.0.1:3210`, EXIT.usage);
+  }
+  const host = url.hostname.replace(/^\[(.*)\]$/, '$1');
+  if (url.protocol !== 'http:' || !(host === 'localhost' || isLoopbackAddress(host))) {
+    throw new CliError(`Refusing to talk to ${raw}: the gateway is local-only, so its URL must be http:// on a loopback address (127.0.0.1, ::1, localhost).`, EXIT.usage);
+  }
+  return url.origin;
+}
+
+interface ApiError {
+  error?: { code?: string; message?: string };
+}
+
+/** A tiny HTTP client holding one operator session (cookies + CSRF), as the UI would. */
+export class GatewayClient {
+  private readonly cookies = new Map<string, string>();
+
+  constructor(readonly baseUrl: string) {}
+
+  private remember(response: Response) {
+    for (const line of response.headers.getSetCookie()) {
+      const [pair] = line.split(';');
+      const index = pair!.indexOf('=');
+      const name = pair!.slice(0, index).trim();
+      const value = pair!.slice(index + 1);
+      if (value === '' || /Max-Age=0/i.test(line)) this.cookies.delete(name);
+      else this.cookies.set(name, value);
+    }
+  }
+
+  async raw(method: string, path: string, body?: unknown): Promise<Response> {
+    const headers: Record<string, string> = { accept: 'application/json' };
+    if (this.cookies.size > 0) headers.cookie = [...this.cookies].map(([k, v]) => `${k}=${v}`).join('; ');
+    if (method !== 'GET' && this.cookies.has('aip_csrf')) headers['x-csrf-token'] = this.cookies.get('aip_csrf')!;
+    if (body !== undefined) headers['content-type'] = 'application/json';
+    let response: Response;
+    try {
+      response = await fetch(`${this.baseUrl}${path}`, { method, headers, ...(body !== undefined ? { body: JSON.stringify(body) } : {}) });
+    } catch {
+      throw new CliError(`No gateway is answering at ${this.baseUrl}. Start one with: aip start   (or point --url / AIP_URL at it)`);
+    }
+    this.remember(response);
+    return response;
+  }
+
+  async call<T = Record<string, unknown>>(method: string, path: string, body?: unknown): Promise<T> {
+    if (!this.cookies.has('aip_csrf') && method !== 'GET') await this.raw('GET', '/api/status');
+    const response = await this.raw(method, path, body);
+    const text = await response.text();
+    let parsed: unknown;
+    try {
+      parsed = text === '' ? {} : JSON.parse(text);
+    } catch {
+      throw new CliError(`The gateway at ${this.baseUrl} answered ${response.status} with something that is not JSON. Is --url pointing at AIPermission?`);
+    }
+    if (!response.ok) {
+      const error = (parsed as ApiError).error;
+      throw new CliError(error?.message ?? `The gateway answered ${response.status}.`);
+    }
+    return parsed as T;
+  }
+
+  status() {
+    return this.call<{ version: string; locked: boolean; databases: Array<{ name: string; unlocked: boolean; sizeBytes: number; hasSafetyCopy: boolean }> }>('GET', '/api/status');
+  }
+
+  /**
+   * Picks the database: --db, then AIP_DB (a name, not a secret), then the only
+   * one there is. Several and no choice is an error that lists them.
+   */
+  async chooseDatabase(explicit: string | undefined, prefer: 'any' | 'unlocked' = 'unlocked'): Promise<string> {
+    const chosen = explicit ?? process.env.AIP_DB;
+    if (chosen) return chosen;
+    const { databases } = await this.status();
+    if (databases.length === 0) throw new CliError('There is no database yet. Create one with: aip db create main');
+    if (databases.length === 1) return databases[0]!.name;
+    const unlocked = databases.filter((d) => d.unlocked);
+    if (prefer === 'unlocked' && unlocked.length === 1) return unlocked[0]!.name;
+    throw new CliError(`Several databases exist (${databases.map((d) => d.name).join(', ')}); choose one with --db NAME.`, EXIT.usage);
+  }
+
+  /** Proves the database password for this process's session (the operator, not the agent, is at the keyboard). */
+  async prove(database: string, passwords: PasswordSource): Promise<void> {
+    const password = await passwords.read(`Password for database "${database}": `);
+    await this.call('POST', `/api/databases/${encodeURIComponent(database)}/session`, { password, client: 'cli' });
+  }
+
+  async unlock(database: string, passwords: PasswordSource): Promise<{ database: { name: string; mcpRunning: boolean } }> {
+    const password = await passwords.read(`Password for database "${database}": `);
+    return this.call('POST', `/api/databases/${encodeURIComponent(database)}/unlock`, { password, client: 'cli' });
+  }
+}

@@ -1,0 +1,41 @@
+import { startGateway, DEFAULT_HOST, DEFAULT_PORT, VERSION } from '../../main.js';
+import { resolveDataDir } from '../../vault/index.js';
+import { parse } from '../args.js';
+import { CliError, EXIT } from '../errors.js';
+import { isKernelError } from '../../lib/errors.js';
+
+export const START_USAGE = 'aip start [--data-dir DIR] [--host 127.0.0.1] [--port 3210]';
+
+/** Runs the gateway in the foreground until SIGINT/SIGTERM. */
+export async function startCommand(argv: string[]): Promise<number> {
+  const { values } = parse(argv, { host: { type: 'string' }, port: { type: 'string' } }, START_USAGE);
+  const port = values.port === undefined ? DEFAULT_PORT : Number(values.port);
+  if (!Number.isInteger(port) || port < 0 || port > 65_535) throw new CliError(`--port must be a number from 0 to 65535, not "${values.port}".`, EXIT.usage);
+  const dataDir = resolveDataDir(values['data-dir']);
+  let gateway;
+  try {
+    gateway = await startGateway({ dataDir, host: values.host ?? DEFAULT_HOST, port });
+  } catch (error) {
+    if (isKernelError(error)) throw new CliError(error.message);
+    throw error;
+  }
+  const databases = await gateway.kernel.listDatabases();
+  const lines = [
+    `AIPermission ${VERSION} listening on ${gateway.url} (local only)`,
+    `Data directory: ${dataDir}`,
+    databases.length === 0
+      ? 'No database yet. In another terminal: aip db create main   then: aip unlock'
+      : `Databases: ${databases.map((d) => d.name).join(', ')} (all locked). Unlock one with: aip unlock --db NAME`,
+    'Stop with Ctrl-C.',
+  ];
+  process.stdout.write(`${lines.join('\n')}\n`);
+  await new Promise<void>((resolve) => {
+    const stop = (signal: string) => {
+      process.stdout.write(`\n${signal}: locking databases and stopping...\n`);
+      void gateway.close().then(resolve, resolve);
+    };
+    process.once('SIGINT', () => stop('SIGINT'));
+    process.once('SIGTERM', () => stop('SIGTERM'));
+  });
+  return EXIT.ok;
+}
