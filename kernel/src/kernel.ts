@@ -146,7 +146,7 @@ export function createKernel(options: KernelOptions): Kernel {
         }
         passwordFailures.reset(name);
         try {
-          const ws = await openWorkspace({ handle, clock, catalog, events, pool });
+          const ws = await openWorkspace({ handle, clock, catalog, events, pool, log });
           await ws.audit.append({ actor, event: 'database.unlocked', subject: { database: name }, payload: { mcpRunning: ws.mcp.isRunning() } });
           workspaces.set(name, ws);
           events.emit({ type: 'database.unlocked', database: name, at: isoAt(clock.now()) });

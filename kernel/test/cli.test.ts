@@ -1,5 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
+import { spawn, type ChildProcessByStdio } from 'node:child_process';
+import type { Readable, Writable } from 'node:stream';
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -11,7 +12,7 @@ let dir: string;
 let cleanup: () => Promise<void>;
 let port: number;
 let url: string;
-let gateway: ChildProcessWithoutNullStreams;
+let gateway: ChildProcessByStdio<Writable, Readable, null>;
 const pw = `${PASSWORD}\n`;
 
 /** Operator command against the test gateway, proving the password on stdin. */
@@ -169,7 +170,6 @@ describe('aip against a running gateway', () => {
     expect(verified.stdout).toMatch(/Audit chain intact/);
 
     const raw = await openSqlCipher(join(dir, 'databases', 'main.aipdb'), { key: PASSWORD });
-    await raw.exec('DROP TRIGGER audit_fts_update');
     await raw.run(`UPDATE audit_log SET payload = '{"forged":true}' WHERE seq = 5`);
     await raw.close();
     const broken = await op('audit', 'verify');

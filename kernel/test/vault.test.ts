@@ -135,9 +135,7 @@ describe('vault', () => {
     const db = await vault.open('main', PASSWORD);
     const sealed = db.sealer.seal('portable secret', 'aad');
     await db.db.run("INSERT INTO meta (key, value) VALUES ('blob', ?)", [sealed.toString('base64')]);
-    await db.db.run(
-      "INSERT INTO audit_log (seq, ts, actor, event, subject, payload, prev_hash, hash) VALUES (1, 't', 'operator', 'test.searched', '{}', '{\"word\":\"pineapple\"}', 'p', 'h')",
-    );
+    await db.db.run("INSERT INTO audit_fts (rowid, event, actor, subject, payload) VALUES (1, 'test.searched', 'operator', '{}', 'pineapple')");
     const out = join(dir, 'backup.aipdb');
     await db.exportTo(out, PASSWORD);
     await expect(db.exportTo(out, PASSWORD)).rejects.toMatchObject({ code: 'file_exists' });

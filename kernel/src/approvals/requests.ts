@@ -1,6 +1,7 @@
 import { isoAt, type Clock } from '../lib/clock.js';
 import { errors, KernelError } from '../lib/errors.js';
 import { toFtsQuery } from '../lib/fts.js';
+import { createDeferredIndexer } from '../lib/deferred-indexer.js';
 import type { SqlDb, SqlQueries, SqlTx, Sealer } from '../vault/index.js';
 import type { Audit, AuditEntryInput } from '../audit/index.js';
 import type { EventBus } from '../events/index.js';
@@ -156,6 +157,14 @@ export interface RequestListFilter {
 
 export interface ApprovalStore {
   insert(tx: SqlTx, row: NewRequest, entry: Omit<AuditEntryInput, 'subject'>): Promise<ActionRequest>;
+  /** Inserts a request with its audit entry through the group-commit writer (the hot path: no reads, one shared commit). */
+  insertBatched(row: NewRequest, entry: Omit<AuditEntryInput, 'subject'>): Promise<{ request: ActionRequest; row: RequestRow }>;
+  /**
+   * Finishes a `running` request through the group-commit writer. Only the
+   * flow executing the request calls this: nothing else moves a running
+   * request, so the update needs no read first.
+   */
+  finishBatched(row: RequestRow, to: RequestStatus, fields: Partial<RequestRow>, entry: Omit<AuditEntryInput, 'subject'>): Promise<ActionRequest>;
   get(id: string): Promise<ActionRequest | undefined>;
   require(id: string): Promise<ActionRequest>;
   getRow(q: SqlQueries, id: string): Promise<RequestRow | undefined>;
@@ -176,7 +185,7 @@ export interface ApprovalStore {
   ): Promise<ActionRequest>;
   /** Opens the sealed raw input: the exact value that was approved and will run. */
   openInput(row: RequestRow): unknown;
-  snapshotNow(q: SqlQueries, row: Pick<RequestRow, 'token_id' | 'target_id' | 'profile_id' | 'connector_id' | 'action' | 'input_hash'>): Promise<ApprovalSnapshot>;
+  snapshotNow(q: SqlQueries | undefined, row: Pick<RequestRow, 'token_id' | 'target_id' | 'profile_id' | 'connector_id' | 'action' | 'input_hash'>): Promise<ApprovalSnapshot>;
   /** Re-checks pending requests; stales every one whose snapshot drifted. Returns how many went stale. */
   revalidatePending(tx: SqlTx, filter: { tokenId?: string; targetId?: string; profileId?: string; connectorId?: string }): Promise<number>;
   /** Stales pending requests of a target or profile that changed, with the reason. */
@@ -214,8 +223,28 @@ export function createApprovalStore(deps: {
   database: string;
   sources: SnapshotSources;
   redactText: (text: string) => string;
+  log?: (message: string, error?: unknown) => void;
 }): ApprovalStore {
   const { db, clock, audit, events, sealer } = deps;
+  /** Requests re-indexed per transaction (see audit's INDEX_CHUNK). */
+  const INDEX_CHUNK = 500;
+  const FTS_COLUMNS = 'id, action, connector_id, target_name, profile_label, token_name, reason, input_preview, output_preview, status, status_reason, operator_note';
+  // Rows whose insert or update marked them dirty (by trigger) are re-indexed in bulk, off the commit path.
+  const indexer = createDeferredIndexer({
+    db,
+    chunkRows: INDEX_CHUNK,
+    ...(deps.log ? { log: deps.log } : {}),
+    async indexChunk(tx) {
+      const range = await tx.get<{ hi: number | null; n: number }>('SELECT max(seq) AS hi, count(*) AS n FROM (SELECT seq FROM requests_fts_dirty ORDER BY seq LIMIT ?)', [
+        INDEX_CHUNK,
+      ]);
+      if (!range?.hi) return 0;
+      await tx.run('DELETE FROM requests_fts WHERE rowid IN (SELECT seq FROM requests_fts_dirty WHERE seq <= ?)', [range.hi]);
+      await tx.run(`INSERT INTO requests_fts (rowid, ${FTS_COLUMNS}) SELECT seq, ${FTS_COLUMNS} FROM requests WHERE seq IN (SELECT seq FROM requests_fts_dirty WHERE seq <= ?)`, [range.hi]);
+      await tx.run('DELETE FROM requests_fts_dirty WHERE seq <= ?', [range.hi]);
+      return range.n;
+    },
+  });
 
   const subjectOf = (row: Pick<RequestRow, 'id' | 'token_id' | 'target_id' | 'profile_id'>) => ({
     requestId: row.id,
@@ -224,10 +253,49 @@ export function createApprovalStore(deps: {
     profileId: row.profile_id,
   });
   const announce = (tx: SqlTx, type: 'request.created' | 'request.updated', id: string, status: RequestStatus) => {
-    tx.afterCommit(() => events.emit({ type, database: deps.database, requestId: id, status, at: isoAt(clock.now()) }));
+    tx.afterCommit(() => {
+      indexer.schedule();
+      events.emit({ type, database: deps.database, requestId: id, status, at: isoAt(clock.now()) });
+    });
+  };
+
+  const fullRow = (row: NewRequest): RequestRow => ({
+    seq: 0,
+    output_preview: null,
+    output_truncated: 0,
+    error: null,
+    operator_note: null,
+    decided_at: null,
+    finished_at: null,
+    ...row,
+    updated_at: row.created_at,
+  });
+  const insertStatement = (full: RequestRow) => {
+    const columns = Object.keys(full).filter((key) => key !== 'seq') as Array<keyof RequestRow>;
+    return { sql: `INSERT INTO requests (${columns.join(', ')}) VALUES (${columns.map(() => '?').join(', ')})`, params: columns.map((key) => full[key]) };
+  };
+  const emit = (type: 'request.created' | 'request.updated', id: string, status: RequestStatus) => {
+    indexer.schedule();
+    events.emit({ type, database: deps.database, requestId: id, status, at: isoAt(clock.now()) });
   };
 
   const store: ApprovalStore = {
+    async insertBatched(row, entry) {
+      const full = fullRow(row);
+      await audit.commit({ statements: [insertStatement(full)], entries: [{ ...entry, subject: subjectOf(full) }] });
+      emit('request.created', full.id, full.status);
+      return { request: toRequest(full), row: full };
+    },
+    async finishBatched(row, to, fields, entry) {
+      const updates: Partial<RequestRow> = { ...fields, status: to, updated_at: isoAt(clock.now()) };
+      const keys = Object.keys(updates) as Array<keyof RequestRow>;
+      await audit.commit({
+        statements: [{ sql: `UPDATE requests SET ${keys.map((key) => `${key} = ?`).join(', ')} WHERE id = ? AND status = 'running'`, params: [...keys.map((key) => updates[key]), row.id] }],
+        entries: [{ ...entry, subject: subjectOf(row) }],
+      });
+      emit('request.updated', row.id, to);
+      return toRequest({ ...row, ...updates });
+    },
     async insert(tx, row, entry) {
       const full: RequestRow = {
         seq: 0,
@@ -285,6 +353,7 @@ export function createApprovalStore(deps: {
       }
       const match = filter.q ? toFtsQuery(filter.q) : undefined;
       if (match) {
+        await indexer.catchUp();
         where.push('seq IN (SELECT rowid FROM requests_fts WHERE requests_fts MATCH ?)');
         params.push(match);
       }
@@ -442,10 +511,10 @@ export function createApprovalStore(deps: {
     },
     async pruneFinished(cutoffIso) {
       const result = await db.write(async (tx) => {
-        const deleted = await tx.run(
-          "DELETE FROM requests WHERE created_at < ? AND status NOT IN ('approval_pending', 'running')",
-          [cutoffIso],
-        );
+        const finishedBefore = "created_at < ? AND status NOT IN ('approval_pending', 'running')";
+        await tx.run(`DELETE FROM requests_fts WHERE rowid IN (SELECT seq FROM requests WHERE ${finishedBefore})`, [cutoffIso]);
+        await tx.run(`DELETE FROM requests_fts_dirty WHERE seq IN (SELECT seq FROM requests WHERE ${finishedBefore})`, [cutoffIso]);
+        const deleted = await tx.run(`DELETE FROM requests WHERE ${finishedBefore}`, [cutoffIso]);
         if (deleted.changes > 0) {
           await audit.record(tx, { actor: 'system', event: 'history.pruned', payload: { deletedRequests: deleted.changes, cutoff: cutoffIso } });
         }

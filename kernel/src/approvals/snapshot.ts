@@ -38,7 +38,8 @@ export interface SnapshotSources {
   clock: Clock;
 }
 
-export async function computeSnapshot(q: SqlQueries, sources: SnapshotSources, subject: SnapshotSubject): Promise<ApprovalSnapshot> {
+/** With `q` (a transaction) it sees that transaction's changes; without it, the in-memory mirrors answer. */
+export async function computeSnapshot(q: SqlQueries | undefined, sources: SnapshotSources, subject: SnapshotSubject): Promise<ApprovalSnapshot> {
   const token = sources.tokens.get(subject.tokenId);
   const decision = await sources.grants.evaluate(subject.tokenId, subject.targetId, subject.profileId, subject.action, q);
   const revisions = await sources.targets.revisions(q, subject.targetId, subject.profileId);

@@ -2,7 +2,8 @@ import { auditEntryHash, GENESIS_HASH, canonicalJson } from '../lib/canonical.mj
 import { isoAt, type Clock } from '../lib/clock.js';
 import { KernelError } from '../lib/errors.js';
 import { toFtsQuery } from '../lib/fts.js';
-import type { SqlDb, SqlTx } from '../vault/index.js';
+import { createDeferredIndexer } from '../lib/deferred-indexer.js';
+import { inlineParams, sqlValue, type SqlDb, type SqlQueries, type SqlTx } from '../vault/index.js';
 import type { Redactor } from '../redaction/index.js';
 import type { AuditRow, AuditVerifyPool } from './verify-pool.js';
 
@@ -50,7 +51,31 @@ export interface AuditSearch {
   limit?: number;
 }
 
+/** A statement of a commit unit, with positional parameters. */
+export interface UnitStatement {
+  sql: string;
+  params: readonly unknown[];
+}
+
+/**
+ * What the group-commit writer commits atomically: some statements and the
+ * audit entries that record them. Concurrent units share one transaction.
+ */
+export interface CommitUnit {
+  statements?: UnitStatement[];
+  entries: AuditEntryInput[];
+}
+
 export interface Audit {
+  /**
+   * Commits a unit through the group-commit writer and resolves once it is
+   * durable (committed). Units submitted while a commit is in flight are
+   * committed together in the next transaction, sent to SQLite as one exec:
+   * under load many calls share each commit, idle it is one round trip. If a
+   * shared commit fails, each unit is retried on its own so one bad unit fails
+   * only itself; a unit's promise rejects only if its own commit failed.
+   */
+  commit(unit: CommitUnit): Promise<void>;
   /** Appends an entry inside the caller's transaction; it commits or rolls back with the caller's change. */
   record(tx: SqlTx, entry: AuditEntryInput): Promise<AuditEntry>;
   /** Appends an entry in its own transaction. Resolves only once it is committed. */
@@ -69,7 +94,7 @@ const DEFAULT_PAGE_SIZE = 2_000;
 /** Search pages are for people and UIs; 500 rows is more than a screen and bounds the response size. */
 const MAX_SEARCH_LIMIT = 500;
 
-interface StoredRow extends AuditRow {}
+type StoredRow = AuditRow;
 
 function fromRow(row: StoredRow): AuditEntry {
   return {
@@ -89,8 +114,35 @@ export async function createAudit(deps: {
   clock: Clock;
   redactor: () => Redactor;
   pool: AuditVerifyPool;
+  log?: (message: string, error?: unknown) => void;
 }): Promise<Audit> {
   const { db, clock, pool } = deps;
+  // Full-text index of the log, caught up to `indexedSeq` (also kept in meta).
+  let indexedSeq = Number((await db.get<{ value: string }>("SELECT value FROM meta WHERE key = 'audit_fts_seq'"))?.value ?? 0);
+  /** Rows per indexing transaction: big enough to amortise FTS segment writes, small enough to keep writers waiting briefly. */
+  const INDEX_CHUNK = 1000;
+  const indexer = createDeferredIndexer({
+    db,
+    chunkRows: INDEX_CHUNK,
+    ...(deps.log ? { log: deps.log } : {}),
+    async indexChunk(tx) {
+      const range = await tx.get<{ hi: number | null; n: number }>(
+        'SELECT max(seq) AS hi, count(*) AS n FROM (SELECT seq FROM audit_log WHERE seq > ? ORDER BY seq LIMIT ?)',
+        [indexedSeq, INDEX_CHUNK],
+      );
+      if (!range?.hi) return 0;
+      await tx.run('INSERT INTO audit_fts (rowid, event, actor, subject, payload) SELECT seq, event, actor, subject, payload FROM audit_log WHERE seq > ? AND seq <= ?', [
+        indexedSeq,
+        range.hi,
+      ]);
+      await tx.run("INSERT INTO meta (key, value) VALUES ('audit_fts_seq', ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value", [String(range.hi)]);
+      const hi = range.hi;
+      tx.afterCommit(() => {
+        indexedSeq = Math.max(indexedSeq, hi);
+      });
+      return range.n;
+    },
+  });
   const last = await db.get<{ seq: number; hash: string }>('SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1');
   let committed: AuditHead = last ? { seq: last.seq, hash: last.hash } : { seq: 0, hash: GENESIS_HASH };
   // Heads of transactions still open: several record() calls in one
@@ -98,42 +150,123 @@ export async function createAudit(deps: {
   // when the transaction commits (a rollback leaves it where it was).
   const pendingHeads = new WeakMap<SqlTx, AuditHead>();
 
-  const record = async (tx: SqlTx, input: AuditEntryInput): Promise<AuditEntry> => {
-    const prev = pendingHeads.get(tx) ?? committed;
+  /**
+   * Builds the chained entry that follows `prev` (redacted; subject and
+   * payload as canonical JSON text, which is what is stored and hashed) and
+   * its INSERT parameters.
+   */
+  const chain = (prev: AuditHead, input: AuditEntryInput): { head: AuditHead; params: unknown[]; toEntry: () => AuditEntry } => {
     const redactor = deps.redactor();
-    // Round-trip through canonical JSON so what is hashed is exactly what is stored and read back.
-    const subject = JSON.parse(canonicalJson(input.subject ?? {})) as AuditSubject;
-    const payload = JSON.parse(canonicalJson(redactor.value(input.payload ?? {}))) as Record<string, unknown>;
-    const entry = {
+    const parts = {
       seq: prev.seq + 1,
       ts: isoAt(clock.now()),
       actor: redactor.text(input.actor),
       event: input.event,
-      subject,
-      payload,
+      subjectText: canonicalJson(input.subject ?? {}),
+      payloadText: canonicalJson(redactor.value(input.payload ?? {})),
     };
-    const hash = auditEntryHash(prev.hash, entry);
-    await tx.run('INSERT INTO audit_log (seq, ts, actor, event, subject, payload, prev_hash, hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?)', [
-      entry.seq,
-      entry.ts,
-      entry.actor,
-      entry.event,
-      canonicalJson(subject),
-      canonicalJson(payload),
-      prev.hash,
-      hash,
-    ]);
-    // The recorded head lets verify notice entries cut off the end of the log.
-    await tx.run("INSERT INTO meta (key, value) VALUES ('audit_head', ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value", [
-      canonicalJson({ seq: entry.seq, hash }),
-    ]);
-    const head = { seq: entry.seq, hash };
+    const hash = auditEntryHash(prev.hash, parts);
+    return {
+      head: { seq: parts.seq, hash },
+      params: [parts.seq, parts.ts, parts.actor, parts.event, parts.subjectText, parts.payloadText, prev.hash, hash],
+      toEntry: () => ({
+        seq: parts.seq,
+        ts: parts.ts,
+        actor: parts.actor,
+        event: parts.event,
+        subject: JSON.parse(parts.subjectText) as AuditSubject,
+        payload: JSON.parse(parts.payloadText) as Record<string, unknown>,
+        prevHash: prev.hash,
+        hash,
+      }),
+    };
+  };
+  const INSERT_ENTRY = 'INSERT INTO audit_log (seq, ts, actor, event, subject, payload, prev_hash, hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?)';
+  // The recorded head lets verify notice entries cut off the end of the log.
+  const SET_HEAD = "INSERT INTO meta (key, value) VALUES ('audit_head', ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value";
+
+  const record = async (tx: SqlTx, input: AuditEntryInput): Promise<AuditEntry> => {
+    const prev = pendingHeads.get(tx) ?? committed;
+    const { head, params, toEntry } = chain(prev, input);
+    await tx.run(INSERT_ENTRY, params);
+    await tx.run(SET_HEAD, [canonicalJson(head)]);
     pendingHeads.set(tx, head);
     tx.afterCommit(() => {
       if (head.seq > committed.seq) committed = head;
+      indexer.schedule();
     });
-    return { ...entry, prevHash: prev.hash, hash };
+    return toEntry();
   };
+
+  // ---- group commit -------------------------------------------------------
+  interface Queued {
+    unit: CommitUnit;
+    resolve: () => void;
+    reject: (error: unknown) => void;
+  }
+  const queue: Queued[] = [];
+  let flushing = false;
+
+  /** One transaction's SQL for these units, chained from `from`; nothing is sent yet. */
+  const buildBatch = (units: Queued[], from: AuditHead) => {
+    let head = from;
+    const parts: string[] = ['BEGIN IMMEDIATE;'];
+    for (const { unit } of units) {
+      for (const statement of unit.statements ?? []) parts.push(`${inlineParams(statement.sql, statement.params)};`);
+      for (const input of unit.entries) {
+        const built = chain(head, input);
+        parts.push(`${inlineParams(INSERT_ENTRY, built.params)};`);
+        head = built.head;
+      }
+    }
+    parts.push(`${SET_HEAD.replace('?', sqlValue(canonicalJson(head)))};`, 'COMMIT;');
+    return { sql: parts.join('\n'), head };
+  };
+
+  const commitBatch = async (q: SqlQueries, units: Queued[]): Promise<void> => {
+    let built: ReturnType<typeof buildBatch>;
+    try {
+      built = buildBatch(units, committed);
+      await q.exec(built.sql);
+    } catch (error) {
+      await q.exec('ROLLBACK').catch(() => undefined);
+      if (units.length === 1) {
+        units[0]!.reject(error);
+        return;
+      }
+      // Retry alone so the failure lands only on the unit that caused it.
+      for (const queued of units) await commitBatch(q, [queued]);
+      return;
+    }
+    committed = built.head;
+    indexer.schedule();
+    for (const queued of units) queued.resolve();
+  };
+
+  /** Largest group commit: bounds the size of one exec and the latency of its first unit. */
+  const MAX_BATCH_UNITS = 256;
+  const flush = async () => {
+    try {
+      while (queue.length > 0) {
+        const units = queue.splice(0, MAX_BATCH_UNITS);
+        await db.exclusive((q) => commitBatch(q, units)).catch((error: unknown) => {
+          for (const queued of units) queued.reject(error);
+        });
+      }
+    } finally {
+      flushing = false;
+    }
+  };
+
+  const commit = (unit: CommitUnit): Promise<void> =>
+    new Promise((resolve, reject) => {
+      queue.push({ unit, resolve, reject });
+      if (!flushing) {
+        flushing = true;
+        // Gather the units submitted in this same tick into the first commit.
+        queueMicrotask(() => void flush());
+      }
+    });
 
   const verify = async (options: { useWorkers?: boolean; pageSize?: number } = {}): Promise<VerifyReport> => {
     const pageSize = options.pageSize ?? DEFAULT_PAGE_SIZE;
@@ -227,10 +360,12 @@ export async function createAudit(deps: {
   };
 
   const audit: Audit = {
+    commit,
     record,
     append: (entry) => db.write((tx) => record(tx, entry)),
     head: () => committed,
     async search(query) {
+      await indexer.catchUp();
       const limit = Math.min(Math.max(query.limit ?? 100, 1), MAX_SEARCH_LIMIT);
       const where: string[] = [];
       const params: unknown[] = [];
@@ -277,6 +412,15 @@ export async function createAudit(deps: {
           [cutoffIso],
         );
         if (!boundary) return { deleted: 0, checkpoint: null };
+        await tx.run('DELETE FROM audit_fts WHERE rowid <= ?', [boundary.seq]);
+        if (indexedSeq < boundary.seq) {
+          // Nothing at or below the boundary is left to index.
+          await tx.run("INSERT INTO meta (key, value) VALUES ('audit_fts_seq', ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value", [String(boundary.seq)]);
+          const seq = boundary.seq;
+          tx.afterCommit(() => {
+            indexedSeq = Math.max(indexedSeq, seq);
+          });
+        }
         const result = await tx.run('DELETE FROM audit_log WHERE seq <= ?', [boundary.seq]);
         const checkpoint = await record(tx, {
           actor,

@@ -4,6 +4,6 @@
  * retention that leaves the rest of the chain verifiable.
  */
 export { createAudit, auditUnavailable, CHECKPOINT_EVENT, WORKER_THRESHOLD_ENTRIES } from './audit.js';
-export type { Audit, AuditEntry, AuditEntryInput, AuditHead, AuditSearch, AuditSubject, VerifyReport } from './audit.js';
+export type { Audit, AuditEntry, AuditEntryInput, AuditHead, AuditSearch, AuditSubject, VerifyReport, CommitUnit, UnitStatement } from './audit.js';
 export { createAuditVerifyPool } from './verify-pool.js';
 export type { AuditVerifyPool } from './verify-pool.js';

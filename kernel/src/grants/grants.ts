@@ -78,11 +78,16 @@ export interface GrantStore {
   set(input: GrantSetInput, actor: string): Promise<Grant>;
   remove(id: string, actor: string): Promise<void>;
   list(filter?: { tokenId?: string; targetId?: string; profileId?: string }): Promise<Grant[]>;
-  /** Pass `q` (a transaction) when evaluating inside a write; the connection lock is held there. */
+  /**
+   * Pass `q` (a transaction) when evaluating inside a write, to see that
+   * transaction's changes; without it the in-memory mirror answers.
+   */
   evaluate(tokenId: string, targetId: string, profileId: string, action: string, q?: SqlQueries): Promise<GrantDecision>;
+  /** Re-reads the grants inside a transaction whose cascade removed some (target or profile deleted). */
+  reload(tx: SqlTx): Promise<void>;
 }
 
-export function createGrantStore(deps: {
+export async function createGrantStore(deps: {
   db: SqlDb;
   clock: Clock;
   audit: Audit;
@@ -90,8 +95,30 @@ export function createGrantStore(deps: {
   checkRefs: (input: GrantSetInput) => Promise<void>;
   /** Called inside the change's transaction: pending approvals the change affects are re-checked. */
   onChanged: (tx: SqlTx, change: GrantChange) => Promise<void>;
-}): GrantStore {
+}): Promise<GrantStore> {
   const { db, clock, audit } = deps;
+  // Every grant, by token|target|profile, mirrored in memory: evaluating a
+  // call's grant is a map lookup. Rebuilt from the table inside each changing
+  // transaction and swapped in when it commits.
+  const key = (tokenId: string, targetId: string, profileId: string) => `${tokenId}|${targetId}|${profileId}`;
+  let mirror = new Map<string, Row[]>();
+  const build = (rows: Row[]) => {
+    const next = new Map<string, Row[]>();
+    for (const row of rows) {
+      const k = key(row.token_id, row.target_id, row.profile_id);
+      const list = next.get(k);
+      if (list) list.push(row);
+      else next.set(k, [row]);
+    }
+    return next;
+  };
+  mirror = build(await db.all<Row>('SELECT * FROM grants'));
+  const reload = async (tx: SqlTx) => {
+    const next = build(await tx.all<Row>('SELECT * FROM grants'));
+    tx.afterCommit(() => {
+      mirror = next;
+    });
+  };
 
   const evaluateRows = (rows: Row[], nowMs: number): GrantDecision => {
     let best: Row | undefined;
@@ -155,9 +182,11 @@ export function createGrantStore(deps: {
           payload: { action: row.action, rule: row.rule, expiresAt: row.expires_at, ...(existing ? { previousRule: existing.rule, previousExpiresAt: existing.expires_at } : {}) },
         });
         await deps.onChanged(tx, { tokenId: row.token_id, targetId: row.target_id, profileId: row.profile_id });
+        await reload(tx);
         return toGrant(row);
       });
     },
+    reload,
     async remove(id, actor) {
       await db.write(async (tx) => {
         const row = await tx.get<Row>('SELECT * FROM grants WHERE id = ?', [id]);
@@ -170,6 +199,7 @@ export function createGrantStore(deps: {
           payload: { action: row.action, rule: row.rule },
         });
         await deps.onChanged(tx, { tokenId: row.token_id, targetId: row.target_id, profileId: row.profile_id });
+        await reload(tx);
       });
     },
     async list(filter = {}) {
@@ -193,7 +223,11 @@ export function createGrantStore(deps: {
       );
       return rows.map(toGrant);
     },
-    async evaluate(tokenId, targetId, profileId, action, q = db) {
+    async evaluate(tokenId, targetId, profileId, action, q) {
+      if (!q) {
+        const rows = (mirror.get(key(tokenId, targetId, profileId)) ?? []).filter((row) => row.action === action || row.action === ANY_ACTION);
+        return evaluateRows(rows, clock.now());
+      }
       const rows = await q.all<Row>('SELECT * FROM grants WHERE token_id = ? AND target_id = ? AND profile_id = ? AND action IN (?, ?)', [
         tokenId,
         targetId,

@@ -60,25 +60,35 @@ export function canonicalHash(value) {
 export const GENESIS_HASH = '0'.repeat(64);
 
 /**
+ * The canonical text of one audit entry from its stored parts. `subject` and
+ * `payload` are stored as canonical JSON already, so the entry's canonical
+ * encoding is assembled, not recomputed (keys in sorted order: actor, event,
+ * payload, seq, subject, ts).
+ * @param {{seq: number, ts: string, actor: string, event: string, subjectText: string, payloadText: string}} entry
+ * @returns {string}
+ */
+export function auditEntryText(entry) {
+  return (
+    '{"actor":' + JSON.stringify(entry.actor) +
+    ',"event":' + JSON.stringify(entry.event) +
+    ',"payload":' + entry.payloadText +
+    ',"seq":' + JSON.stringify(entry.seq) +
+    ',"subject":' + entry.subjectText +
+    ',"ts":' + JSON.stringify(entry.ts) +
+    '}'
+  );
+}
+
+/**
  * The hash of one audit entry: SHA-256 over the previous entry's hash, a
- * newline, and the canonical encoding of the entry's own fields. Including
- * `seq` is what makes a deletion, insertion or reordering visible even where
- * the surrounding hashes were left alone.
+ * newline, and the canonical encoding of `{seq, ts, actor, event, subject,
+ * payload}`. Including `seq` is what makes a deletion, insertion or
+ * reordering visible even where the surrounding hashes were left alone.
+ * Verification hashes the stored text itself, so any edit to it shows.
  * @param {string} prevHash
- * @param {{seq: number, ts: string, actor: string, event: string, subject: unknown, payload: unknown}} entry
+ * @param {{seq: number, ts: string, actor: string, event: string, subjectText: string, payloadText: string}} entry
  * @returns {string}
  */
 export function auditEntryHash(prevHash, entry) {
-  return sha256Hex(
-    prevHash +
-      '\n' +
-      canonicalJson({
-        seq: entry.seq,
-        ts: entry.ts,
-        actor: entry.actor,
-        event: entry.event,
-        subject: entry.subject,
-        payload: entry.payload,
-      }),
-  );
+  return sha256Hex(prevHash + '\n' + auditEntryText(entry));
 }

@@ -42,6 +42,12 @@ export interface Pipeline {
   runApproved(workspace: Workspace, requestId: string, actor: string, note?: string | null, options?: CallOptions): Promise<ActionRequest>;
 }
 
+/** The snapshot as stored: its canonical text and that text's hash (encoded once). */
+function snapshotColumns(snapshot: ApprovalSnapshot): { snapshot: string; snapshot_hash: string } {
+  const text = canonicalJson(snapshot);
+  return { snapshot: text, snapshot_hash: sha256Hex(text) };
+}
+
 const TARGET_REF = /^([a-z][a-z0-9_-]{0,63}):(tgt_[0-9a-z]{16}):(prf_[0-9a-z]{16})$/;
 const IDEMPOTENCY_KEY = /^[A-Za-z0-9._:-]{1,128}$/;
 /** After cancelling at the deadline, how long the executor gets to confirm before the outcome is declared unknown. */
@@ -93,11 +99,15 @@ export function createPipeline(deps: {
   /** Records an attempt that was refused before a request existed (every attempt is audited). */
   const recordRejected = async (ws: Workspace, token: TokenRecord, input: CallInput, code: string, message: string) => {
     await ws.audit
-      .append({
-        actor: `token:${token.id}`,
-        event: 'action.rejected',
-        subject: { tokenId: token.id },
-        payload: { targetRef: truncateUtf8(String(input.targetRef), 200), action: truncateUtf8(String(input.action), 100), code, message },
+      .commit({
+        entries: [
+          {
+            actor: `token:${token.id}`,
+            event: 'action.rejected',
+            subject: { tokenId: token.id },
+            payload: { targetRef: truncateUtf8(String(input.targetRef), 200), action: truncateUtf8(String(input.action), 100), code, message },
+          },
+        ],
       })
       .catch((error) => log('could not audit a rejected call', error));
   };
@@ -120,7 +130,8 @@ export function createPipeline(deps: {
     let outcome: { status: 'completed'; output: unknown } | { status: 'failed'; error: ActionError } | { status: 'outcome_unknown'; reason: string };
     let secrets: string[] = [];
     try {
-      const target = await ws.targets.requireTarget(row.target_id);
+      const target = ws.targets.cachedTarget(row.target_id);
+      if (!target) throw new KernelError('unknown_target', 'The target was deleted while the action was starting.', { status: 409 });
       const lease = await ws.targets.lease(row.profile_id);
       secrets = Object.values(lease.secret).filter((value): value is string => typeof value === 'string');
       const controller = new AbortController();
@@ -170,50 +181,42 @@ export function createPipeline(deps: {
     const finishedIso = isoAt(clock.now());
     const durationMs = clock.now() - startedMs;
     try {
-      return await ws.db.write(async (tx) => {
-        if (outcome.status === 'completed') {
-          const bounded = boundOutput(redactor.value(outcome.output), action.limits.maxOutputBytes);
-          const text = JSON.stringify(bounded.value);
-          return ws.approvals.transition(
-            tx,
-            row.id,
-            ['running'],
-            'completed',
-            { output_preview: text, output_truncated: bounded.truncated ? 1 : 0, finished_at: finishedIso, status_reason: null },
-            {
-              actor: `token:${row.token_id}`,
-              event: 'action.completed',
-              payload: {
-                action: row.action,
-                durationMs,
-                outputBytes: bounded.bytes,
-                truncated: bounded.truncated,
-                outputSha256: sha256Hex(text),
-                outputExcerpt: truncateUtf8(text, AUDIT_EXCERPT_BYTES),
-              },
+      if (outcome.status === 'completed') {
+        const bounded = boundOutput(redactor.value(outcome.output), action.limits.maxOutputBytes);
+        const text = JSON.stringify(bounded.value);
+        return await ws.approvals.finishBatched(
+          row,
+          'completed',
+          { output_preview: text, output_truncated: bounded.truncated ? 1 : 0, finished_at: finishedIso, status_reason: null },
+          {
+            actor: `token:${row.token_id}`,
+            event: 'action.completed',
+            payload: {
+              action: row.action,
+              durationMs,
+              outputBytes: bounded.bytes,
+              truncated: bounded.truncated,
+              outputSha256: sha256Hex(text),
+              outputExcerpt: truncateUtf8(text, AUDIT_EXCERPT_BYTES),
             },
-          );
-        }
-        if (outcome.status === 'failed') {
-          const error = { ...outcome.error, message: redactor.text(outcome.error.message) };
-          return ws.approvals.transition(
-            tx,
-            row.id,
-            ['running'],
-            'failed',
-            { error: canonicalJson(error), finished_at: finishedIso, status_reason: error.message },
-            { actor: `token:${row.token_id}`, event: 'action.failed', payload: { action: row.action, durationMs, error } },
-          );
-        }
-        return ws.approvals.transition(
-          tx,
-          row.id,
-          ['running'],
-          'outcome_unknown',
-          { finished_at: finishedIso, status_reason: outcome.reason },
-          { actor: 'system', event: 'action.outcome_unknown', payload: { action: row.action, durationMs, reason: outcome.reason } },
+          },
         );
-      });
+      }
+      if (outcome.status === 'failed') {
+        const error = { ...outcome.error, message: redactor.text(outcome.error.message) };
+        return await ws.approvals.finishBatched(
+          row,
+          'failed',
+          { error: canonicalJson(error), finished_at: finishedIso, status_reason: error.message },
+          { actor: `token:${row.token_id}`, event: 'action.failed', payload: { action: row.action, durationMs, error } },
+        );
+      }
+      return await ws.approvals.finishBatched(
+        row,
+        'outcome_unknown',
+        { finished_at: finishedIso, status_reason: outcome.reason },
+        { actor: 'system', event: 'action.outcome_unknown', payload: { action: row.action, durationMs, reason: outcome.reason } },
+      );
     } catch (error) {
       log(`could not record the completion of ${row.id}`, error);
       throw new KernelError(
@@ -271,7 +274,16 @@ export function createPipeline(deps: {
       // 1. The global switch: discovery still works, nothing runs.
       if (!ws.mcp.isRunning()) {
         await ws.audit
-          .append({ actor, event: 'action.refused', subject: { tokenId: token.id }, payload: { targetRef: truncateUtf8(String(input.targetRef), 200), action: truncateUtf8(String(input.action), 100), reason: 'stopped' } })
+          .commit({
+            entries: [
+              {
+                actor,
+                event: 'action.refused',
+                subject: { tokenId: token.id },
+                payload: { targetRef: truncateUtf8(String(input.targetRef), 200), action: truncateUtf8(String(input.action), 100), reason: 'stopped' },
+              },
+            ],
+          })
           .catch((error) => log('could not audit a refused call', error));
         return { kind: 'stopped', message: 'The operator has switched MCP execution off for now. Nothing was run; ask your operator to switch it on.' };
       }
@@ -282,8 +294,8 @@ export function createPipeline(deps: {
       } catch (error) {
         return reject(error as KernelError);
       }
-      const target = await ws.targets.getTarget(ref.targetId);
-      const profile = target ? await ws.targets.getProfile(ref.profileId) : undefined;
+      const target = ws.targets.cachedTarget(ref.targetId);
+      const profile = target ? ws.targets.cachedProfile(ref.profileId) : undefined;
       if (!target || !profile || target.kind !== ref.kind || profile.targetId !== target.id) {
         return reject(
           new KernelError('unknown_target', `There is no target "${truncateUtf8(input.targetRef, 200)}". list_connector_targets shows the targets this token can use.`, {
@@ -327,9 +339,7 @@ export function createPipeline(deps: {
       const decision = await ws.grants.evaluate(token.id, target.id, profile.id, input.action);
       if (decision.decision === 'denied' || decision.decision === 'blocked') {
         try {
-          await ws.db.write((tx) =>
-            ws.approvals.insert(
-              tx,
+          await ws.approvals.insertBatched(
               {
                 ...base,
                 id: newId('req'),
@@ -348,7 +358,6 @@ export function createPipeline(deps: {
                 finished_at: nowIso,
               },
               { actor, event: 'action.blocked', payload: { action: base.action, rule: decision.decision, reason: base.reason } },
-            ),
           );
         } catch (error) {
           log('could not record a blocked call', error);
@@ -380,10 +389,54 @@ export function createPipeline(deps: {
 
       // 4. Snapshot + request row (+ the write-ahead intent entry for always_run), atomically.
       const id = newId('req');
-      let created: { row: RequestRow; replayed: boolean };
+      const pending = rule === 'approval_required';
+      const snapshotSubject = { token_id: token.id, target_id: target.id, profile_id: profile.id, connector_id: target.kind, action: action.name, input_hash: inputHash };
+      const newRow = (snapshot: ApprovalSnapshot) => {
+        const stored = snapshotColumns(snapshot);
+        return {
+        ...base,
+        action: action.name,
+        id,
+        status: pending ? ('approval_pending' as const) : ('running' as const),
+        rule,
+        // Only a pending request runs later, from its sealed input, after its
+        // snapshot is re-checked; an always_run request runs now from memory,
+        // and its snapshot hash is in the intent entry.
+        input_sealed: pending ? ws.handle.sealer.seal(inputText, inputAad(id)) : null,
+        input_preview: inputPreview,
+        idempotency_key: key ?? null,
+        request_fingerprint: key === undefined ? '' : fingerprint,
+        snapshot: pending ? stored.snapshot : null,
+        snapshot_hash: stored.snapshot_hash,
+        status_reason: null,
+        expires_at: pending ? isoAt(clock.now() + ws.settings.get().approvalTtlSeconds * 1000) : null,
+        started_at: pending ? null : nowIso,
+        };
+      };
+      const intent = (row: ReturnType<typeof newRow>) => ({
+        actor,
+        event: pending ? 'action.requested' : 'action.started',
+        payload: {
+          action: action.name,
+          connector: { id: connector.id, version: connector.version },
+          rule,
+          reason: base.reason,
+          input: JSON.parse(inputPreview) as unknown,
+          inputHash,
+          snapshotHash: row.snapshot_hash,
+          ...(pending ? { expiresAt: row.expires_at } : {}),
+        },
+      });
+      let created: { row: RequestRow; request: ActionRequest | undefined; replayed: boolean };
       try {
-        created = await ws.db.write(async (tx) => {
-          if (key !== undefined) {
+        if (key === undefined) {
+          // The hot path: everything above came from memory; the row and its
+          // intent entry go through the group-commit writer.
+          const row = newRow(await ws.approvals.snapshotNow(undefined, snapshotSubject));
+          created = { ...(await ws.approvals.insertBatched(row, intent(row))), replayed: false };
+        } else {
+          // With an idempotency key, the lookup and the insert share one transaction.
+          created = await ws.db.write(async (tx) => {
             const existing = await ws.approvals.findByIdempotencyKey(tx, token.id, key);
             if (existing) {
               if (existing.request_fingerprint !== fingerprint) {
@@ -393,51 +446,13 @@ export function createPipeline(deps: {
                   { status: 409 },
                 );
               }
-              return { row: existing, replayed: true };
+              return { row: existing, request: undefined, replayed: true };
             }
-          }
-          const snapshot = await ws.approvals.snapshotNow(tx, {
-            token_id: token.id,
-            target_id: target.id,
-            profile_id: profile.id,
-            connector_id: target.kind,
-            action: action.name,
-            input_hash: inputHash,
+            const row = newRow(await ws.approvals.snapshotNow(tx, snapshotSubject));
+            const request = await ws.approvals.insert(tx, row, intent(row));
+            return { row: (await ws.approvals.getRow(tx, id))!, request, replayed: false };
           });
-          const pending = rule === 'approval_required';
-          const ttlMs = ws.settings.get().approvalTtlSeconds * 1000;
-          const row = {
-            ...base,
-            action: action.name,
-            id,
-            status: pending ? ('approval_pending' as const) : ('running' as const),
-            rule,
-            input_sealed: ws.handle.sealer.seal(inputText, inputAad(id)),
-            input_preview: inputPreview,
-            idempotency_key: key ?? null,
-            request_fingerprint: fingerprint,
-            snapshot: canonicalJson(snapshot),
-            snapshot_hash: snapshotHash(snapshot),
-            status_reason: null,
-            expires_at: pending ? isoAt(clock.now() + ttlMs) : null,
-            started_at: pending ? null : nowIso,
-          };
-          await ws.approvals.insert(tx, row, {
-            actor,
-            event: pending ? 'action.requested' : 'action.started',
-            payload: {
-              action: action.name,
-              connector: { id: connector.id, version: connector.version },
-              rule,
-              reason: base.reason,
-              input: JSON.parse(inputPreview) as unknown,
-              inputHash,
-              snapshotHash: row.snapshot_hash,
-              ...(pending ? { expiresAt: row.expires_at } : {}),
-            },
-          });
-          return { row: (await ws.approvals.getRow(tx, id))!, replayed: false };
-        });
+        }
       } catch (error) {
         if (error instanceof KernelError) {
           if (error.code === 'idempotency_conflict') await recordRejected(ws, token, input, error.code, error.message);
@@ -449,7 +464,7 @@ export function createPipeline(deps: {
       }
       ws.tokens.touch(token.id);
       if (created.replayed || created.row.status !== 'running') {
-        const request = await ws.approvals.require(created.row.id);
+        const request = created.request ?? (await ws.approvals.require(created.row.id));
         return { kind: 'request', request, replayed: created.replayed };
       }
       // 5. Execute (always_run).

@@ -67,9 +67,16 @@ export interface TargetStore {
   deleteProfile(id: string, actor: string): Promise<void>;
   /** Opens a profile's sealed secret for one invocation. */
   lease(profileId: string): Promise<CredentialLease>;
-  /** The revision counters approval snapshots bind to; null for a part that no longer exists. */
+  /** Synchronous reads from the in-memory mirror, for the hot path. */
+  cachedTarget(id: string): Target | undefined;
+  cachedProfile(id: string): Profile | undefined;
+  /**
+   * The revision counters approval snapshots bind to; null for a part that no
+   * longer exists. Pass `q` inside a transaction (to see its uncommitted
+   * changes); without it the in-memory mirror answers.
+   */
   revisions(
-    q: SqlQueries,
+    q: SqlQueries | undefined,
     targetId: string,
     profileId: string,
   ): Promise<{ target: { kind: string; configRevision: number } | null; profile: { configRevision: number; secretRevision: number } | null }>;
@@ -143,7 +150,7 @@ function isPlainObject(value: unknown): value is Record<string, unknown> {
  * snapshots bind to. When the connector of a kind is installed, its manifest
  * schemas validate what is stored here.
  */
-export function createTargetStore(deps: {
+export async function createTargetStore(deps: {
   db: SqlDb;
   clock: Clock;
   audit: Audit;
@@ -151,8 +158,18 @@ export function createTargetStore(deps: {
   catalog: ConnectorCatalog;
   /** Called inside the change's transaction so pending approvals go stale atomically with the edit. */
   onChanged: (tx: SqlTx, change: TargetChange) => Promise<void>;
-}): TargetStore {
+  /** Called inside a delete's transaction: the cascade removed grants too. */
+  onDeleted: (tx: SqlTx) => Promise<void>;
+}): Promise<TargetStore> {
   const { db, clock, audit, sealer, catalog } = deps;
+  // The whole (small) targets and profiles tables, mirrored in memory and
+  // updated after each commit, so a call reads no rows to find its target,
+  // profile or credential lease.
+  const targets = new Map<string, TargetRow>();
+  const profiles = new Map<string, ProfileRow>();
+  for (const row of await db.all<TargetRow>('SELECT * FROM targets')) targets.set(row.id, row);
+  for (const row of await db.all<ProfileRow>('SELECT * FROM profiles')) profiles.set(row.id, row);
+  const byName = <T extends { name?: string; label?: string }>(a: T, b: T) => (a.name ?? a.label ?? '').localeCompare(b.name ?? b.label ?? '');
 
   const validateTarget = (kind: string, config: Record<string, unknown>) => {
     const connector = catalog.get(kind);
@@ -167,11 +184,18 @@ export function createTargetStore(deps: {
 
   const store: TargetStore = {
     async listTargets() {
-      return (await db.all<TargetRow>('SELECT * FROM targets ORDER BY name')).map(toTarget);
+      return [...targets.values()].sort(byName).map(toTarget);
     },
     async getTarget(id) {
-      const row = await db.get<TargetRow>('SELECT * FROM targets WHERE id = ?', [id]);
+      return store.cachedTarget(id);
+    },
+    cachedTarget(id) {
+      const row = targets.get(id);
       return row ? toTarget(row) : undefined;
+    },
+    cachedProfile(id) {
+      const row = profiles.get(id);
+      return row ? toProfile(row) : undefined;
     },
     async requireTarget(id) {
       const target = await store.getTarget(id);
@@ -203,6 +227,7 @@ export function createTargetStore(deps: {
           [row.id, row.kind, row.name, row.description, row.config, row.config_revision, row.created_at, row.updated_at],
         );
         await audit.record(tx, { actor, event: 'target.created', subject: { targetId: row.id }, payload: { kind: row.kind, name: row.name, config } });
+        tx.afterCommit(() => targets.set(row.id, row));
       });
       return toTarget(row);
     },
@@ -244,6 +269,7 @@ export function createTargetStore(deps: {
         });
         // Any edit, even a rename, invalidates what the operator saw when approving.
         await deps.onChanged(tx, { targetId: id, reason: configChanged ? 'the target configuration changed' : 'the target was edited' });
+        tx.afterCommit(() => targets.set(id, next));
         return toTarget(next);
       });
     },
@@ -254,17 +280,21 @@ export function createTargetStore(deps: {
         await deps.onChanged(tx, { targetId: id, reason: 'the target was deleted' });
         await tx.run('DELETE FROM targets WHERE id = ?', [id]);
         await audit.record(tx, { actor, event: 'target.deleted', subject: { targetId: id }, payload: { kind: row.kind, name: row.name } });
+        await deps.onDeleted(tx);
+        tx.afterCommit(() => {
+          targets.delete(id);
+          for (const [profileId, profile] of profiles) if (profile.target_id === id) profiles.delete(profileId);
+        });
       });
     },
     async listProfiles(targetId) {
-      const rows = targetId
-        ? await db.all<ProfileRow>('SELECT * FROM profiles WHERE target_id = ? ORDER BY label', [targetId])
-        : await db.all<ProfileRow>('SELECT * FROM profiles ORDER BY target_id, label');
-      return rows.map(toProfile);
+      return [...profiles.values()]
+        .filter((row) => targetId === undefined || row.target_id === targetId)
+        .sort((a, b) => a.target_id.localeCompare(b.target_id) || a.label.localeCompare(b.label))
+        .map(toProfile);
     },
     async getProfile(id) {
-      const row = await db.get<ProfileRow>('SELECT * FROM profiles WHERE id = ?', [id]);
-      return row ? toProfile(row) : undefined;
+      return store.cachedProfile(id);
     },
     async requireProfile(id) {
       const profile = await store.getProfile(id);
@@ -308,6 +338,7 @@ export function createTargetStore(deps: {
           subject: { targetId, profileId: id },
           payload: { label: row.label, credentialKind, config, secretFields: JSON.parse(row.secret_fields) },
         });
+        tx.afterCommit(() => profiles.set(id, row));
       });
       return toProfile(row);
     },
@@ -359,6 +390,7 @@ export function createTargetStore(deps: {
           profileId: id,
           reason: changes.includes('secret') ? "the credential profile's secret changed" : 'the credential profile changed',
         });
+        tx.afterCommit(() => profiles.set(id, next));
         return toProfile(next);
       });
     },
@@ -369,9 +401,19 @@ export function createTargetStore(deps: {
         await deps.onChanged(tx, { targetId: row.target_id, profileId: id, reason: 'the credential profile was deleted' });
         await tx.run('DELETE FROM profiles WHERE id = ?', [id]);
         await audit.record(tx, { actor, event: 'profile.deleted', subject: { targetId: row.target_id, profileId: id }, payload: { label: row.label } });
+        await deps.onDeleted(tx);
+        tx.afterCommit(() => profiles.delete(id));
       });
     },
     async revisions(q, targetId, profileId) {
+      if (!q) {
+        const target = targets.get(targetId);
+        const profile = profiles.get(profileId);
+        return {
+          target: target ? { kind: target.kind, configRevision: target.config_revision } : null,
+          profile: profile && profile.target_id === targetId ? { configRevision: profile.config_revision, secretRevision: profile.secret_revision } : null,
+        };
+      }
       const target = await q.get<{ kind: string; config_revision: number }>('SELECT kind, config_revision FROM targets WHERE id = ?', [targetId]);
       const profile = await q.get<{ config_revision: number; secret_revision: number }>(
         'SELECT config_revision, secret_revision FROM profiles WHERE id = ? AND target_id = ?',
@@ -383,7 +425,7 @@ export function createTargetStore(deps: {
       };
     },
     async lease(profileId) {
-      const row = await db.get<ProfileRow>('SELECT * FROM profiles WHERE id = ?', [profileId]);
+      const row = profiles.get(profileId);
       if (!row) throw errors.notFound('Credential profile', profileId);
       return {
         kind: row.credential_kind,

@@ -7,7 +7,7 @@
 export { createVault, SCHEMA_VERSION } from './vault.js';
 export type { Vault, OpenDatabase, DatabaseInfo } from './vault.js';
 export type { SqlDb, SqlTx, SqlQueries, RunResult } from './sqlcipher.js';
-export { openSqlCipher, sqliteCode } from './sqlcipher.js';
+export { openSqlCipher, sqliteCode, sqlValue, inlineParams } from './sqlcipher.js';
 export type { Sealer } from './seal.js';
 export { passwordProblems, assertPasswordRules, MIN_PASSWORD_LENGTH } from './password-rules.js';
 export { resolveDataDir, assertDatabaseName, databaseNameFromFile, DATABASE_EXTENSION, PLAINTEXT_REFUSED_MESSAGE } from './data-dir.js';

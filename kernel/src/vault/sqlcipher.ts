@@ -51,6 +51,39 @@ export function sqlLiteral(text: string): string {
   return `'${text.replace(/'/g, "''")}'`;
 }
 
+/**
+ * Renders a value as an SQLite literal, for the batched writer that sends a
+ * whole group commit as one `exec` (one thread-pool round trip instead of one
+ * per statement). SQLite string literals have exactly one escape, the doubled
+ * quote, so this is complete; text containing NUL (which would end the C
+ * string) and bytes go in as hex.
+ */
+export function sqlValue(value: unknown): string {
+  if (value === null || value === undefined) return 'NULL';
+  if (typeof value === 'number') {
+    if (!Number.isFinite(value)) throw new TypeError('sqlValue: non-finite number');
+    return Number.isInteger(value) ? value.toString() : value.toExponential(17);
+  }
+  if (typeof value === 'boolean') return value ? '1' : '0';
+  if (typeof value === 'bigint') return value.toString();
+  if (typeof value === 'string') {
+    return value.includes('\u0000') ? `CAST(X'${Buffer.from(value, 'utf8').toString('hex')}' AS TEXT)` : sqlLiteral(value);
+  }
+  if (value instanceof Uint8Array) return `X'${Buffer.from(value).toString('hex')}'`;
+  throw new TypeError(`sqlValue: cannot render ${typeof value}`);
+}
+
+/** Substitutes positional `?` parameters with literals (statements written by the kernel only; no `?` inside literals). */
+export function inlineParams(sql: string, params: readonly unknown[]): string {
+  let index = 0;
+  const out = sql.replace(/\?/g, () => {
+    if (index >= params.length) throw new TypeError(`inlineParams: too few parameters for ${sql}`);
+    return sqlValue(params[index++]);
+  });
+  if (index !== params.length) throw new TypeError(`inlineParams: ${params.length} parameters for ${index} placeholders in ${sql}`);
+  return out;
+}
+
 function openRaw(file: string, mode: number): Promise<sqlcipher.Database> {
   return new Promise((resolve, reject) => {
     const db: sqlcipher.Database = new sqlcipher.Database(file, mode, (error) => {
@@ -65,27 +98,69 @@ function bindable(params: Params | undefined): unknown {
   return params;
 }
 
-function makeQueries(raw: sqlcipher.Database): SqlQueries {
+/**
+ * Prepared statements, one per SQL text, reused for the life of the
+ * connection: preparing costs about twice what running does, and the kernel
+ * runs the same few dozen statements over and over. Only ever used under the
+ * connection lock, so a statement is never bound by two callers at once.
+ */
+/** Far more than the distinct statements the kernel issues; a bound only for the few with variable IN lists. */
+const MAX_CACHED_STATEMENTS = 256;
+
+class StatementCache {
+  private readonly statements = new Map<string, sqlcipher.Statement>();
+  constructor(private readonly raw: sqlcipher.Database) {}
+
+  get(sql: string): Promise<sqlcipher.Statement> {
+    const cached = this.statements.get(sql);
+    if (cached) {
+      // Refresh its place in the eviction order.
+      this.statements.delete(sql);
+      this.statements.set(sql, cached);
+      return Promise.resolve(cached);
+    }
+    return new Promise((resolve, reject) => {
+      const statement: sqlcipher.Statement = this.raw.prepare(sql, (error: Error | null) => {
+        if (error) return reject(error);
+        this.statements.set(sql, statement);
+        if (this.statements.size > MAX_CACHED_STATEMENTS) {
+          const [oldestSql, oldest] = this.statements.entries().next().value as [string, sqlcipher.Statement];
+          this.statements.delete(oldestSql);
+          oldest.finalize();
+        }
+        resolve(statement);
+      });
+    });
+  }
+
+  async finalizeAll(): Promise<void> {
+    const all = [...this.statements.values()];
+    this.statements.clear();
+    await Promise.all(all.map((statement) => new Promise<void>((resolve) => statement.finalize(() => resolve()))));
+  }
+}
+
+function makeQueries(raw: sqlcipher.Database, cache: StatementCache): SqlQueries {
   return {
-    run(sql, params) {
+    async run(sql, params) {
+      const statement = await cache.get(sql);
       return new Promise((resolve, reject) => {
-        raw.run(sql, bindable(params), function (this: sqlcipher.RunResult, error: Error | null) {
+        statement.run(bindable(params), function (this: sqlcipher.RunResult, error: Error | null) {
           if (error) reject(error);
           else resolve({ changes: this.changes, lastId: this.lastID });
         });
       });
     },
-    get<T>(sql: string, params?: Params) {
-      return new Promise<T | undefined>((resolve, reject) => {
-        raw.get(sql, bindable(params), (error: Error | null, row: T | undefined) => {
-          if (error) reject(error);
-          else resolve(row);
-        });
-      });
+    async get<T>(sql: string, params?: Params) {
+      // Through all(): a statement stepped only once would stay open and pin a
+      // WAL read snapshot until its next use.
+      const rows = await this.all<T>(sql, params);
+      return rows[0];
     },
-    all<T>(sql: string, params?: Params) {
+    async all<T>(sql: string, params?: Params) {
+      const statement = await cache.get(sql);
       return new Promise<T[]>((resolve, reject) => {
-        raw.all(sql, bindable(params), (error: Error | null, rows: T[]) => {
+        statement.all(bindable(params), (error: Error | null, rows: T[]) => {
           if (error) reject(error);
           else resolve(rows);
         });
@@ -119,7 +194,8 @@ export async function openSqlCipher(file: string, options: OpenOptions): Promise
     ? sqlcipher.OPEN_READONLY
     : sqlcipher.OPEN_READWRITE | (options.create ? sqlcipher.OPEN_CREATE : 0);
   const raw = await openRaw(file, mode);
-  const q = makeQueries(raw);
+  // The key and pragmas run unprepared: nothing may be prepared before the key is set.
+  const q = makeUnpreparedQueries(raw);
   try {
     // A wrong key is an expected outcome we report ourselves; keep SQLCipher's
     // own logger from printing it to the gateway's stderr.
@@ -143,9 +219,18 @@ export async function openSqlCipher(file: string, options: OpenOptions): Promise
   return wrap(file, raw);
 }
 
+function makeUnpreparedQueries(raw: sqlcipher.Database): Pick<SqlQueries, 'exec' | 'get'> {
+  return {
+    exec: (sql) => new Promise((resolve, reject) => raw.exec(sql, (error: Error | null) => (error ? reject(error) : resolve()))),
+    get: <T>(sql: string) =>
+      new Promise<T | undefined>((resolve, reject) => raw.all(sql, [], (error: Error | null, rows: T[]) => (error ? reject(error) : resolve(rows[0])))),
+  };
+}
+
 function wrap(file: string, raw: sqlcipher.Database): SqlDb {
   const lock = new Mutex();
-  const q = makeQueries(raw);
+  const cache = new StatementCache(raw);
+  const q = makeQueries(raw, cache);
   let closed = false;
   const guard = () => {
     if (closed) throw new Error(`database ${file} is closed`);
@@ -187,6 +272,7 @@ function wrap(file: string, raw: sqlcipher.Database): SqlDb {
       return lock.run(async () => {
         if (closed) return;
         closed = true;
+        await cache.finalizeAll();
         await new Promise<void>((resolve, reject) => raw.close((error) => (error ? reject(error) : resolve())));
       });
     },

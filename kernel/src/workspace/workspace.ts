@@ -94,6 +94,7 @@ export async function openWorkspace(deps: {
   catalog: ConnectorCatalog;
   events: EventBus;
   pool: AuditVerifyPool;
+  log?: (message: string, error?: unknown) => void;
 }): Promise<Workspace> {
   const { handle, clock, catalog, events } = deps;
   const db = handle.db;
@@ -101,7 +102,7 @@ export async function openWorkspace(deps: {
   // Composition order matters only for construction; the late-bound getters
   // (redactor for the audit, audit for redaction rules) break the cycle.
   let redaction: RedactionStore | undefined;
-  const audit = await createAudit({ db, clock, pool: deps.pool, redactor: () => redaction!.current() });
+  const audit = await createAudit({ db, clock, pool: deps.pool, redactor: () => redaction!.current(), ...(deps.log ? { log: deps.log } : {}) });
   const settings = await createSettingsStore({ db, clock, audit });
   redaction = await createRedactionStore({ db, clock, builtin: settings.get().builtinRedaction, audit: () => audit });
   settings.onChange((values) => redaction!.setBuiltin(values.builtinRedaction));
@@ -111,7 +112,8 @@ export async function openWorkspace(deps: {
   const tokens = await createTokenStore({ db, clock, audit, onChanged: async (tx, tokenId) => void (await approvals!.revalidatePending(tx, { tokenId })) });
   const messages = createMessageStore({ db, clock, audit, events, database: name, redactor: () => redaction!.current() });
 
-  const targets = createTargetStore({
+  let grants: GrantStore | undefined;
+  const targets = await createTargetStore({
     db,
     clock,
     audit,
@@ -120,8 +122,9 @@ export async function openWorkspace(deps: {
     onChanged: async (tx, change) => {
       await approvals!.staleFor(tx, { targetId: change.targetId, ...(change.profileId ? { profileId: change.profileId } : {}) }, change.reason);
     },
+    onDeleted: (tx) => grants!.reload(tx),
   });
-  const grants = createGrantStore({
+  grants = await createGrantStore({
     db,
     clock,
     audit,
@@ -149,6 +152,7 @@ export async function openWorkspace(deps: {
     database: name,
     sources: { tokens, grants, targets, catalog, clock },
     redactText: (text) => redaction!.current().text(text),
+    ...(deps.log ? { log: deps.log } : {}),
   });
   const mcp = createMcpSwitch({ database: name, initial: settings.get().mcpAutostart, audit, events, clock });
 

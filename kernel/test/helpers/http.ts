@@ -61,5 +61,4 @@ export function httpApp(kernel: Kernel) {
 }
 
 /** A response body as loosely typed JSON, for assertions. */
-// eslint-disable-next-line @typescript-eslint/no-explicit-any
 export const jsonOf = (response: Response): Promise<any> => response.json();

@@ -1,0 +1,12 @@
+#!/usr/bin/env bash
+# `npm test`: install everything the tests need, then lint, type-check,
+# build and run the whole test suite. Safe to run on a fresh machine with only
+# Node.js and npm, and again on a warm one.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+source .ci/pnpm.sh
+bash .ci/services.sh
+pnpm_ install --frozen-lockfile
+pnpm_ run lint
+pnpm_ run build
+pnpm_ run test:only
