@@ -109,6 +109,11 @@ describe('session cookie and CSRF', () => {
     const response = await stranger.get('/api/databases/main/targets');
     expect(response.status).toBe(401);
     expect((await jsonOf(response)).error.code).toBe('not_authenticated');
+    // Changing a grant, running an approval or reading the audit: all need the proof.
+    expect((await stranger.put('/api/databases/main/grants', { tokenId: 'tok_x', targetId: 'tgt_x', profileId: 'prf_x', action: '*', rule: 'always_run' })).status).toBe(401);
+    expect((await stranger.post('/api/databases/main/requests/req_x/run', {})).status).toBe(401);
+    expect((await stranger.get('/api/databases/main/audit')).status).toBe(401);
+    expect((await stranger.put('/api/databases/main/mcp', { running: true })).status).toBe(401);
     const wrong = await stranger.post('/api/databases/main/unlock', { password: OTHER_PASSWORD });
     expect(wrong.status).toBe(401);
     expect((await jsonOf(wrong)).error.code).toBe('wrong_password');
