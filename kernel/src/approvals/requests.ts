@@ -1,6 +1,7 @@
 import { isoAt, type Clock } from '../lib/clock.js';
 import { errors, KernelError } from '../lib/errors.js';
 import { toFtsQuery } from '../lib/fts.js';
+import { Where } from '../lib/where.js';
 import { createDeferredIndexer } from '../lib/deferred-indexer.js';
 import type { SqlDb, SqlQueries, SqlTx, Sealer } from '../vault/index.js';
 import type { Audit, AuditEntryInput } from '../audit/index.js';
@@ -297,22 +298,9 @@ export function createApprovalStore(deps: {
       return toRequest({ ...row, ...updates });
     },
     async insert(tx, row, entry) {
-      const full: RequestRow = {
-        seq: 0,
-        output_preview: null,
-        output_truncated: 0,
-        error: null,
-        operator_note: null,
-        decided_at: null,
-        finished_at: null,
-        ...row,
-        updated_at: row.created_at,
-      };
-      const columns = Object.keys(full).filter((key) => key !== 'seq') as Array<keyof RequestRow>;
-      await tx.run(
-        `INSERT INTO requests (${columns.join(', ')}) VALUES (${columns.map(() => '?').join(', ')})`,
-        columns.map((key) => full[key]),
-      );
+      const full = fullRow(row);
+      const statement = insertStatement(full);
+      await tx.run(statement.sql, statement.params);
       await audit.record(tx, { ...entry, subject: subjectOf(full) });
       announce(tx, 'request.created', full.id, full.status);
       return toRequest(full);
@@ -333,37 +321,20 @@ export function createApprovalStore(deps: {
       return q.get<RequestRow>('SELECT * FROM requests WHERE token_id = ? AND idempotency_key = ?', [tokenId, key]);
     },
     async list(filter = {}) {
-      const where: string[] = [];
-      const params: unknown[] = [];
       const statuses = filter.status === undefined ? [] : Array.isArray(filter.status) ? filter.status : [filter.status];
       for (const status of statuses) {
         if (!REQUEST_STATUSES.includes(status)) throw errors.invalid(`"${status}" is not a request status; use one of ${REQUEST_STATUSES.join(', ')}.`);
       }
-      if (statuses.length > 0) {
-        where.push(`status IN (${statuses.map(() => '?').join(', ')})`);
-        params.push(...statuses);
-      }
-      if (filter.tokenId) {
-        where.push('token_id = ?');
-        params.push(filter.tokenId);
-      }
-      if (filter.targetId) {
-        where.push('target_id = ?');
-        params.push(filter.targetId);
-      }
       const match = filter.q ? toFtsQuery(filter.q) : undefined;
-      if (match) {
-        await indexer.catchUp();
-        where.push('seq IN (SELECT rowid FROM requests_fts WHERE requests_fts MATCH ?)');
-        params.push(match);
-      }
-      if (filter.beforeSeq !== undefined) {
-        where.push('seq < ?');
-        params.push(filter.beforeSeq);
-      }
+      if (match) await indexer.catchUp();
+      const where = new Where()
+        .in('status', statuses)
+        .add('token_id = ?', filter.tokenId)
+        .add('target_id = ?', filter.targetId)
+        .add('seq IN (SELECT rowid FROM requests_fts WHERE requests_fts MATCH ?)', match)
+        .add('seq < ?', filter.beforeSeq);
       const limit = Math.min(Math.max(filter.limit ?? 100, 1), MAX_LIST_LIMIT);
-      params.push(limit + 1);
-      const rows = await db.all<RequestRow>(`SELECT * FROM requests ${where.length ? `WHERE ${where.join(' AND ')}` : ''} ORDER BY seq DESC LIMIT ?`, params);
+      const rows = await db.all<RequestRow>(`SELECT * FROM requests ${where} ORDER BY seq DESC LIMIT ?`, [...where.params, limit + 1]);
       const page = rows.slice(0, limit);
       return { requests: page.map(toRequest), nextBeforeSeq: rows.length > limit ? page[page.length - 1]!.seq : null };
     },
@@ -402,20 +373,13 @@ export function createApprovalStore(deps: {
       });
     },
     async revalidatePending(tx, filter) {
-      const where: string[] = ["status = 'approval_pending'"];
-      const params: unknown[] = [];
-      for (const [column, value] of [
-        ['token_id', filter.tokenId],
-        ['target_id', filter.targetId],
-        ['profile_id', filter.profileId],
-        ['connector_id', filter.connectorId],
-      ] as const) {
-        if (value) {
-          where.push(`${column} = ?`);
-          params.push(value);
-        }
-      }
-      const rows = await tx.all<RequestRow>(`SELECT * FROM requests WHERE ${where.join(' AND ')}`, params);
+      const where = new Where()
+        .add("status = 'approval_pending'")
+        .add('token_id = ?', filter.tokenId)
+        .add('target_id = ?', filter.targetId)
+        .add('profile_id = ?', filter.profileId)
+        .add('connector_id = ?', filter.connectorId);
+      const rows = await tx.all<RequestRow>(`SELECT * FROM requests ${where}`, where.params);
       let staled = 0;
       for (const row of rows) {
         const before = JSON.parse(row.snapshot ?? 'null') as ApprovalSnapshot | null;

@@ -2,6 +2,7 @@ import { auditEntryHash, GENESIS_HASH, canonicalJson } from '../lib/canonical.mj
 import { isoAt, type Clock } from '../lib/clock.js';
 import { KernelError } from '../lib/errors.js';
 import { toFtsQuery } from '../lib/fts.js';
+import { Where } from '../lib/where.js';
 import { createDeferredIndexer } from '../lib/deferred-indexer.js';
 import { inlineParams, sqlValue, type SqlDb, type SqlQueries, type SqlTx } from '../vault/index.js';
 import type { Redactor } from '../redaction/index.js';
@@ -367,40 +368,19 @@ export async function createAudit(deps: {
     async search(query) {
       await indexer.catchUp();
       const limit = Math.min(Math.max(query.limit ?? 100, 1), MAX_SEARCH_LIMIT);
-      const where: string[] = [];
-      const params: unknown[] = [];
       const fts = query.q ? toFtsQuery(query.q) : undefined;
       const subjectFts = query.subjectId ? `subject : "${query.subjectId.replace(/"/g, '""')}"` : undefined;
       const match = [fts, subjectFts].filter(Boolean).join(' AND ');
-      if (match) {
-        where.push('a.seq IN (SELECT rowid FROM audit_fts WHERE audit_fts MATCH ?)');
-        params.push(match);
-      }
-      if (query.event) {
-        // `grant` matches grant.created and grant.deleted; `grant.created` only that event.
-        where.push(query.event.includes('.') ? 'a.event = ?' : "(a.event = ? OR a.event LIKE ? ESCAPE '\\')");
-        params.push(query.event);
-        if (!query.event.includes('.')) params.push(`${query.event.replace(/[\\%_]/g, '\\$&')}.%`);
-      }
-      if (query.actor) {
-        where.push('a.actor = ?');
-        params.push(query.actor);
-      }
-      if (query.since) {
-        where.push('a.ts >= ?');
-        params.push(query.since);
-      }
-      if (query.until) {
-        where.push('a.ts < ?');
-        params.push(query.until);
-      }
-      if (query.beforeSeq !== undefined) {
-        where.push('a.seq < ?');
-        params.push(query.beforeSeq);
-      }
-      const sql = `SELECT a.* FROM audit_log a ${where.length ? `WHERE ${where.join(' AND ')}` : ''} ORDER BY a.seq DESC LIMIT ?`;
-      params.push(limit + 1);
-      const rows = await db.all<StoredRow>(sql, params);
+      // `grant` matches grant.created and grant.deleted; `grant.created` only that event.
+      const family = query.event && !query.event.includes('.') ? `${query.event.replace(/[\\%_]/g, '\\$&')}.%` : undefined;
+      const where = new Where()
+        .add('a.seq IN (SELECT rowid FROM audit_fts WHERE audit_fts MATCH ?)', match)
+        .add(family ? "(a.event = ? OR a.event LIKE ? ESCAPE '\\')" : 'a.event = ?', ...(family ? [query.event, family] : [query.event]))
+        .add('a.actor = ?', query.actor)
+        .add('a.ts >= ?', query.since)
+        .add('a.ts < ?', query.until)
+        .add('a.seq < ?', query.beforeSeq);
+      const rows = await db.all<StoredRow>(`SELECT a.* FROM audit_log a ${where} ORDER BY a.seq DESC LIMIT ?`, [...where.params, limit + 1]);
       const page = rows.slice(0, limit).map(fromRow);
       return { entries: page, nextBeforeSeq: rows.length > limit ? page[page.length - 1]!.seq : null };
     },

@@ -1,6 +1,7 @@
 import { isoAt, type Clock } from '../lib/clock.js';
 import { errors, KernelError } from '../lib/errors.js';
 import { newId } from '../lib/ids.js';
+import { Where } from '../lib/where.js';
 import type { SqlDb, SqlQueries, SqlTx } from '../vault/index.js';
 import type { Audit } from '../audit/index.js';
 
@@ -203,24 +204,8 @@ export async function createGrantStore(deps: {
       });
     },
     async list(filter = {}) {
-      const where: string[] = [];
-      const params: unknown[] = [];
-      if (filter.tokenId) {
-        where.push('token_id = ?');
-        params.push(filter.tokenId);
-      }
-      if (filter.targetId) {
-        where.push('target_id = ?');
-        params.push(filter.targetId);
-      }
-      if (filter.profileId) {
-        where.push('profile_id = ?');
-        params.push(filter.profileId);
-      }
-      const rows = await db.all<Row>(
-        `SELECT * FROM grants ${where.length ? `WHERE ${where.join(' AND ')}` : ''} ORDER BY token_id, target_id, profile_id, action`,
-        params,
-      );
+      const where = new Where().add('token_id = ?', filter.tokenId).add('target_id = ?', filter.targetId).add('profile_id = ?', filter.profileId);
+      const rows = await db.all<Row>(`SELECT * FROM grants ${where} ORDER BY token_id, target_id, profile_id, action`, where.params);
       return rows.map(toGrant);
     },
     async evaluate(tokenId, targetId, profileId, action, q) {

@@ -1,6 +1,7 @@
 import { isoAt, type Clock } from '../lib/clock.js';
 import { errors } from '../lib/errors.js';
 import { newId } from '../lib/ids.js';
+import { Where } from '../lib/where.js';
 import type { SqlDb, SqlTx } from '../vault/index.js';
 import type { Audit } from '../audit/index.js';
 import type { Redactor } from '../redaction/index.js';
@@ -100,18 +101,9 @@ export function createMessageStore(deps: { db: SqlDb; clock: Clock; audit: Audit
     sendToAgent: (input, actor, tx) => (tx ? insert(tx, 'to_agent', input, actor) : db.write((own) => insert(own, 'to_agent', input, actor))),
     sendToOperator: (input, actor) => db.write((tx) => insert(tx, 'to_operator', input, actor)),
     async list(filter = {}) {
-      const where: string[] = [];
-      const params: unknown[] = [];
-      if (filter.direction) {
-        where.push('direction = ?');
-        params.push(filter.direction);
-      }
-      if (filter.tokenId) {
-        where.push('token_id = ?');
-        params.push(filter.tokenId);
-      }
-      params.push(Math.min(Math.max(filter.limit ?? 100, 1), 500));
-      const rows = await db.all<Row>(`SELECT * FROM messages ${where.length ? `WHERE ${where.join(' AND ')}` : ''} ORDER BY seq DESC LIMIT ?`, params);
+      const where = new Where().add('direction = ?', filter.direction).add('token_id = ?', filter.tokenId);
+      const limit = Math.min(Math.max(filter.limit ?? 100, 1), 500);
+      const rows = await db.all<Row>(`SELECT * FROM messages ${where} ORDER BY seq DESC LIMIT ?`, [...where.params, limit]);
       return rows.map(toMessage);
     },
     async takeUndelivered(tokenId) {

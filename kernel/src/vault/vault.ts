@@ -92,10 +92,24 @@ async function readMeta(db: SqlDb, key: string): Promise<string | undefined> {
   return row?.value;
 }
 
+/**
+ * Moves a finished temporary file to its final name without ever replacing
+ * a file there: link() fails if the name exists, so creation, import and
+ * export never overwrite, and a half-written file never has the final name.
+ */
+async function linkNoOverwrite(tmp: string, file: string, exists: () => KernelError): Promise<void> {
+  try {
+    await link(tmp, file);
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === 'EEXIST') throw exists();
+    throw error;
+  }
+}
+
+const databaseExists = (name: string, verb: string) => () =>
+  new KernelError('database_exists', `A database named "${name}" already exists; ${verb} never overwrites. Choose another name.`, { status: 409 });
+
 async function exportWith(db: SqlDb, outFile: string, password: string): Promise<void> {
-  // Write to a temporary name beside the destination and hard-link it into
-  // place: link() fails if the destination exists, so an export never
-  // overwrites a file, and a half-written export never has the final name.
   const tmp = `${outFile}.partial-${randomBytes(4).toString('hex')}`;
   try {
     // ATTACH inherits the connection's open flags, which do not include
@@ -111,14 +125,7 @@ async function exportWith(db: SqlDb, outFile: string, password: string): Promise
         await q.exec('DETACH DATABASE aip_export');
       }
     });
-    try {
-      await link(tmp, outFile);
-    } catch (error) {
-      if ((error as NodeJS.ErrnoException).code === 'EEXIST') {
-        throw new KernelError('file_exists', `${outFile} already exists; exports never overwrite. Choose another file name.`, { status: 409 });
-      }
-      throw error;
-    }
+    await linkNoOverwrite(tmp, outFile, () => new KernelError('file_exists', `${outFile} already exists; exports never overwrite. Choose another file name.`, { status: 409 }));
   } finally {
     await removeDatabaseFiles(tmp);
   }
@@ -262,11 +269,7 @@ export function createVault(options: { dataDir: string; clock: Clock }): Vault {
       assertPasswordRules(password);
       await ensureDirs();
       const file = fileFor(name);
-      if (await pathExists(file)) {
-        throw new KernelError('database_exists', `A database named "${name}" already exists; creating never overwrites. Pick another name.`, {
-          status: 409,
-        });
-      }
+      if (await pathExists(file)) throw databaseExists(name, 'creating')();
       const tmp = join(databasesDir, `.creating-${name}-${randomBytes(4).toString('hex')}`);
       try {
         const db = await openSqlCipher(tmp, { key: password, create: true });
@@ -286,16 +289,7 @@ export function createVault(options: { dataDir: string; clock: Clock }): Vault {
         } finally {
           await db.close();
         }
-        try {
-          await link(tmp, file);
-        } catch (error) {
-          if ((error as NodeJS.ErrnoException).code === 'EEXIST') {
-            throw new KernelError('database_exists', `A database named "${name}" already exists; creating never overwrites. Pick another name.`, {
-              status: 409,
-            });
-          }
-          throw error;
-        }
+        await linkNoOverwrite(tmp, file, databaseExists(name, 'creating'));
       } finally {
         await removeDatabaseFiles(tmp);
       }
@@ -337,11 +331,7 @@ export function createVault(options: { dataDir: string; clock: Clock }): Vault {
       }
       if (await isPlaintextSqlite(sourceFile)) throw new KernelError('plaintext_database', PLAINTEXT_REFUSED_MESSAGE, { status: 400 });
       const file = fileFor(name);
-      if (await pathExists(file)) {
-        throw new KernelError('database_exists', `A database named "${name}" already exists; import never overwrites. Choose another name.`, {
-          status: 409,
-        });
-      }
+      if (await pathExists(file)) throw databaseExists(name, 'import')();
       const tmp = join(databasesDir, `.importing-${name}-${randomBytes(4).toString('hex')}`);
       try {
         await copyFile(sourceFile, tmp, fsConstants.COPYFILE_EXCL);
@@ -365,16 +355,7 @@ export function createVault(options: { dataDir: string; clock: Clock }): Vault {
         } finally {
           await db.close();
         }
-        try {
-          await link(tmp, file);
-        } catch (error) {
-          if ((error as NodeJS.ErrnoException).code === 'EEXIST') {
-            throw new KernelError('database_exists', `A database named "${name}" already exists; import never overwrites. Choose another name.`, {
-              status: 409,
-            });
-          }
-          throw error;
-        }
+        await linkNoOverwrite(tmp, file, databaseExists(name, 'import'));
       } finally {
         await removeDatabaseFiles(tmp);
       }
