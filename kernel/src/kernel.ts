@@ -5,7 +5,8 @@ import { createVault, type DatabaseInfo, type Vault } from './vault/index.js';
 import { createAuditVerifyPool, type AuditVerifyPool } from './audit/index.js';
 import { createEventBus, type EventBus } from './events/index.js';
 import { hashToken, tokenRefusal, tokenState, TOKEN_PATTERN } from './tokens/index.js';
-import { createStaticCatalog, type ActionExecutor, type ConnectorCatalog } from './connectors/index.js';
+import { createStaticCatalog, mergeCatalogs, type ActionExecutor, type ConnectorCatalog } from './connectors/index.js';
+import type { PluginHost } from './plugin-host/index.js';
 import { openWorkspace, type Workspace } from './workspace/index.js';
 import { createPipeline, type AuthenticatedToken, type Pipeline } from './pipeline/index.js';
 import { ActionError } from '@aipermission/plugin-sdk';
@@ -15,8 +16,11 @@ export type Logger = (message: string, error?: unknown) => void;
 export interface KernelOptions {
   dataDir: string;
   clock?: Clock;
+  /** In-process connectors (tests); plugins come from `plugins`. */
   catalog?: ConnectorCatalog;
   executor?: ActionExecutor;
+  /** The plugin host: built-in and installed connectors as sandboxed processes. */
+  plugins?: PluginHost;
   log?: Logger;
   /** How often pending approvals are checked for TTL expiry. 5 s keeps expiry prompt at the cost of one indexed query. */
   expiryIntervalMs?: number;
@@ -29,6 +33,7 @@ export interface Kernel {
   readonly vault: Vault;
   readonly events: EventBus;
   readonly catalog: ConnectorCatalog;
+  readonly plugins: PluginHost | undefined;
   readonly clock: Clock;
   readonly pipeline: Pipeline;
   readonly log: Logger;
@@ -119,6 +124,7 @@ export function createKernel(options: KernelOptions): Kernel {
     vault,
     events,
     catalog,
+    plugins: options.plugins,
     clock,
     log,
     pipeline: undefined as unknown as Pipeline,
@@ -146,7 +152,14 @@ export function createKernel(options: KernelOptions): Kernel {
         }
         passwordFailures.reset(name);
         try {
-          const ws = await openWorkspace({ handle, clock, catalog, events, pool, log });
+          const ws = await openWorkspace({
+            handle,
+            clock,
+            events,
+            pool,
+            log,
+            catalogFor: (approvals) => (options.plugins ? mergeCatalogs(catalog, options.plugins.catalogFor(() => approvals.list())) : catalog),
+          });
           await ws.audit.append({ actor, event: 'database.unlocked', subject: { database: name }, payload: { mcpRunning: ws.mcp.isRunning() } });
           workspaces.set(name, ws);
           events.emit({ type: 'database.unlocked', database: name, at: isoAt(clock.now()) });
@@ -237,12 +250,19 @@ export function createKernel(options: KernelOptions): Kernel {
       clearInterval(expiryTimer);
       clearInterval(retentionTimer);
       for (const name of [...workspaces.keys()]) await kernel.lock(name, 'system');
+      await options.plugins?.stopAll();
       await pool.destroy();
     },
   };
+  const inProcess = options.executor ?? noExecutor;
+  const plugins = options.plugins;
   (kernel as { pipeline: Pipeline }).pipeline = createPipeline({
     clock,
-    executor: options.executor ?? noExecutor,
+    // Plugins run in the plugin host; in-process connectors (tests) in the given executor.
+    executor: {
+      invoke: (invocation) =>
+        plugins && (invocation.connector.source === 'builtin' || invocation.connector.source === 'installed') ? plugins.executor.invoke(invocation) : inProcess.invoke(invocation),
+    },
     authenticate: (raw) => kernel.authenticateToken(raw),
     log,
   });

@@ -4,14 +4,22 @@
  * pieces they need from the same factories.
  */
 import { createKernel, type Kernel, type KernelOptions } from './kernel.js';
+import { createPluginHost, type BwrapMode, type PluginHostOptions } from './plugin-host/index.js';
+import { systemClock } from './lib/clock.js';
 import { createHttpApp, listenOnLoopback, type RunningServer } from './http/index.js';
 import { resolveDataDir } from './vault/index.js';
 import { VERSION } from './version.js';
 
-export interface GatewayOptions extends Omit<KernelOptions, 'dataDir'> {
+export interface GatewayOptions extends Omit<KernelOptions, 'dataDir' | 'plugins'> {
   dataDir?: string;
   host?: string;
   port?: number;
+  /** `off` runs plugins under Node's permission model only (no bubblewrap). */
+  bwrap?: BwrapMode;
+  /** Where the built-in connectors live (default: this repository's plugins/). */
+  builtinPluginsDir?: string;
+  /** Plugin supervision bounds (tests shorten them). */
+  pluginSupervisor?: PluginHostOptions['supervisor'];
 }
 
 export interface Gateway {
@@ -26,7 +34,19 @@ export const DEFAULT_HOST = '127.0.0.1';
 
 /** Starts the gateway: kernel + HTTP app on a loopback address. */
 export async function startGateway(options: GatewayOptions = {}): Promise<Gateway> {
-  const kernel = createKernel({ ...options, dataDir: resolveDataDir(options.dataDir) });
+  const dataDir = resolveDataDir(options.dataDir);
+  const clock = options.clock ?? systemClock;
+  const log = options.log ?? ((message: string) => process.stderr.write(`[aip] ${message}\n`));
+  const plugins = await createPluginHost({
+    dataDir,
+    clock,
+    log,
+    kernelInfo: { name: 'aipermission', version: VERSION },
+    ...(options.bwrap ? { bwrap: options.bwrap } : {}),
+    ...(options.builtinPluginsDir ? { builtinRoot: options.builtinPluginsDir } : {}),
+    ...(options.pluginSupervisor ? { supervisor: options.pluginSupervisor } : {}),
+  });
+  const kernel = createKernel({ ...options, dataDir, clock, log, plugins });
   let port = options.port ?? DEFAULT_PORT;
   const { app } = createHttpApp({ kernel, getPort: () => port, version: VERSION });
   let server: RunningServer;

@@ -2,7 +2,7 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { readFile, writeFile, readdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import sqlcipher from '@journeyapps/sqlcipher';
-import { createVault, passwordProblems, type Vault, databaseNameFromFile, resolveDataDir } from '../src/vault/index.js';
+import { createVault, passwordProblems, type Vault, databaseNameFromFile, resolveDataDir, SCHEMA_VERSION } from '../src/vault/index.js';
 import { systemClock } from '../src/lib/clock.js';
 import { tempDir, PASSWORD, OTHER_PASSWORD } from './helpers/temp.js';
 
@@ -148,7 +148,7 @@ describe('vault', () => {
     expect(copy.sealer.open(Buffer.from(row!.value, 'base64'), 'aad')).toBe('portable secret');
     // Full-text index came along.
     expect(await copy.db.all("SELECT rowid FROM audit_fts WHERE audit_fts MATCH 'pineapple'")).toEqual([{ rowid: 1 }]);
-    expect(await copy.db.get('PRAGMA user_version')).toEqual({ user_version: 1 });
+    expect(await copy.db.get('PRAGMA user_version')).toEqual({ user_version: SCHEMA_VERSION });
     await copy.close();
   });
 
@@ -196,7 +196,10 @@ describe('vault', () => {
   it('records applied migrations', async () => {
     await vault.create('main', PASSWORD);
     const db = await vault.open('main', PASSWORD);
-    expect(await db.db.all('SELECT version, name FROM schema_migrations')).toEqual([{ version: 1, name: 'kernel core' }]);
+    expect(await db.db.all('SELECT version, name FROM schema_migrations ORDER BY version')).toEqual([
+      { version: 1, name: 'kernel core' },
+      { version: 2, name: 'plugin approvals' },
+    ]);
     await db.close();
   });
 });

@@ -38,6 +38,15 @@ export interface ConnectorDescriptor {
   id: string;
   version: string;
   title: string;
+  description?: string;
+  /** `static` (in-process, tests), `builtin` or `installed` (out-of-process plugins). */
+  source?: 'static' | 'builtin' | 'installed';
+  /** How to use it, for agents (`get_connector_help`). */
+  help?: { summary: string; usage?: string; warnings?: string[] };
+  transports?: string[];
+  defaultPort?: number;
+  /** The credential kinds its profiles may use; the first is the default. */
+  credentialKinds?: string[];
   /** SHA-256 of the canonical manifest; a different manifest stales pending approvals. */
   manifestHash: string;
   actions: ReadonlyMap<string, ActionDescriptor>;
@@ -135,6 +144,24 @@ export function createStaticCatalog(connectors: ConnectorDescriptor[] = []): Con
     list: () => [...byId.values()],
     register(connector) {
       byId.set(connector.id, connector);
+    },
+  };
+}
+
+/** Several catalogs as one: the first that knows a kind answers for it. */
+export function mergeCatalogs(...catalogs: ConnectorCatalog[]): ConnectorCatalog {
+  return {
+    get(kind) {
+      for (const catalog of catalogs) {
+        const found = catalog.get(kind);
+        if (found) return found;
+      }
+      return undefined;
+    },
+    list() {
+      const byId = new Map<string, ConnectorDescriptor>();
+      for (const catalog of catalogs) for (const connector of catalog.list()) if (!byId.has(connector.id)) byId.set(connector.id, connector);
+      return [...byId.values()];
     },
   };
 }

@@ -21,6 +21,20 @@ export interface Invocation {
   input: unknown;
   signal: AbortSignal;
   onProgress(update: ProgressUpdate): void;
+  /** Per-database policy the executor enforces. */
+  policy?: { requireBwrapForThirdParty: boolean };
+}
+
+/**
+ * Thrown by an executor when it lost track of a call that may have taken
+ * effect (the plugin crashed or had to be killed mid-call). The pipeline
+ * records `outcome_unknown`, never `failed`, for it.
+ */
+export class OutcomeUnknown extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'OutcomeUnknown';
+  }
 }
 
 /** Runs actions; the plugin host implements it with sandboxed child processes. */

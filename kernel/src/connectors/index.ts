@@ -3,6 +3,7 @@
  * the catalog (what is installed, with schemas and hashes) and the executor
  * (what runs an invocation). The plugin host provides both for real plugins.
  */
-export { createStaticCatalog, defineStaticConnector, KERNEL_LIMITS, DEFAULT_ACTION_LIMITS } from './catalog.js';
+export { createStaticCatalog, defineStaticConnector, mergeCatalogs, KERNEL_LIMITS, DEFAULT_ACTION_LIMITS } from './catalog.js';
 export type { ActionDescriptor, ActionRisk, ConnectorCatalog, ConnectorDescriptor, StaticConnectorDefinition, StaticActionDefinition } from './catalog.js';
 export type { ActionExecutor, Invocation, ProgressUpdate } from './executor.js';
+export { OutcomeUnknown } from './executor.js';

@@ -5,7 +5,7 @@ import { errors, KernelError } from '../lib/errors.js';
 import { newId } from '../lib/ids.js';
 import { auditUnavailable } from '../audit/index.js';
 import { grantRefusal } from '../grants/index.js';
-import { KERNEL_LIMITS, type ActionDescriptor, type ActionExecutor, type ConnectorDescriptor, type ProgressUpdate } from '../connectors/index.js';
+import { KERNEL_LIMITS, OutcomeUnknown, type ActionDescriptor, type ActionExecutor, type ConnectorDescriptor, type ProgressUpdate } from '../connectors/index.js';
 import { checkNote, inputAad, snapshotHash, describeDrift, type ActionError, type ActionRequest, type ApprovalSnapshot, type RequestRow } from '../approvals/index.js';
 import type { TokenRecord } from '../tokens/index.js';
 import type { Workspace } from '../workspace/index.js';
@@ -144,6 +144,7 @@ export function createPipeline(deps: {
         input: rawInput,
         signal: controller.signal,
         onProgress: (update) => options.onProgress?.(update),
+        policy: { requireBwrapForThirdParty: ws.settings.get().requireBwrapForThirdParty },
       });
       const settled = invocation.then(
         (output) => ({ ok: true as const, output }),
@@ -166,6 +167,8 @@ export function createPipeline(deps: {
         outcome = problem
           ? { status: 'failed', error: { kind: 'system', retryable: false, message: `The connector returned output that does not match the action's output schema: ${problem}` } }
           : { status: 'completed', output: result.output };
+      } else if (result.error instanceof OutcomeUnknown) {
+        outcome = { status: 'outcome_unknown', reason: result.error.message };
       } else {
         if (!isActionError(result.error)) log(`action ${row.id} failed unexpectedly`, result.error);
         outcome = { status: 'failed', error: asActionError(result.error) };

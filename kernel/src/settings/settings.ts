@@ -18,6 +18,8 @@ export interface SettingsValues {
   messageRetentionDays: number;
   /** The built-in redaction rules (private keys, bearer tokens, secret=value pairs, known token prefixes). */
   builtinRedaction: boolean;
+  /** Refuse to run third-party (installed) connectors unless bubblewrap confines them too. */
+  requireBwrapForThirdParty: boolean;
 }
 
 export const DEFAULT_SETTINGS: SettingsValues = {
@@ -27,6 +29,7 @@ export const DEFAULT_SETTINGS: SettingsValues = {
   historyRetentionDays: 90,
   messageRetentionDays: 30,
   builtinRedaction: true,
+  requireBwrapForThirdParty: false,
 };
 
 const days = { type: 'integer', minimum: 0, maximum: 36_500 } as const;
@@ -43,6 +46,7 @@ export const SETTINGS_PATCH_SCHEMA = {
     historyRetentionDays: days,
     messageRetentionDays: days,
     builtinRedaction: { type: 'boolean' },
+    requireBwrapForThirdParty: { type: 'boolean' },
   },
 } as const;
 

@@ -173,6 +173,24 @@ CREATE TABLE redaction_rules (
 ) STRICT;
 `,
   },
+  {
+    version: 2,
+    name: 'plugin approvals',
+    sql: `
+-- Which installed (third-party) plugins this database trusts, pinned to the
+-- exact package contents (integrity) and manifest. Kept here, inside the
+-- encrypted database, because a record in the data directory could be
+-- rewritten by anything running as the same user, the agent included.
+CREATE TABLE plugin_approvals (
+  plugin_id     TEXT PRIMARY KEY,
+  version       TEXT NOT NULL,
+  integrity     TEXT NOT NULL,
+  manifest_hash TEXT NOT NULL,
+  approved_at   TEXT NOT NULL,
+  approved_by   TEXT NOT NULL
+) STRICT;
+`,
+  },
 ];
 
 export const SCHEMA_VERSION = MIGRATIONS[MIGRATIONS.length - 1]!.version;

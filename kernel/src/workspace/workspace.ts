@@ -11,6 +11,7 @@ import { createMessageStore, type MessageStore } from '../messages/index.js';
 import { createMcpSwitch, type McpSwitch } from '../mcp-switch/index.js';
 import type { EventBus } from '../events/index.js';
 import type { ConnectorCatalog } from '../connectors/index.js';
+import { createPluginApprovalStore, type PluginApprovalStore } from '../plugin-host/index.js';
 import { errors } from '../lib/errors.js';
 
 /** Counts actions in flight so locking a database can wait for them. */
@@ -78,6 +79,8 @@ export interface Workspace {
   readonly approvals: ApprovalStore;
   readonly messages: MessageStore;
   readonly mcp: McpSwitch;
+  /** The installed plugins this database approved (built-ins need no approval). */
+  readonly pluginApprovals: PluginApprovalStore;
   readonly inflight: InflightTracker;
   readonly unlockedAt: string;
   /** TTL expiry of pending approvals; cheap, run every few seconds. */
@@ -91,12 +94,13 @@ const DAY_MS = 86_400_000;
 export async function openWorkspace(deps: {
   handle: OpenDatabase;
   clock: Clock;
-  catalog: ConnectorCatalog;
+  /** The connectors this database may use, given its plugin approvals. */
+  catalogFor: (approvals: PluginApprovalStore) => ConnectorCatalog;
   events: EventBus;
   pool: AuditVerifyPool;
   log?: (message: string, error?: unknown) => void;
 }): Promise<Workspace> {
-  const { handle, clock, catalog, events } = deps;
+  const { handle, clock, events } = deps;
   const db = handle.db;
   const name = handle.name;
   // Composition order matters only for construction; the late-bound getters
@@ -109,6 +113,8 @@ export async function openWorkspace(deps: {
   // approvals needs tokens, targets and grants for snapshots, and they need
   // approvals to stale pending requests when they change: bind late.
   let approvals: ApprovalStore | undefined;
+  const pluginApprovals = await createPluginApprovalStore({ db, clock, audit });
+  const catalog = deps.catalogFor(pluginApprovals);
   const tokens = await createTokenStore({ db, clock, audit, onChanged: async (tx, tokenId) => void (await approvals!.revalidatePending(tx, { tokenId })) });
   const messages = createMessageStore({ db, clock, audit, events, database: name, redactor: () => redaction!.current() });
 
@@ -171,6 +177,7 @@ export async function openWorkspace(deps: {
     approvals,
     messages,
     mcp,
+    pluginApprovals,
     inflight: createInflightTracker(),
     unlockedAt: isoAt(clock.now()),
     expirePending: () => approvals!.expireDue(),

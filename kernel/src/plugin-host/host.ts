@@ -1,0 +1,369 @@
+import { mkdir } from 'node:fs/promises';
+import { join } from 'node:path';
+import { ResponseError } from 'vscode-jsonrpc/node';
+import { ActionError } from '@aipermission/plugin-sdk';
+import { declaredFieldsOf, isActionFailureData, WireErrorCodes, type ConnectionCheckResult, type CredentialLease, type Endpoint } from '@aipermission/plugin-sdk/protocol';
+import { canonicalHash } from '../lib/canonical.mjs';
+import type { Clock } from '../lib/clock.js';
+import { KernelError } from '../lib/errors.js';
+import { createRedactor } from '../redaction/index.js';
+import { OutcomeUnknown, type ActionExecutor, type ConnectorCatalog, type ConnectorDescriptor, type Invocation } from '../connectors/index.js';
+import { descriptorFor } from './descriptor.js';
+import { PluginLostDuringCall, PluginProcess, PluginUnavailable } from './process.js';
+import {
+  commitInstall,
+  entryOf,
+  loadBuiltins,
+  loadInstalled,
+  packageIntegrity,
+  removeInstalled,
+  sourceFromManifest,
+  stagePlugin,
+  type PluginSource,
+} from './registry.js';
+import { buildSpawnSpec, sandboxLevel, type BwrapMode, type SandboxLevel } from './sandbox.js';
+import { PluginSupervisor, SUPERVISOR_DEFAULTS, type PluginStatus, type SupervisorOptions } from './supervisor.js';
+
+/** What a database has approved of an installed plugin (kept in that database, where only its password reaches). */
+export interface PluginApproval {
+  pluginId: string;
+  version: string;
+  integrity: string;
+  manifestHash: string;
+}
+
+export interface InspectedPlugin {
+  stagedDir: string;
+  entry: string;
+  manifest: PluginSource['manifest'];
+  manifestHash: string;
+  integrity: string;
+  sandbox: SandboxLevel;
+  discard(): Promise<void>;
+}
+
+export interface PluginListing {
+  id: string;
+  version: string;
+  title: string;
+  kind: 'builtin' | 'installed';
+  integrity: string | null;
+  status: PluginStatus;
+}
+
+export interface PluginHost {
+  readonly sandbox: SandboxLevel;
+  /** The connectors one database may use: built-ins plus the installed plugins it approved (same version and integrity). */
+  catalogFor(approvals: () => readonly PluginApproval[]): ConnectorCatalog;
+  readonly executor: ActionExecutor;
+  checkConnection(connector: ConnectorDescriptor, target: Record<string, unknown>, lease: { kind: string; config: Record<string, unknown>; secret: Record<string, unknown> }, invocationId: string): Promise<ConnectionCheckResult>;
+  list(): PluginListing[];
+  log(id: string): readonly string[];
+  restart(id: string): Promise<void>;
+  /** Fetches and stages a plugin, starts it once in the sandbox to read its manifest, and reports what it would be approved as. */
+  inspect(source: string): Promise<InspectedPlugin>;
+  install(inspected: InspectedPlugin): Promise<PluginSource>;
+  /** Recomputes an installed plugin's integrity. */
+  verify(id: string, version: string): Promise<{ integrity: string; recorded: string | null }>;
+  remove(id: string): Promise<void>;
+  reload(): Promise<void>;
+  stopAll(): Promise<void>;
+}
+
+export interface PluginHostOptions {
+  dataDir: string;
+  clock: Clock;
+  log: (line: string) => void;
+  kernelInfo: { name: string; version: string };
+  bwrap?: BwrapMode;
+  /** Where the built-in connectors live (default: this repository's plugins/). */
+  builtinRoot?: string;
+  supervisor?: Partial<Pick<SupervisorOptions, 'idleMs' | 'maxConcurrent' | 'restartBudget' | 'handshakeTimeoutMs' | 'cancelGraceMs'>>;
+}
+
+const keyOf = (source: PluginSource) => `${source.manifest.id}@${source.manifest.version}@${source.integrity ?? source.kind}`;
+
+function endpointFor(connector: ConnectorDescriptor, config: Record<string, unknown>): Endpoint | null {
+  if (!connector.transports?.includes('direct') || typeof config.host !== 'string') return null;
+  const port = typeof config.port === 'number' ? config.port : connector.defaultPort;
+  return port ? { host: config.host, port, transport: 'direct' } : null;
+}
+
+/**
+ * Invariant 1: the lease carries exactly the fields the credential schema
+ * declares, from the one profile this invocation uses, and nothing else.
+ */
+export function leaseFor(connector: ConnectorDescriptor & { plugin: PluginSource }, lease: { kind: string; config: Record<string, unknown>; secret: Record<string, unknown> }): CredentialLease {
+  const schema = connector.plugin.manifest.credentialSchemas[lease.kind];
+  if (!schema) {
+    throw new ActionError('config', `The credential profile is of kind "${lease.kind}", which the ${connector.id} connector does not declare. Edit the profile.`);
+  }
+  const fields: Record<string, unknown> = {};
+  const merged = { ...lease.config, ...lease.secret };
+  for (const name of declaredFieldsOf(schema)) if (merged[name] !== undefined) fields[name] = merged[name];
+  return { kind: lease.kind, fields };
+}
+
+function translate(error: unknown, id: string): Error {
+  if (error instanceof PluginLostDuringCall) return new OutcomeUnknown(error.message);
+  if (error instanceof PluginUnavailable) return new ActionError('system', `The ${id} connector is unavailable: it ${error.message}`, { retryable: true });
+  if (error instanceof ResponseError) {
+    if (error.code === WireErrorCodes.ActionFailed && isActionFailureData(error.data)) {
+      return new ActionError(error.data.kind, error.data.userMessage, { retryable: error.data.retryable });
+    }
+    if (error.code === WireErrorCodes.RequestCancelled) return new ActionError('transient', 'The action was cancelled.', { retryable: true });
+    if (error.code === WireErrorCodes.UnknownAction) return new ActionError('system', `The ${id} connector does not know this action (is it the approved version?).`);
+    if (error.code === WireErrorCodes.InvalidParams) return new ActionError('config', `The ${id} connector refused the input: ${error.message.slice(0, 500)}`);
+  }
+  return new ActionError('system', `The ${id} connector failed unexpectedly; the plugin log has details.`);
+}
+
+export async function createPluginHost(options: PluginHostOptions): Promise<PluginHost> {
+  const bwrap = options.bwrap ?? 'auto';
+  const supervisorOptions = { ...SUPERVISOR_DEFAULTS, ...options.supervisor };
+  let sources: PluginSource[] = [];
+  const descriptors = new Map<string, ReturnType<typeof descriptorFor>>();
+  const supervisors = new Map<string, PluginSupervisor>();
+  // Secret values of leases in flight (and a few recent ones): a plugin's
+  // log is redacted with them before it is kept or printed.
+  const recentSecrets: string[] = [];
+  let logRedactor = createRedactor({ builtin: true });
+  const rememberSecrets = (values: string[]) => {
+    let changed = false;
+    for (const value of values) {
+      if (value.length < 4 || recentSecrets.includes(value)) continue;
+      recentSecrets.push(value);
+      if (recentSecrets.length > 64) recentSecrets.shift();
+      changed = true;
+    }
+    if (changed) logRedactor = createRedactor({ builtin: true, secrets: recentSecrets });
+  };
+
+  const load = async () => {
+    sources = [...(await loadBuiltins(options.builtinRoot, options.log)), ...(await loadInstalled(options.dataDir, options.log))];
+  };
+  await load();
+
+  const descriptor = (source: PluginSource) => {
+    const key = keyOf(source);
+    let found = descriptors.get(key);
+    if (!found) {
+      found = descriptorFor(source);
+      descriptors.set(key, found);
+    }
+    return found;
+  };
+
+  const supervisor = (source: PluginSource) => {
+    const key = keyOf(source);
+    let found = supervisors.get(key);
+    if (!found) {
+      found = new PluginSupervisor(source, {
+        ...supervisorOptions,
+        bwrap,
+        scratchDir: join(options.dataDir, 'plugin-scratch', source.manifest.id),
+        kernelInfo: options.kernelInfo,
+        clock: options.clock,
+        log: options.log,
+        redact: (line) => logRedactor.text(line),
+        ...(source.kind === 'installed'
+          ? {
+              beforeStart: async () => {
+                // Files changed since approval: refuse until re-approved.
+                const now = await packageIntegrity(source.dir);
+                if (now !== source.integrity) {
+                  throw new PluginUnavailable(`has files that changed on disk since it was approved (integrity ${now}, approved ${source.integrity}); re-approve it with: aip plugin install`);
+                }
+              },
+            }
+          : {}),
+      });
+      supervisors.set(key, found);
+    }
+    return found;
+  };
+
+  const pluginOf = (connector: ConnectorDescriptor): ReturnType<typeof descriptorFor> => {
+    const plugin = (connector as Partial<ReturnType<typeof descriptorFor>>).plugin;
+    if (!plugin) throw new ActionError('system', `The ${connector.id} connector is not a plugin this host runs.`);
+    return connector as ReturnType<typeof descriptorFor>;
+  };
+
+  const host: PluginHost = {
+    sandbox: sandboxLevel(bwrap),
+    catalogFor(approvals) {
+      const visible = (): PluginSource[] => {
+        const approved = approvals();
+        const byId = new Map<string, PluginSource>();
+        for (const source of sources) {
+          if (source.kind === 'builtin') {
+            if (!byId.has(source.manifest.id)) byId.set(source.manifest.id, source);
+            continue;
+          }
+          const approval = approved.find((a) => a.pluginId === source.manifest.id);
+          if (approval && approval.version === source.manifest.version && approval.integrity === source.integrity) byId.set(source.manifest.id, source);
+        }
+        return [...byId.values()];
+      };
+      return {
+        get: (kind) => {
+          const source = visible().find((s) => s.manifest.id === kind);
+          return source ? descriptor(source) : undefined;
+        },
+        list: () => visible().map(descriptor),
+      };
+    },
+    executor: {
+      async invoke(invocation: Invocation) {
+        const connector = pluginOf(invocation.connector);
+        const source = connector.plugin;
+        if (source.kind === 'installed' && invocation.policy?.requireBwrapForThirdParty && !host.sandbox.bwrap) {
+          throw new ActionError('config', 'This database only runs third-party connectors inside bubblewrap, which is not available on this machine. Install bubblewrap or change the setting.');
+        }
+        const credentials = leaseFor(connector, invocation.credentials);
+        rememberSecrets(Object.values(invocation.credentials.secret).filter((v): v is string => typeof v === 'string'));
+        try {
+          return await supervisor(source).invoke(
+            {
+              invocationId: invocation.invocationId,
+              action: invocation.action.name,
+              input: invocation.input,
+              target: invocation.target.config,
+              credentials,
+              endpoint: endpointFor(connector, invocation.target.config),
+              limits: invocation.action.limits,
+            },
+            invocation.signal,
+            (value) => invocation.onProgress(value),
+          );
+        } catch (error) {
+          if (error instanceof ActionError) throw error;
+          throw translate(error, connector.id);
+        }
+      },
+    },
+    async checkConnection(connectorDescriptor, target, lease, invocationId) {
+      const connector = pluginOf(connectorDescriptor);
+      rememberSecrets(Object.values(lease.secret).filter((v): v is string => typeof v === 'string'));
+      const controller = new AbortController();
+      const timer = setTimeout(() => controller.abort(), 15_000);
+      try {
+        return await supervisor(connector.plugin).check(
+          { invocationId, target, credentials: leaseFor(connector, lease), endpoint: endpointFor(connector, target) },
+          controller.signal,
+        );
+      } catch (error) {
+        const translated = translate(error, connector.id);
+        return { ok: false, problem: 'unknown', message: translated instanceof ActionError ? translated.userMessage : translated.message };
+      } finally {
+        clearTimeout(timer);
+      }
+    },
+    list() {
+      return sources.map((source) => ({
+        id: source.manifest.id,
+        version: source.manifest.version,
+        title: source.manifest.title,
+        kind: source.kind,
+        integrity: source.integrity,
+        status: supervisor(source).status(),
+      }));
+    },
+    log(id) {
+      return [...supervisors.values()].filter((s) => s.source.manifest.id === id).flatMap((s) => [...s.logLines]);
+    },
+    async restart(id) {
+      const matching = [...supervisors.values()].filter((s) => s.source.manifest.id === id);
+      if (matching.length === 0 && !sources.some((s) => s.manifest.id === id)) throw new KernelError('not_found', `There is no plugin "${id}".`, { status: 404 });
+      for (const s of matching) {
+        await s.stop();
+        s.release();
+      }
+    },
+    async inspect(spec) {
+      const staged = await stagePlugin(spec, options.dataDir);
+      try {
+        const entry = await entryOf(staged.dir);
+        const integrity = await packageIntegrity(staged.dir);
+        // Start it once, sandboxed like any run, only to read its manifest.
+        const spawnSpec = buildSpawnSpec({ pluginDir: staged.dir, entry, scratchDir: join(options.dataDir, 'plugin-scratch', '.inspect'), bwrap });
+        await mkdir(spawnSpec.cwd, { recursive: true, mode: 0o700 });
+        const probe = new PluginProcess({
+          spec: spawnSpec,
+          handshakeTimeoutMs: supervisorOptions.handshakeTimeoutMs,
+          kernelInfo: options.kernelInfo,
+          redact: (line) => logRedactor.text(line),
+          log: (line) => options.log(`[plugin inspect] ${line}`),
+          onExit: () => undefined,
+        });
+        let manifest: unknown;
+        try {
+          manifest = (await probe.start()).manifest;
+        } catch (error) {
+          throw new KernelError('invalid_plugin', `The plugin did not start: it ${(error as Error).message}. Its log: ${probe.logLines.slice(-5).join(' | ') || '(empty)'}`);
+        } finally {
+          await probe.stop();
+        }
+        let source: PluginSource;
+        try {
+          source = sourceFromManifest('installed', staged.dir, entry, manifest, integrity);
+        } catch (error) {
+          throw new KernelError('invalid_manifest', (error as Error).message);
+        }
+        if (sources.some((s) => s.kind === 'builtin' && s.manifest.id === source.manifest.id)) {
+          throw new KernelError('plugin_conflict', `"${source.manifest.id}" is the id of a built-in connector; a third-party plugin cannot replace it.`, { status: 409 });
+        }
+        return {
+          stagedDir: staged.dir,
+          entry,
+          manifest: source.manifest,
+          manifestHash: canonicalHash(source.manifest),
+          integrity,
+          sandbox: spawnSpec.sandbox,
+          discard: staged.cleanup,
+        };
+      } catch (error) {
+        await staged.cleanup();
+        throw error;
+      }
+    },
+    async install(inspected) {
+      const dir = await commitInstall(inspected.stagedDir, options.dataDir, {
+        id: inspected.manifest.id,
+        version: inspected.manifest.version,
+        entry: inspected.entry,
+        manifest: inspected.manifest,
+        manifestHash: inspected.manifestHash,
+        integrity: inspected.integrity,
+        installedAt: new Date(options.clock.now()).toISOString(),
+      });
+      await inspected.discard();
+      // A running older version keeps serving its in-flight calls; new calls go to the new one.
+      for (const s of supervisors.values()) if (s.source.manifest.id === inspected.manifest.id && s.source.dir === dir) await s.stop();
+      await load();
+      const installed = sources.find((s) => s.kind === 'installed' && s.dir === dir);
+      if (!installed) throw new KernelError('invalid_plugin', 'The plugin was installed but could not be read back.');
+      return installed;
+    },
+    async verify(id, version) {
+      const source = sources.find((s) => s.kind === 'installed' && s.manifest.id === id && s.manifest.version === version);
+      if (!source) throw new KernelError('not_found', `Plugin ${id} ${version} is not installed.`, { status: 404 });
+      return { integrity: await packageIntegrity(source.dir), recorded: source.integrity };
+    },
+    async remove(id) {
+      for (const [key, s] of supervisors) {
+        if (s.source.manifest.id === id && s.source.kind === 'installed') {
+          await s.stop();
+          supervisors.delete(key);
+        }
+      }
+      await removeInstalled(options.dataDir, id);
+      await load();
+    },
+    reload: load,
+    async stopAll() {
+      await Promise.all([...supervisors.values()].map((s) => s.stop()));
+    },
+  };
+  return host;
+}

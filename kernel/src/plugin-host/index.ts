@@ -1,0 +1,17 @@
+/**
+ * plugin-host — runs connectors as sandboxed child processes speaking the
+ * plugin protocol (invariant 1): manifests validated and hashed, lazy spawn
+ * under Node's permission model (and bubblewrap where available), handshake,
+ * invoke/cancel/progress, bounded framing, redacted logs, supervision with a
+ * restart budget and quarantine, and install with integrity and approval.
+ */
+export { createPluginHost, leaseFor } from './host.js';
+export type { PluginHost, PluginHostOptions, PluginApproval, InspectedPlugin, PluginListing } from './host.js';
+export { sandboxLevel, detectBwrap, nodePermissionFlag, buildSpawnSpec } from './sandbox.js';
+export type { SandboxLevel, BwrapMode } from './sandbox.js';
+export type { PluginStatus } from './supervisor.js';
+export { SUPERVISOR_DEFAULTS } from './supervisor.js';
+export { packageIntegrity, BUILTIN_PLUGIN_NAMES } from './registry.js';
+export type { PluginSource } from './registry.js';
+export { createPluginApprovalStore } from './approvals-store.js';
+export type { PluginApprovalStore, StoredPluginApproval } from './approvals-store.js';

@@ -1,0 +1,254 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import { createMessageConnection, CancellationTokenSource, ResponseError, StreamMessageWriter, type MessageConnection } from 'vscode-jsonrpc/node';
+import {
+  BoundedMessageReader,
+  ConnectionCheckRequest,
+  ExitNotification,
+  InitializeRequest,
+  InitializedNotification,
+  InvocationProgress,
+  InvokeRequest,
+  MAX_MESSAGE_BYTES,
+  PROTOCOL_VERSIONS,
+  ProtocolViolation,
+  ShutdownRequest,
+  type ConnectionCheckParams,
+  type ConnectionCheckResult,
+  type InitializeResult,
+  type InvokeParams,
+  type ProgressValue,
+} from '@aipermission/plugin-sdk/protocol';
+import type { SpawnSpec } from './sandbox.js';
+
+/** Why a plugin process is not (or no longer) usable; the message is for the operator. */
+export class PluginUnavailable extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'PluginUnavailable';
+  }
+}
+
+/** The plugin died or was killed while a call was in flight: whether the action took effect is unknown. */
+export class PluginLostDuringCall extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'PluginLostDuringCall';
+  }
+}
+
+/** Bounds of the stop escalation; each step is given this long before the next, harsher one. */
+export const STOP_STEPS_MS = { shutdown: 2_000, exit: 1_000, stdinClosed: 1_000, sigterm: 2_000, sigkill: 2_000 } as const;
+/** Longest log line kept (bytes); a flood of one huge line is cut, not buffered. */
+const MAX_LOG_LINE = 4096;
+/** Log lines kept in memory per plugin process (the rest went to the gateway log). */
+const LOG_RING = 200;
+
+export interface PluginProcessOptions {
+  spec: SpawnSpec;
+  /** How long the handshake may take, spawn included. */
+  handshakeTimeoutMs: number;
+  kernelInfo: { name: string; version: string };
+  maxMessageBytes?: number;
+  /** Redacts a log line before it is kept or written (secrets of in-flight leases, built-in rules). */
+  redact: (line: string) => string;
+  log: (line: string) => void;
+  /** `wasReady`: the process had completed its handshake (a crash of a running plugin, not a failed start). */
+  onExit: (info: { code: number | null; signal: NodeJS.Signals | null; expected: boolean; wasReady: boolean; reason: string | undefined }) => void;
+}
+
+export type ProcessState = 'starting' | 'ready' | 'stopping' | 'exited';
+
+/**
+ * One running plugin: spawn, handshake, calls, log, and the bounded stop
+ * escalation shutdown -> exit -> close stdin -> SIGTERM -> SIGKILL, which is
+ * safe to call any number of times.
+ */
+export class PluginProcess {
+  state: ProcessState = 'starting';
+  readonly logLines: string[] = [];
+  exitReason: string | undefined;
+  private child!: ChildProcess;
+  private connection!: MessageConnection;
+  private exited!: Promise<void>;
+  private stopping: Promise<void> | undefined;
+  private inFlight = new Map<string, (error: Error) => void>();
+  private wasReady = false;
+
+  constructor(private readonly options: PluginProcessOptions) {}
+
+  get pid(): number | undefined {
+    return this.child?.pid;
+  }
+
+  get inFlightCount(): number {
+    return this.inFlight.size;
+  }
+
+  private appendLog(text: string) {
+    const line = this.options.redact(text.length > MAX_LOG_LINE ? `${text.slice(0, MAX_LOG_LINE)}... [line cut at ${MAX_LOG_LINE} bytes]` : text);
+    this.logLines.push(line);
+    if (this.logLines.length > LOG_RING) this.logLines.shift();
+    this.options.log(line);
+  }
+
+  /** Fails every call in flight with `error` (the process is gone). */
+  private failInFlight(error: Error) {
+    for (const reject of this.inFlight.values()) reject(error);
+    this.inFlight.clear();
+  }
+
+  /** Stops the plugin at once for a protocol violation; the stop escalation still applies. */
+  private violate(reason: string) {
+    if (this.exitReason === undefined) this.exitReason = reason;
+    this.appendLog(`[kernel] ${reason}; stopping the plugin`);
+    this.failInFlight(new PluginLostDuringCall(`The connector broke the protocol (${reason}) and was stopped.`));
+    this.child.kill('SIGKILL');
+  }
+
+  async start(): Promise<InitializeResult> {
+    const { spec } = this.options;
+    this.child = spawn(spec.command, spec.args, { env: spec.env, cwd: spec.cwd, stdio: ['pipe', 'pipe', 'pipe'] });
+    this.exited = new Promise((resolve) => {
+      this.child.once('exit', (code, signal) => {
+        const expected = this.state === 'stopping';
+        this.state = 'exited';
+        if (!expected && this.exitReason === undefined) this.exitReason = `exited unexpectedly (${signal ? `signal ${signal}` : `code ${code}`})`;
+        this.failInFlight(new PluginLostDuringCall(`The connector process ${this.exitReason ?? 'exited'} during the call.`));
+        this.options.onExit({ code, signal, expected, wasReady: this.wasReady, reason: this.exitReason });
+        resolve();
+      });
+    });
+    this.child.once('error', (error) => {
+      this.exitReason = `could not be started: ${error.message}`;
+    });
+
+    // stderr is the plugin's log: split into lines, each bounded and redacted.
+    let partial = '';
+    this.child.stderr!.setEncoding('utf8');
+    this.child.stderr!.on('data', (chunk: string) => {
+      partial += chunk;
+      if (partial.length > MAX_LOG_LINE * 4 && !partial.includes('\n')) {
+        this.appendLog(partial);
+        partial = '';
+        return;
+      }
+      const lines = partial.split('\n');
+      partial = lines.pop() ?? '';
+      for (const line of lines) if (line.trim() !== '') this.appendLog(line);
+    });
+
+    const reader = new BoundedMessageReader(this.child.stdout!, this.options.maxMessageBytes ?? MAX_MESSAGE_BYTES);
+    reader.onError((error) => {
+      if (error instanceof ProtocolViolation) this.violate(`protocol violation: ${error.message}`);
+    });
+    this.connection = createMessageConnection(reader, new StreamMessageWriter(this.child.stdin!));
+    this.connection.onError(() => undefined);
+    this.child.stdin!.on('error', () => undefined);
+    this.connection.listen();
+
+    const handshake = this.connection.sendRequest(InitializeRequest, {
+      protocolVersions: [...PROTOCOL_VERSIONS],
+      kernel: this.options.kernelInfo,
+      // kernel/sign and kernel/hostKey arrive with the SSH work; until then
+      // the plugin learns they are absent (and MethodNotFound says so too).
+      capabilities: { sign: false, hostKey: false },
+    });
+    let timer: NodeJS.Timeout | undefined;
+    const timeout = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(new PluginUnavailable(`did not complete the handshake within ${this.options.handshakeTimeoutMs} ms`)), this.options.handshakeTimeoutMs);
+    });
+    const died = this.exited.then(() => {
+      throw new PluginUnavailable(this.exitReason ?? 'exited during the handshake');
+    });
+    try {
+      const result = await Promise.race([handshake, timeout, died]);
+      if (!PROTOCOL_VERSIONS.includes(result.protocolVersion)) {
+        throw new PluginUnavailable(`answered with protocol version ${result.protocolVersion}, which this kernel does not speak (it speaks ${PROTOCOL_VERSIONS.join(', ')})`);
+      }
+      this.connection.sendNotification(InitializedNotification);
+      this.state = 'ready';
+      this.wasReady = true;
+      return result;
+    } catch (error) {
+      const reason =
+        error instanceof ResponseError ? `refused the handshake: ${error.message}` : error instanceof Error ? error.message : String(error);
+      this.exitReason ??= reason;
+      void this.stop();
+      throw new PluginUnavailable(reason);
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  /** Sends one request, failing it if the process dies first. */
+  private track<T>(id: string, send: (token: CancellationTokenSource) => Promise<T>, signal: AbortSignal): Promise<T> {
+    if (this.state !== 'ready') return Promise.reject(new PluginUnavailable(`is ${this.state}`));
+    const source = new CancellationTokenSource();
+    const onAbort = () => source.cancel();
+    signal.addEventListener('abort', onAbort, { once: true });
+    return new Promise<T>((resolve, reject) => {
+      this.inFlight.set(id, reject);
+      send(source).then(resolve, reject);
+    }).finally(() => {
+      this.inFlight.delete(id);
+      signal.removeEventListener('abort', onAbort);
+      source.dispose();
+    });
+  }
+
+  invoke(params: InvokeParams, signal: AbortSignal, onProgress: (value: ProgressValue) => void): Promise<unknown> {
+    const progress = this.connection.onProgress(InvocationProgress, params.invocationId, onProgress);
+    return this.track(params.invocationId, (source) => this.connection.sendRequest(InvokeRequest, params, source.token), signal)
+      .then((result) => result.output)
+      .finally(() => progress.dispose());
+  }
+
+  check(params: ConnectionCheckParams, signal: AbortSignal): Promise<ConnectionCheckResult> {
+    return this.track(params.invocationId, (source) => this.connection.sendRequest(ConnectionCheckRequest, params, source.token), signal);
+  }
+
+  /** Ends the process for good, right now (a call that ignored its cancel). */
+  kill(reason: string): Promise<void> {
+    this.exitReason ??= reason;
+    this.appendLog(`[kernel] ${reason}; killing the plugin`);
+    this.failInFlight(new PluginLostDuringCall(`The connector was stopped: ${reason}.`));
+    this.state = 'stopping';
+    this.child.kill('SIGKILL');
+    return this.exited;
+  }
+
+  /** The bounded, idempotent stop escalation. */
+  stop(): Promise<void> {
+    this.stopping ??= (async () => {
+      if (this.state === 'exited' || !this.child) return;
+      this.state = 'stopping';
+      const isGone = () => this.child.exitCode !== null || this.child.signalCode !== null;
+      const waitGone = (ms: number) =>
+        Promise.race([this.exited.then(() => true), new Promise<boolean>((resolve) => setTimeout(() => resolve(isGone()), ms).unref())]);
+      const steps: Array<[name: string, act: () => unknown, waitMs: number]> = [
+        // 1. Ask politely: the plugin closes its pools and answers.
+        ['shutdown', () => this.connection.sendRequest(ShutdownRequest).catch(() => undefined), STOP_STEPS_MS.shutdown],
+        ['exit', () => this.connection.sendNotification(ExitNotification), STOP_STEPS_MS.exit],
+        ['closing stdin', () => this.child.stdin!.end(), STOP_STEPS_MS.stdinClosed],
+        ['SIGTERM', () => this.child.kill('SIGTERM'), STOP_STEPS_MS.sigterm],
+        ['SIGKILL', () => this.child.kill('SIGKILL'), STOP_STEPS_MS.sigkill],
+      ];
+      for (const [name, act, waitMs] of steps) {
+        if (isGone()) return;
+        let answered: Promise<unknown> = Promise.resolve();
+        try {
+          answered = Promise.resolve(act());
+        } catch {
+          // a closed pipe: the next step handles it
+        }
+        // `shutdown` is a request: move on as soon as it is answered (or the process is gone).
+        const done = name === 'shutdown' ? await Promise.race([answered.then(() => isGone()), waitGone(waitMs)]) : await waitGone(waitMs);
+        if (done) return;
+        if (name !== 'shutdown') this.appendLog(`[kernel] plugin still running after ${name}; escalating`);
+      }
+    })().finally(() => {
+      this.connection?.dispose();
+    });
+    return this.stopping;
+  }
+}

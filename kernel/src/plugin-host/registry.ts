@@ -1,0 +1,228 @@
+import { spawn } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { constants as fsConstants } from 'node:fs';
+import { cp, lstat, mkdir, mkdtemp, readdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
+import { basename, isAbsolute, join, normalize, relative, resolve, sep } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import * as tar from 'tar';
+import { compileManifest, type CompiledManifest, type Manifest } from '@aipermission/plugin-sdk/protocol';
+import { canonicalHash } from '../lib/canonical.mjs';
+import { KernelError } from '../lib/errors.js';
+
+/** A plugin the kernel can run: where its code is and what its manifest says. */
+export interface PluginSource {
+  kind: 'builtin' | 'installed';
+  /** Absolute directory of the package. */
+  dir: string;
+  /** The bundled entry file, relative to dir. */
+  entry: string;
+  manifest: Manifest;
+  compiled: CompiledManifest;
+  manifestHash: string;
+  /** SHA-256 over the package contents (installed plugins; checked before every start). */
+  integrity: string | null;
+}
+
+/** Written next to an installed plugin, for listing; trust comes from the database approval, not this file. */
+export const INSTALL_RECORD = '.aip-plugin.json';
+
+/** The built-in connectors shipped in this repository's plugins/ folder. */
+export const BUILTIN_PLUGIN_NAMES = ['redis'] as const;
+
+export function builtinPluginsDir(): string {
+  // kernel/{src,dist}/plugin-host -> repository root -> plugins
+  return fileURLToPath(new URL('../../../plugins/', import.meta.url));
+}
+
+interface PackageJson {
+  name?: string;
+  version?: string;
+  aipermission?: { entry?: string; manifest?: string };
+}
+
+async function readPackage(dir: string): Promise<PackageJson> {
+  try {
+    return JSON.parse(await readFile(join(dir, 'package.json'), 'utf8')) as PackageJson;
+  } catch {
+    throw new KernelError('invalid_plugin', `${dir} has no readable package.json; a connector package needs one with an "aipermission": {"entry": ...} field.`);
+  }
+}
+
+/** The package's entry, checked to be a file inside it. */
+export async function entryOf(dir: string): Promise<string> {
+  const pkg = await readPackage(dir);
+  const entry = pkg.aipermission?.entry;
+  if (!entry) throw new KernelError('invalid_plugin', `package.json in ${dir} has no "aipermission": {"entry": "dist/plugin.mjs"}: the bundled file the kernel runs.`);
+  const full = resolve(dir, entry);
+  if (isAbsolute(entry) || relative(dir, full).startsWith('..')) throw new KernelError('invalid_plugin', `The plugin entry "${entry}" points outside its package.`);
+  const info = await stat(full).catch(() => undefined);
+  if (!info?.isFile()) throw new KernelError('invalid_plugin', `The plugin entry ${entry} does not exist in ${dir}. Was the plugin built?`);
+  return normalize(entry);
+}
+
+/**
+ * SHA-256 over a package's contents: every regular file's relative path and
+ * SHA-256, in sorted order. A symlink is refused (it could point anywhere);
+ * the install record itself is left out.
+ */
+export async function packageIntegrity(dir: string): Promise<string> {
+  const lines: string[] = [];
+  const walk = async (current: string) => {
+    const entries = (await readdir(current, { withFileTypes: true })).sort((a, b) => a.name.localeCompare(b.name));
+    for (const entry of entries) {
+      const full = join(current, entry.name);
+      const rel = relative(dir, full).split(sep).join('/');
+      if (rel === INSTALL_RECORD) continue;
+      if (entry.isSymbolicLink()) throw new KernelError('invalid_plugin', `The plugin package contains a symbolic link (${rel}); packages must contain only files.`);
+      if (entry.isDirectory()) await walk(full);
+      else if (entry.isFile()) lines.push(`${rel}\t${createHash('sha256').update(await readFile(full)).digest('hex')}`);
+    }
+  };
+  await walk(dir);
+  return `sha256-${createHash('sha256').update(lines.join('\n')).digest('hex')}`;
+}
+
+export function sourceFromManifest(kind: PluginSource['kind'], dir: string, entry: string, manifest: unknown, integrity: string | null): PluginSource {
+  const compiled = compileManifest(manifest);
+  return { kind, dir, entry, manifest: compiled.manifest, compiled, manifestHash: canonicalHash(compiled.manifest), integrity };
+}
+
+/**
+ * The built-in connectors: each ships a bundled entry and the manifest it
+ * printed at build time (`node dist/plugin.mjs --print-manifest`), so the
+ * catalog is known without starting any process.
+ */
+export async function loadBuiltins(root = builtinPluginsDir(), log: (message: string) => void = () => undefined): Promise<PluginSource[]> {
+  const sources: PluginSource[] = [];
+  for (const name of BUILTIN_PLUGIN_NAMES) {
+    const dir = join(root, name);
+    try {
+      const pkg = await readPackage(dir);
+      const entry = await entryOf(dir);
+      const manifest = JSON.parse(await readFile(join(dir, pkg.aipermission?.manifest ?? 'dist/manifest.json'), 'utf8')) as unknown;
+      sources.push(sourceFromManifest('builtin', dir, entry, manifest, null));
+    } catch (error) {
+      log(`built-in connector "${name}" is not available: ${(error as Error).message}`);
+    }
+  }
+  return sources;
+}
+
+export interface InstallRecord {
+  id: string;
+  version: string;
+  entry: string;
+  manifest: Manifest;
+  manifestHash: string;
+  integrity: string;
+  installedAt: string;
+}
+
+export function installedRoot(dataDir: string): string {
+  return join(dataDir, 'plugins');
+}
+
+/** Installed plugins found on disk (trusted only once a database approves their integrity). */
+export async function loadInstalled(dataDir: string, log: (message: string) => void = () => undefined): Promise<PluginSource[]> {
+  const root = installedRoot(dataDir);
+  const sources: PluginSource[] = [];
+  const ids = await readdir(root, { withFileTypes: true }).catch(() => []);
+  for (const idEntry of ids) {
+    if (!idEntry.isDirectory() || idEntry.name.startsWith('.')) continue;
+    for (const versionEntry of await readdir(join(root, idEntry.name), { withFileTypes: true })) {
+      if (!versionEntry.isDirectory()) continue;
+      const dir = join(root, idEntry.name, versionEntry.name);
+      try {
+        const record = JSON.parse(await readFile(join(dir, INSTALL_RECORD), 'utf8')) as InstallRecord;
+        sources.push(sourceFromManifest('installed', dir, record.entry, record.manifest, record.integrity));
+      } catch (error) {
+        log(`installed plugin at ${dir} is unreadable: ${(error as Error).message}`);
+      }
+    }
+  }
+  return sources;
+}
+
+function run(command: string, args: string[], cwd: string): Promise<string> {
+  return new Promise((resolvePromise, reject) => {
+    const child = spawn(command, args, { cwd, stdio: ['ignore', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (chunk: Buffer) => (stdout += chunk.toString()));
+    child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
+    child.on('error', reject);
+    child.on('close', (code) => (code === 0 ? resolvePromise(stdout) : reject(new Error(stderr.trim().split('\n').slice(-3).join(' ') || `${command} exited with ${code}`))));
+  });
+}
+
+/** Extracts an npm-style tarball, refusing links and paths that leave the folder. */
+async function extractTarball(file: string, into: string): Promise<string> {
+  const refused: string[] = [];
+  await tar.x({
+    file,
+    cwd: into,
+    strict: true,
+    filter: (path, entry) => {
+      const type = (entry as { type?: string }).type;
+      const ok = (type === 'File' || type === 'Directory' || type === undefined) && !isAbsolute(path) && !normalize(path).split(/[\\/]/).includes('..');
+      if (!ok) refused.push(path);
+      return ok;
+    },
+  });
+  if (refused.length > 0) throw new KernelError('invalid_plugin', `The tarball contains entries that are not plain files (${refused.slice(0, 3).join(', ')}); refused.`);
+  const top = await readdir(into);
+  // npm tarballs put everything under package/.
+  return top.length === 1 && (await stat(join(into, top[0]!))).isDirectory() ? join(into, top[0]!) : into;
+}
+
+/**
+ * Copies a plugin source into a fresh staging folder inside the data
+ * directory: a local folder (without node_modules and .git), a .tgz, or an
+ * npm package name (fetched with `npm pack --ignore-scripts`: nothing of the
+ * package runs at install time). Returns the staged package folder.
+ */
+export async function stagePlugin(source: string, dataDir: string): Promise<{ dir: string; cleanup: () => Promise<void> }> {
+  const root = join(installedRoot(dataDir), '.staging');
+  await mkdir(root, { recursive: true, mode: 0o700 });
+  const staging = await mkdtemp(join(root, 'stage-'));
+  const cleanup = () => rm(staging, { recursive: true, force: true });
+  try {
+    const local = await lstat(source).catch(() => undefined);
+    if (local?.isDirectory()) {
+      const dir = join(staging, 'package');
+      await cp(source, dir, {
+        recursive: true,
+        mode: fsConstants.COPYFILE_EXCL,
+        verbatimSymlinks: true,
+        filter: (path) => !['node_modules', '.git'].includes(basename(path)),
+      });
+      return { dir, cleanup };
+    }
+    if (local?.isFile()) return { dir: await extractTarball(resolve(source), staging), cleanup };
+    if (!/^(@[a-z0-9][\w.-]*\/)?[a-z0-9][\w.-]*(@[\w.^~<>=*|-]+)?$/i.test(source)) {
+      throw new KernelError('invalid_plugin', `"${source}" is not a folder, a .tgz file or an npm package name.`);
+    }
+    const packed = (await run('npm', ['pack', source, '--ignore-scripts', '--silent', '--pack-destination', staging], staging)).trim().split('\n').pop()!;
+    const unpacked = join(staging, 'unpacked');
+    await mkdir(unpacked);
+    return { dir: await extractTarball(join(staging, packed), unpacked), cleanup };
+  } catch (error) {
+    await cleanup();
+    if (error instanceof KernelError) throw error;
+    throw new KernelError('invalid_plugin', `Could not fetch the plugin from "${source}": ${(error as Error).message}`);
+  }
+}
+
+/** Moves a staged, inspected package into plugins/<id>/<version>/ and writes its install record. */
+export async function commitInstall(stagedDir: string, dataDir: string, record: InstallRecord): Promise<string> {
+  const target = join(installedRoot(dataDir), record.id, record.version);
+  await mkdir(join(installedRoot(dataDir), record.id), { recursive: true, mode: 0o700 });
+  await rm(target, { recursive: true, force: true });
+  await rename(stagedDir, target);
+  await writeFile(join(target, INSTALL_RECORD), `${JSON.stringify(record, null, 2)}\n`, { mode: 0o600 });
+  return target;
+}
+
+export async function removeInstalled(dataDir: string, id: string): Promise<void> {
+  await rm(join(installedRoot(dataDir), id), { recursive: true, force: true });
+}

@@ -1,0 +1,119 @@
+import { spawnSync } from 'node:child_process';
+import { existsSync, lstatSync, readlinkSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+
+/** How a plugin process is confined; reported per plugin in `aip plugin list`. */
+export interface SandboxLevel {
+  /** Node's permission model: fs read = plugin code, fs write = its scratch dir, no child processes, no workers. */
+  nodePermission: boolean;
+  /** bubblewrap: a mount namespace without the data directory, private /tmp, pid namespace, no new privileges. */
+  bwrap: boolean;
+  /** `bwrap+node-permission` or `node-permission`. */
+  level: string;
+}
+
+export type BwrapMode = 'auto' | 'off';
+
+/** The node flag of the permission model: `--permission` where Node has it (22+), else `--experimental-permission` (20). */
+export function nodePermissionFlag(): string {
+  return process.allowedNodeEnvironmentFlags.has('--permission') ? '--permission' : '--experimental-permission';
+}
+
+let bwrapProbe: string | null | undefined;
+
+/**
+ * The bwrap binary if it exists and can actually create namespaces here
+ * (user namespaces may be disabled), probed once with a trivial command.
+ */
+export function detectBwrap(): string | null {
+  if (bwrapProbe !== undefined) return bwrapProbe;
+  bwrapProbe = null;
+  for (const candidate of ['/usr/bin/bwrap', '/bin/bwrap', '/usr/local/bin/bwrap']) {
+    if (!existsSync(candidate)) continue;
+    const probe = spawnSync(candidate, ['--ro-bind', '/', '/', '--unshare-pid', '--die-with-parent', '/bin/true'], { timeout: 5_000, stdio: 'ignore' });
+    if (probe.status === 0) bwrapProbe = candidate;
+    break;
+  }
+  return bwrapProbe;
+}
+
+export function sandboxLevel(mode: BwrapMode): SandboxLevel {
+  const bwrap = mode === 'auto' && detectBwrap() !== null;
+  return { nodePermission: true, bwrap, level: bwrap ? 'bwrap+node-permission' : 'node-permission' };
+}
+
+export interface SpawnSpec {
+  command: string;
+  args: string[];
+  env: Record<string, string>;
+  cwd: string;
+  sandbox: SandboxLevel;
+}
+
+/**
+ * Only these environment variables reach a plugin; everything else of the
+ * kernel's environment (tokens, cloud credentials, AIP_*) stays behind.
+ */
+export const ENV_SAFELIST = ['LANG', 'LC_ALL', 'TZ'] as const;
+
+/** V8 heap ceiling for a plugin; a connector that needs more is doing something wrong. */
+export const PLUGIN_HEAP_MB = 256;
+
+/** System paths bound read-only into the bwrap namespace (as little as node needs to run and resolve names). */
+const SYSTEM_RO = ['/usr', '/etc/resolv.conf', '/etc/hosts', '/etc/nsswitch.conf', '/etc/gai.conf', '/etc/ssl', '/etc/ca-certificates', '/etc/localtime'];
+
+function bindSystemDir(args: string[], path: string) {
+  if (!existsSync(path)) return;
+  const stat = lstatSync(path);
+  if (stat.isSymbolicLink()) args.push('--symlink', readlinkSync(path), path);
+  else args.push('--ro-bind', path, path);
+}
+
+/**
+ * Builds the command that starts a plugin: node with the permission model,
+ * inside bwrap when available. Inside bwrap the plugin sees its code at
+ * /plugin (read-only) and its scratch directory at /scratch, so the data
+ * directory is not even a path there.
+ */
+export function buildSpawnSpec(options: { pluginDir: string; entry: string; scratchDir: string; bwrap: BwrapMode; heapMb?: number }): SpawnSpec {
+  const sandbox = sandboxLevel(options.bwrap);
+  const env: Record<string, string> = {};
+  for (const name of ENV_SAFELIST) if (process.env[name]) env[name] = process.env[name]!;
+  env.NODE_ENV = 'production';
+  const heap = `--max-old-space-size=${options.heapMb ?? PLUGIN_HEAP_MB}`;
+  const permission = nodePermissionFlag();
+
+  if (!sandbox.bwrap) {
+    env.AIP_PLUGIN_SCRATCH = options.scratchDir;
+    return {
+      command: process.execPath,
+      args: [
+        permission,
+        `--allow-fs-read=${options.pluginDir}`,
+        `--allow-fs-read=${options.scratchDir}`,
+        `--allow-fs-write=${options.scratchDir}`,
+        heap,
+        '--no-warnings',
+        join(options.pluginDir, options.entry),
+      ],
+      env,
+      cwd: options.scratchDir,
+      sandbox,
+    };
+  }
+
+  env.AIP_PLUGIN_SCRATCH = '/scratch';
+  const args = ['--die-with-parent', '--new-session', '--unshare-pid', '--unshare-ipc', '--unshare-uts', '--unshare-cgroup-try'];
+  for (const path of SYSTEM_RO) bindSystemDir(args, path);
+  for (const path of ['/lib', '/lib64', '/bin', '/sbin']) bindSystemDir(args, path);
+  // node itself, when it lives outside /usr (nvm, a tarball install).
+  const nodeDir = dirname(process.execPath);
+  if (!nodeDir.startsWith('/usr/')) args.push('--ro-bind', dirname(nodeDir), dirname(nodeDir));
+  args.push('--proc', '/proc', '--dev', '/dev', '--tmpfs', '/tmp');
+  args.push('--ro-bind', options.pluginDir, '/plugin', '--bind', options.scratchDir, '/scratch');
+  args.push('--clearenv');
+  for (const [name, value] of Object.entries(env)) args.push('--setenv', name, value);
+  args.push('--chdir', '/scratch');
+  args.push(process.execPath, permission, '--allow-fs-read=/plugin', '--allow-fs-read=/scratch', '--allow-fs-write=/scratch', heap, '--no-warnings', join('/plugin', options.entry));
+  return { command: detectBwrap()!, args, env: {}, cwd: options.scratchDir, sandbox };
+}

@@ -1,0 +1,274 @@
+import { mkdir } from 'node:fs/promises';
+import type { ConnectionCheckParams, ConnectionCheckResult, InvokeParams, ProgressValue } from '@aipermission/plugin-sdk/protocol';
+import { canonicalHash } from '../lib/canonical.mjs';
+import type { Clock } from '../lib/clock.js';
+import { PluginLostDuringCall, PluginProcess, PluginUnavailable } from './process.js';
+import { buildSpawnSpec, type BwrapMode, type SandboxLevel } from './sandbox.js';
+import type { PluginSource } from './registry.js';
+
+export interface SupervisorOptions {
+  /** Idle time after which the process is stopped (restarted lazily on the next call). */
+  idleMs: number;
+  /** Calls one plugin process runs at once; the rest wait in line. */
+  maxConcurrent: number;
+  /** Crashes allowed within `windowMs` before quarantine. */
+  restartBudget: { crashes: number; windowMs: number };
+  handshakeTimeoutMs: number;
+  /** After a call's deadline the plugin is asked to cancel; if it has not answered this much later, it is killed. */
+  cancelGraceMs: number;
+  bwrap: BwrapMode;
+  scratchDir: string;
+  kernelInfo: { name: string; version: string };
+  clock: Clock;
+  log: (line: string) => void;
+  redact: (line: string) => string;
+  /** Checked before every spawn (integrity of installed plugins); throws to refuse. */
+  beforeStart?: () => Promise<void>;
+}
+
+/** Defaults with their reasons. */
+export const SUPERVISOR_DEFAULTS = {
+  /** Five idle minutes: an agent session's pauses keep the process warm; a finished one frees it. */
+  idleMs: 5 * 60_000,
+  /** Sixteen calls at once per plugin: connectors multiplex well, and it bounds what one plugin can hold. */
+  maxConcurrent: 16,
+  /** Three crashes in three minutes is a broken plugin, not bad luck. */
+  restartBudget: { crashes: 3, windowMs: 3 * 60_000 },
+  /** Cold start is ~100 ms; five seconds allows a loaded machine, not a hung plugin. */
+  handshakeTimeoutMs: 5_000,
+  /** Two seconds to answer a cancel; a well-behaved plugin answers in milliseconds. */
+  cancelGraceMs: 2_000,
+} as const;
+
+export type PluginState = 'stopped' | 'starting' | 'ready' | 'stopping' | 'quarantined';
+
+export interface PluginStatus {
+  id: string;
+  version: string;
+  state: PluginState;
+  pid: number | null;
+  startedAt: string | null;
+  inFlight: number;
+  queued: number;
+  starts: number;
+  crashes: number;
+  lastError: string | null;
+  quarantined: { since: string; reason: string } | null;
+  sandbox: SandboxLevel;
+}
+
+/**
+ * Keeps one plugin's process: started lazily, shared by calls up to a
+ * concurrency bound, stopped when idle, restarted after a crash within a
+ * budget, then quarantined (with a clear status) until an operator restarts it.
+ */
+export class PluginSupervisor {
+  private process: PluginProcess | undefined;
+  private starting: Promise<PluginProcess> | undefined;
+  private crashTimes: number[] = [];
+  private idleTimer: NodeJS.Timeout | undefined;
+  private waiters: Array<() => void> = [];
+  private active = 0;
+  private starts = 0;
+  private crashes = 0;
+  private lastError: string | null = null;
+  private startedAt: number | null = null;
+  private quarantine: { since: number; reason: string } | null = null;
+  private readonly sandbox: SandboxLevel;
+
+  constructor(
+    readonly source: PluginSource,
+    private readonly options: SupervisorOptions,
+  ) {
+    this.sandbox = buildSpawnSpec({ pluginDir: source.dir, entry: source.entry, scratchDir: options.scratchDir, bwrap: options.bwrap }).sandbox;
+  }
+
+  status(): PluginStatus {
+    const state: PluginState = this.quarantine
+      ? 'quarantined'
+      : this.starting
+        ? 'starting'
+        : this.process?.state === 'ready'
+          ? 'ready'
+          : this.process?.state === 'stopping'
+            ? 'stopping'
+            : 'stopped';
+    return {
+      id: this.source.manifest.id,
+      version: this.source.manifest.version,
+      state,
+      pid: this.process?.state === 'ready' ? (this.process.pid ?? null) : null,
+      startedAt: this.startedAt !== null && state === 'ready' ? new Date(this.startedAt).toISOString() : null,
+      inFlight: this.active,
+      queued: this.waiters.length,
+      starts: this.starts,
+      crashes: this.crashes,
+      lastError: this.lastError,
+      quarantined: this.quarantine ? { since: new Date(this.quarantine.since).toISOString(), reason: this.quarantine.reason } : null,
+      sandbox: this.sandbox,
+    };
+  }
+
+  get logLines(): readonly string[] {
+    return this.process?.logLines ?? [];
+  }
+
+  /** Lifts a quarantine (operator action) and forgets past crashes. */
+  release(): void {
+    this.quarantine = null;
+    this.crashTimes = [];
+  }
+
+  private recordCrash(reason: string) {
+    this.crashes += 1;
+    this.lastError = reason;
+    const now = this.options.clock.now();
+    this.crashTimes = [...this.crashTimes.filter((at) => now - at < this.options.restartBudget.windowMs), now];
+    if (this.crashTimes.length >= this.options.restartBudget.crashes && !this.quarantine) {
+      this.quarantine = {
+        since: now,
+        reason: `${this.crashTimes.length} crashes within ${Math.round(this.options.restartBudget.windowMs / 1000)} s; last: ${reason}`,
+      };
+      this.options.log(`[kernel] plugin ${this.source.manifest.id} quarantined: ${this.quarantine.reason}`);
+    }
+  }
+
+  private async ensureStarted(): Promise<PluginProcess> {
+    if (this.quarantine) {
+      throw new PluginUnavailable(`is quarantined (${this.quarantine.reason}). The operator can restart it with: aip plugin restart ${this.source.manifest.id}`);
+    }
+    if (this.process?.state === 'ready') return this.process;
+    this.starting ??= (async () => {
+      try {
+        return await this.spawnAndHandshake();
+      } catch (error) {
+        // Counted here, inside the shared start, so callers waiting on the same start count it once.
+        const reason = error instanceof Error ? error.message : String(error);
+        this.recordCrash(`failed to start: ${reason}`);
+        throw error instanceof PluginUnavailable ? error : new PluginUnavailable(`failed to start: ${reason}`);
+      }
+    })().finally(() => {
+      this.starting = undefined;
+    });
+    return this.starting;
+  }
+
+  private async spawnAndHandshake(): Promise<PluginProcess> {
+    {
+      await this.options.beforeStart?.();
+      await mkdir(this.options.scratchDir, { recursive: true, mode: 0o700 });
+      const spec = buildSpawnSpec({ pluginDir: this.source.dir, entry: this.source.entry, scratchDir: this.options.scratchDir, bwrap: this.options.bwrap });
+      const id = this.source.manifest.id;
+      const proc = new PluginProcess({
+        spec,
+        handshakeTimeoutMs: this.options.handshakeTimeoutMs,
+        kernelInfo: this.options.kernelInfo,
+        redact: this.options.redact,
+        log: (line) => this.options.log(`[plugin ${id}] ${line}`),
+        onExit: ({ expected, wasReady, reason }) => {
+          if (this.process === proc) this.process = undefined;
+          // A failed start is counted where it fails (below), once.
+          if (!expected && wasReady) this.recordCrash(reason ?? 'exited unexpectedly');
+        },
+      });
+      this.starts += 1;
+      this.process = proc;
+      const result = await proc.start();
+      // The code that runs must be the code that was approved: same manifest.
+      if (canonicalHash(result.manifest) !== this.source.manifestHash) {
+        await proc.stop();
+        throw new PluginUnavailable(
+          `answered with a different manifest than the one approved (was it changed on disk?). Re-approve it: aip plugin install (or verify) ${id}`,
+        );
+      }
+      this.startedAt = this.options.clock.now();
+      this.lastError = null;
+      return proc;
+    }
+  }
+
+  private async acquire(signal: AbortSignal): Promise<void> {
+    if (this.active < this.options.maxConcurrent) {
+      this.active += 1;
+      return;
+    }
+    await new Promise<void>((resolve, reject) => {
+      const onAbort = () => {
+        this.waiters = this.waiters.filter((waiter) => waiter !== go);
+        reject(new PluginUnavailable('was busy, and the call was cancelled while waiting for a free slot'));
+      };
+      const go = () => {
+        signal.removeEventListener('abort', onAbort);
+        this.active += 1;
+        resolve();
+      };
+      this.waiters.push(go);
+      signal.addEventListener('abort', onAbort, { once: true });
+    });
+  }
+
+  private release_() {
+    this.active -= 1;
+    const next = this.waiters.shift();
+    if (next) next();
+    if (this.active === 0 && this.waiters.length === 0) this.armIdle();
+  }
+
+  private armIdle() {
+    clearTimeout(this.idleTimer);
+    this.idleTimer = setTimeout(() => {
+      if (this.active === 0 && this.process) void this.process.stop();
+    }, this.options.idleMs);
+    this.idleTimer.unref();
+  }
+
+  /**
+   * One call with its deadline: at `deadlineMs` the plugin is asked to cancel
+   * (via the signal the caller aborts); if it has not answered `cancelGraceMs`
+   * after the abort, it is killed and the call fails as lost.
+   */
+  private async call<T>(signal: AbortSignal, run: (proc: PluginProcess) => Promise<T>): Promise<T> {
+    clearTimeout(this.idleTimer);
+    await this.acquire(signal);
+    try {
+      const proc = await this.ensureStarted();
+      const work = run(proc);
+      let graceTimer: NodeJS.Timeout | undefined;
+      const killedAfterGrace = new Promise<never>((_, reject) => {
+        const arm = () => {
+          graceTimer = setTimeout(() => {
+            void proc.kill(`a call did not answer its cancel within ${this.options.cancelGraceMs} ms`);
+            this.recordCrash('ignored a cancel and was killed');
+            reject(new PluginLostDuringCall(`The connector did not stop within ${this.options.cancelGraceMs} ms of being cancelled and was killed.`));
+          }, this.options.cancelGraceMs);
+        };
+        if (signal.aborted) arm();
+        else signal.addEventListener('abort', arm, { once: true });
+      });
+      killedAfterGrace.catch(() => undefined);
+      try {
+        return await Promise.race([work, killedAfterGrace]);
+      } finally {
+        clearTimeout(graceTimer);
+      }
+    } finally {
+      this.release_();
+    }
+  }
+
+  invoke(params: InvokeParams, signal: AbortSignal, onProgress: (value: ProgressValue) => void): Promise<unknown> {
+    return this.call(signal, (proc) => proc.invoke(params, signal, onProgress));
+  }
+
+  check(params: ConnectionCheckParams, signal: AbortSignal): Promise<ConnectionCheckResult> {
+    return this.call(signal, (proc) => proc.check(params, signal));
+  }
+
+  /** Stops the process (if any) with the full escalation; idempotent. */
+  async stop(): Promise<void> {
+    clearTimeout(this.idleTimer);
+    const starting = this.starting;
+    if (starting) await starting.catch(() => undefined);
+    await this.process?.stop();
+  }
+}

@@ -1,0 +1,23 @@
+// Bundles the connector into one file (dist/plugin.mjs) and records its
+// manifest (dist/manifest.json). One file means the sandbox grants read
+// access to this package only, and cold start reads one module, not a tree.
+import { build } from 'esbuild';
+import { execFileSync } from 'node:child_process';
+import { mkdirSync, writeFileSync } from 'node:fs';
+
+mkdirSync('dist', { recursive: true });
+await build({
+  entryPoints: ['src/plugin.ts'],
+  outfile: 'dist/plugin.mjs',
+  bundle: true,
+  platform: 'node',
+  format: 'esm',
+  target: 'node20',
+  minify: false,
+  legalComments: 'none',
+  // ESM bundles of CommonJS dependencies need require().
+  banner: { js: "import { createRequire as __aipCreateRequire } from 'node:module'; const require = __aipCreateRequire(import.meta.url);" },
+  logLevel: 'warning',
+});
+const manifest = execFileSync(process.execPath, ['dist/plugin.mjs', '--print-manifest'], { encoding: 'utf8' });
+writeFileSync('dist/manifest.json', manifest);
