@@ -74,19 +74,19 @@ function takeOverStdio(): Writable {
   return protocolOut;
 }
 
-/** A lease that stops answering once the invocation is over. */
-function revocableLease(lease: CredentialLease): { lease: CredentialLease; revoke(): void } {
+/**
+ * The lease for one invocation. `ctx.credentials` stops answering once the
+ * invocation is over (a closure that outlives the call gets an error, not a
+ * password); what it returns is a frozen copy.
+ */
+function revocableLease(lease: CredentialLease): { get(): CredentialLease; revoke(): void } {
   let revoked = false;
-  const fields = Object.freeze({ ...lease.fields });
-  const guard = <T extends object>(target: T): T =>
-    new Proxy(target, {
-      get(object, property, receiver) {
-        if (revoked) throw new Error('This credential lease has expired: credentials are only valid while the invocation runs.');
-        return Reflect.get(object, property, receiver) as unknown;
-      },
-    });
+  const frozen = Object.freeze({ kind: lease.kind, fields: Object.freeze({ ...lease.fields }) });
   return {
-    lease: guard({ kind: lease.kind, fields: guard(fields) }),
+    get() {
+      if (revoked) throw new Error('This credential lease has expired: credentials are only valid while the invocation runs.');
+      return frozen;
+    },
     revoke: () => {
       revoked = true;
     },
@@ -193,7 +193,9 @@ export function serve(plugin: Plugin): MessageConnection | undefined {
       invocationId: params.invocationId,
       signal: controller.signal,
       target: Object.freeze({ ...params.target }),
-      credentials: lease.lease,
+      get credentials() {
+        return lease.get();
+      },
       endpoint: params.endpoint,
       limits: 'limits' in params ? params.limits : { timeoutMs: 30_000, maxOutputBytes: 0 },
       progress: (value) => void connection.sendProgress(InvocationProgress, params.invocationId, value).catch(() => undefined),

@@ -151,24 +151,27 @@ export function createPipeline(deps: {
         (error: unknown) => ({ ok: false as const, error }),
       );
       let result = await within(settled, action.limits.timeoutMs);
+      let timedOut = false;
       if (result === 'timeout') {
+        timedOut = true;
         controller.abort(new Error('deadline'));
         result = await within(settled, CANCEL_GRACE_MS);
-        if (result === 'timeout') {
-          outcome = { status: 'outcome_unknown', reason: `the action passed its ${action.limits.timeoutMs} ms deadline and did not confirm it stopped` };
-        } else {
-          outcome = {
-            status: 'failed',
-            error: { kind: 'transient', retryable: true, message: `The action did not finish within its ${action.limits.timeoutMs} ms deadline and was cancelled.` },
-          };
-        }
+      }
+      if (result === 'timeout') {
+        outcome = { status: 'outcome_unknown', reason: `the action passed its ${action.limits.timeoutMs} ms deadline and did not confirm it stopped` };
       } else if (result.ok) {
+        // Even past the deadline: it finished, so this is its result.
         const problem = action.validateOutput(result.output);
         outcome = problem
           ? { status: 'failed', error: { kind: 'system', retryable: false, message: `The connector returned output that does not match the action's output schema: ${problem}` } }
           : { status: 'completed', output: result.output };
       } else if (result.error instanceof OutcomeUnknown) {
         outcome = { status: 'outcome_unknown', reason: result.error.message };
+      } else if (timedOut) {
+        outcome = {
+          status: 'failed',
+          error: { kind: 'transient', retryable: true, message: `The action did not finish within its ${action.limits.timeoutMs} ms deadline and was cancelled.` },
+        };
       } else {
         if (!isActionError(result.error)) log(`action ${row.id} failed unexpectedly`, result.error);
         outcome = { status: 'failed', error: asActionError(result.error) };

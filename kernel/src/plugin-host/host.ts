@@ -78,6 +78,8 @@ export interface PluginHostOptions {
   bwrap?: BwrapMode;
   /** Where the built-in connectors live (default: this repository's plugins/). */
   builtinRoot?: string;
+  /** Which folders under builtinRoot are built-ins (default: the shipped connectors). */
+  builtins?: readonly string[];
   supervisor?: Partial<Pick<SupervisorOptions, 'idleMs' | 'maxConcurrent' | 'restartBudget' | 'handshakeTimeoutMs' | 'cancelGraceMs'>>;
 }
 
@@ -140,7 +142,7 @@ export async function createPluginHost(options: PluginHostOptions): Promise<Plug
   };
 
   const load = async () => {
-    sources = [...(await loadBuiltins(options.builtinRoot, options.log)), ...(await loadInstalled(options.dataDir, options.log))];
+    sources = [...(await loadBuiltins(options.builtinRoot, options.log, options.builtins)), ...(await loadInstalled(options.dataDir, options.log))];
   };
   await load();
 

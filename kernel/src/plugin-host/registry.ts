@@ -92,9 +92,13 @@ export function sourceFromManifest(kind: PluginSource['kind'], dir: string, entr
  * printed at build time (`node dist/plugin.mjs --print-manifest`), so the
  * catalog is known without starting any process.
  */
-export async function loadBuiltins(root = builtinPluginsDir(), log: (message: string) => void = () => undefined): Promise<PluginSource[]> {
+export async function loadBuiltins(
+  root = builtinPluginsDir(),
+  log: (message: string) => void = () => undefined,
+  names: readonly string[] = BUILTIN_PLUGIN_NAMES,
+): Promise<PluginSource[]> {
   const sources: PluginSource[] = [];
-  for (const name of BUILTIN_PLUGIN_NAMES) {
+  for (const name of names) {
     const dir = join(root, name);
     try {
       const pkg = await readPackage(dir);

@@ -64,6 +64,7 @@ export interface PluginStatus {
  */
 export class PluginSupervisor {
   private process: PluginProcess | undefined;
+  private lastProcess: PluginProcess | undefined;
   private starting: Promise<PluginProcess> | undefined;
   private crashTimes: number[] = [];
   private idleTimer: NodeJS.Timeout | undefined;
@@ -109,8 +110,9 @@ export class PluginSupervisor {
     };
   }
 
+  /** The log of the current process, or of the last one after it exited (its last words). */
   get logLines(): readonly string[] {
-    return this.process?.logLines ?? [];
+    return (this.process ?? this.lastProcess)?.logLines ?? [];
   }
 
   /** Lifts a quarantine (operator action) and forgets past crashes. */
@@ -145,7 +147,7 @@ export class PluginSupervisor {
         // Counted here, inside the shared start, so callers waiting on the same start count it once.
         const reason = error instanceof Error ? error.message : String(error);
         this.recordCrash(`failed to start: ${reason}`);
-        throw error instanceof PluginUnavailable ? error : new PluginUnavailable(`failed to start: ${reason}`);
+        throw new PluginUnavailable(`failed to start: ${reason}`);
       }
     })().finally(() => {
       this.starting = undefined;
@@ -173,6 +175,7 @@ export class PluginSupervisor {
       });
       this.starts += 1;
       this.process = proc;
+      this.lastProcess = proc;
       const result = await proc.start();
       // The code that runs must be the code that was approved: same manifest.
       if (canonicalHash(result.manifest) !== this.source.manifestHash) {

@@ -1,0 +1,255 @@
+import { afterEach, describe, expect, it } from 'vitest';
+import { readdir } from 'node:fs/promises';
+import { join } from 'node:path';
+import { pluginHarness, type PluginHarness } from './helpers/plugins.js';
+import { setFlagsFromString } from 'node:v8';
+import { runInNewContext } from 'node:vm';
+import { detectBwrap } from '../src/plugin-host/index.js';
+
+/** A garbage collector to measure retained memory with (V8's gc, exposed at run time). */
+function collector(): () => void {
+  setFlagsFromString('--expose_gc');
+  return runInNewContext('gc') as () => void;
+}
+
+let h: PluginHarness | undefined;
+afterEach(async () => {
+  await h?.cleanup();
+  h = undefined;
+});
+
+const FAST = { idleMs: 60_000, cancelGraceMs: 500, handshakeTimeoutMs: 5_000, restartBudget: { crashes: 3, windowMs: 60_000 } };
+const HAS_BWRAP = detectBwrap() !== null;
+
+describe('a well-behaved plugin', () => {
+  it('starts lazily in its sandbox, answers, and reports its status', async () => {
+    h = await pluginHarness({ fixtures: ['echo'], supervisor: FAST });
+    expect(h.host.list()[0]!.status.state).toBe('stopped');
+    const t = await h.target('echo-fixture');
+    const request = await h.call(t, 'echo', { text: 'hi' });
+    expect(request).toMatchObject({ status: 'completed', output: { text: 'hi' } });
+    const status = h.host.list()[0]!.status;
+    expect(status).toMatchObject({ state: 'ready', starts: 1, crashes: 0 });
+    expect(status.sandbox.level).toBe(HAS_BWRAP ? 'bwrap+node-permission' : 'node-permission');
+  });
+
+  it('gets exactly the declared credential fields of its one profile, the target config and a scrubbed environment (invariant 1)', async () => {
+    process.env.AIP_TEST_SENTINEL = 'kernel-environment-must-not-leak';
+    h = await pluginHarness({ fixtures: ['echo'], supervisor: FAST });
+    const t = await h.target('echo-fixture', { config: { host: 'db.internal', port: 5555, note: 'n' }, username: 'app', secret: { password: 'Only-This-One-1' } });
+    await h.target('echo-fixture', { secret: { password: 'Another-Profile-2' } });
+    const request = await h.call(t, 'lease');
+    const output = request.output as Record<string, any>;
+    expect(output.target).toEqual({ host: 'db.internal', port: 5555, note: 'n' });
+    expect(output.credentialKind).toBe('password');
+    // The plugin saw the password (it needs it); the stored request does not.
+    expect(output.credentialFields).toEqual({ username: 'app', password: '[REDACTED]' });
+    expect(output.endpoint).toEqual({ host: 'db.internal', port: 5555, transport: 'direct' });
+    expect(output.env).toEqual(expect.arrayContaining(['AIP_PLUGIN_SCRATCH', 'NODE_ENV']));
+    // PWD is set by bwrap to the sandbox's own /scratch; nothing else comes from the kernel.
+    expect(output.env.filter((name: string) => !['AIP_PLUGIN_SCRATCH', 'NODE_ENV', 'LANG', 'LC_ALL', 'TZ', 'PWD'].includes(name))).toEqual([]);
+    expect(output.argv.some((arg: string) => /permission/.test(arg))).toBe(true);
+    expect(JSON.stringify(output)).not.toContain('Another-Profile-2');
+    delete process.env.AIP_TEST_SENTINEL;
+  });
+
+  it('reports progress to the caller', async () => {
+    h = await pluginHarness({ fixtures: ['echo'], supervisor: FAST });
+    const t = await h.target('echo-fixture');
+    const updates: unknown[] = [];
+    const request = await h.call(t, 'progress', { steps: 3 }, { onProgress: (u) => updates.push(u) });
+    expect(request.status).toBe('completed');
+    expect(updates).toEqual([
+      { message: 'step 1', completed: 1, total: 3 },
+      { message: 'step 2', completed: 2, total: 3 },
+      { message: 'step 3', completed: 3, total: 3 },
+    ]);
+  });
+
+  it('honours a cancel at the deadline', async () => {
+    h = await pluginHarness({ fixtures: ['echo'], supervisor: FAST });
+    const t = await h.target('echo-fixture');
+    const request = await h.call(t, 'slow', { ms: 10_000 });
+    expect(request.status).toBe('failed');
+    expect(request.error!.message).toMatch(/did not finish within its 300 ms deadline and was cancelled/);
+    // It answered the cancel, so it was not killed.
+    expect(h.host.list()[0]!.status).toMatchObject({ state: 'ready', crashes: 0 });
+  });
+
+  it('passes action failures through with their kind and keeps internals in the log', async () => {
+    h = await pluginHarness({ fixtures: ['echo'], supervisor: FAST });
+    const t = await h.target('echo-fixture');
+    expect((await h.call(t, 'fail')).error).toEqual({ kind: 'config', retryable: false, message: 'The fixture refuses: check its configuration.' });
+    const thrown = await h.call(t, 'throw');
+    expect(thrown.error!.kind).toBe('system');
+    expect(JSON.stringify(thrown)).not.toContain('/home/someone');
+    expect(h.host.log('echo-fixture').join('\n')).toContain('internal detail');
+  });
+
+  it('bounds an output that fits the message cap but not the action', async () => {
+    h = await pluginHarness({ fixtures: ['echo'], supervisor: FAST });
+    const t = await h.target('echo-fixture');
+    const request = await h.call(t, 'big', { bytes: 200_000 });
+    expect(request.status).toBe('completed');
+    expect(request.outputTruncated).toBe(true);
+    expect(Buffer.byteLength(JSON.stringify(request.output))).toBeLessThanOrEqual(4096);
+  });
+
+  it('stops when idle and starts again on the next call', async () => {
+    h = await pluginHarness({ fixtures: ['echo'], supervisor: { ...FAST, idleMs: 100 } });
+    const t = await h.target('echo-fixture');
+    await h.call(t, 'echo', { text: 'a' });
+    await new Promise((r) => setTimeout(r, 1_500));
+    expect(h.host.list()[0]!.status.state).toBe('stopped');
+    expect((await h.call(t, 'echo', { text: 'b' })).status).toBe('completed');
+    expect(h.host.list()[0]!.status.starts).toBe(2);
+  });
+});
+
+describe('misbehaving plugins', () => {
+  it('crash on start: a clear failure, then quarantine after the restart budget', async () => {
+    h = await pluginHarness({ fixtures: ['crash-on-start'], supervisor: FAST });
+    const t = await h.target('crash-on-start');
+    for (let i = 0; i < 3; i += 1) {
+      const request = await h.call(t, 'noop');
+      expect(request.status).toBe('failed');
+      expect(request.error!.message).toMatch(/crash-on-start connector is unavailable: it failed to start: exited unexpectedly \(code 3\)/);
+    }
+    const status = h.host.list()[0]!.status;
+    expect(status.state).toBe('quarantined');
+    expect(status.quarantined!.reason).toMatch(/3 crashes within 60 s/);
+    const refused = await h.call(t, 'noop');
+    expect(refused.error!.message).toMatch(/quarantined.*aip plugin restart crash-on-start/);
+    expect(h.host.list()[0]!.status.starts).toBe(3);
+    await h.host.restart('crash-on-start');
+    expect(h.host.list()[0]!.status.state).toBe('stopped');
+  });
+
+  it('crash mid-call: the outcome is unknown, and the next call gets a fresh process', async () => {
+    h = await pluginHarness({ fixtures: ['crash-mid-call'], supervisor: FAST });
+    const t = await h.target('crash-mid-call');
+    const request = await h.call(t, 'boom');
+    expect(request.status).toBe('outcome_unknown');
+    expect(request.statusReason).toMatch(/exited unexpectedly \(code 7\) during the call/);
+    expect((await h.call(t, 'ok')).status).toBe('completed');
+    expect(h.host.list()[0]!.status).toMatchObject({ starts: 2, crashes: 1 });
+  });
+
+  it('bad protocol version: refused at the handshake with a message that says so', async () => {
+    h = await pluginHarness({ fixtures: ['bad-protocol'], supervisor: FAST });
+    const t = await h.target('bad-protocol');
+    const request = await h.call(t, 'noop');
+    expect(request.status).toBe('failed');
+    expect(request.error!.message).toMatch(/refused the handshake: bad-protocol speaks version 2 only; the kernel offered 1/);
+  });
+
+  it('hang on invoke: cancelled at the deadline, killed after the grace period', async () => {
+    h = await pluginHarness({ fixtures: ['hang'], supervisor: FAST });
+    const t = await h.target('hang');
+    const started = Date.now();
+    const request = await h.call(t, 'spin');
+    expect(request.status).toBe('outcome_unknown');
+    expect(request.statusReason).toMatch(/did not stop within 500 ms of being cancelled and was killed/);
+    expect(Date.now() - started).toBeLessThan(5_000);
+    expect(h.host.log('hang').join('\n')).toMatch(/killing the plugin/);
+  });
+
+  for (const bwrap of ['off', 'auto'] as const) {
+    it(`ignore SIGTERM: the stop escalation ends in SIGKILL, bounded, and is safe to call twice (bwrap ${bwrap})`, async () => {
+      h = await pluginHarness({ fixtures: ['ignore-sigterm'], bwrap, supervisor: FAST });
+      const t = await h.target('ignore-sigterm');
+      expect((await h.call(t, 'noop')).status).toBe('completed');
+      const started = Date.now();
+      await Promise.all([h.host.stopAll(), h.host.stopAll()]);
+      expect(Date.now() - started).toBeLessThan(12_000);
+      expect(h.host.list()[0]!.status.state).toBe('stopped');
+      const log = h.host.log('ignore-sigterm').join('\n');
+      expect(log).toMatch(/still running after exit; escalating/);
+      expect(log).toMatch(/still running after closing stdin; escalating/);
+      if (bwrap === 'off') expect(log).toMatch(/got SIGTERM, ignoring it[\s\S]*still running after SIGTERM; escalating/);
+    }, 30_000);
+  }
+
+  it('garbage on stdout: the plugin is stopped with a clear status', async () => {
+    h = await pluginHarness({ fixtures: ['garbage'], supervisor: FAST });
+    const t = await h.target('garbage');
+    const request = await h.call(t, 'print');
+    expect(request.status).toBe('outcome_unknown');
+    expect(request.statusReason).toMatch(/broke the protocol \(protocol violation: output on the protocol stream that is not a message header: "debug: here I am/);
+    expect(h.host.list()[0]!.status.lastError).toMatch(/protocol violation/);
+  });
+
+  it('oversize message: refused before it is buffered', async () => {
+    h = await pluginHarness({ fixtures: ['oversize'], supervisor: FAST });
+    const t = await h.target('oversize');
+    const request = await h.call(t, 'huge');
+    expect(request.status).toBe('outcome_unknown');
+    expect(request.statusReason).toMatch(/over the 8388608-byte limit/);
+  });
+
+  it('output flood: bounded, and the kernel memory stays flat', async () => {
+    h = await pluginHarness({ fixtures: ['flood'], supervisor: FAST });
+    const t = await h.target('flood');
+    const gc = collector();
+    gc();
+    const heapBefore = process.memoryUsage().heapUsed;
+    const rssBefore = process.memoryUsage().rss;
+    const request = await h.call(t, 'pour');
+    const rssPeak = process.memoryUsage().rss - rssBefore;
+    expect(request.status).toBe('outcome_unknown');
+    expect(request.statusReason).toMatch(/over the 8388608-byte limit/);
+    gc();
+    // 240 MB were poured at the kernel: it retains almost nothing of it, and
+    // never held more than a fraction at once.
+    expect(process.memoryUsage().heapUsed - heapBefore).toBeLessThan(8 * 1024 * 1024);
+    expect(rssPeak).toBeLessThan(100 * 1024 * 1024);
+    expect(h.host.log('flood').length).toBeLessThanOrEqual(200);
+  }, 30_000);
+
+  it('secret leaker: every way it logs the password comes out redacted', async () => {
+    h = await pluginHarness({ fixtures: ['leaker'], supervisor: FAST });
+    const t = await h.target('leaker', { secret: { password: 'Leaky-Password-314' } });
+    expect((await h.call(t, 'leak')).status).toBe('completed');
+    await new Promise((r) => setTimeout(r, 100));
+    const pluginLog = h.host.log('leaker').join('\n');
+    expect(pluginLog).toMatch(/logger: the password is/);
+    expect(pluginLog).toMatch(/raw fd 2: the password is \[REDACTED\]/);
+    expect(pluginLog).not.toContain('Leaky-Password-314');
+    expect(h.logs.join('\n')).not.toContain('Leaky-Password-314');
+  });
+});
+
+describe('the sandbox holds against a hostile plugin', () => {
+  const modes = HAS_BWRAP ? (['off', 'auto'] as const) : (['off'] as const);
+  for (const bwrap of modes) {
+    it(`every escape attempt fails (${bwrap === 'off' ? 'Node permissions alone' : 'Node permissions + bubblewrap'})`, async () => {
+      process.env.AIP_TEST_SENTINEL = 'kernel-secret-env';
+      h = await pluginHarness({ fixtures: ['hostile', 'echo'], bwrap, supervisor: FAST });
+      // Give the other plugin a scratch dir with something in it.
+      const echo = await h.target('echo-fixture');
+      await h.call(echo, 'echo', { text: 'x' });
+      const otherScratch = join(h.dir, 'plugin-scratch', 'echo-fixture');
+      const t = await h.target('hostile');
+      const request = await h.call(t, 'escape', {
+        vaultFile: h.kernel.vault.fileFor('main'),
+        dataDir: h.dir,
+        kernelPid: process.pid,
+        otherScratch,
+        outside: join(h.dir, 'planted-by-plugin'),
+      });
+      expect(request.status).toBe('completed');
+      const results = request.output as Record<string, string | number>;
+      for (const key of ['readVault', 'listDataDir', 'kernelEnviron', 'kernelCmdline', 'otherScratch', 'writeOtherScratch', 'writeOutside', 'writeTmp', 'spawn', 'spawnSync', 'worker', 'processBinding', 'readShadow']) {
+        expect([key, results[key]]).toEqual([key, expect.stringMatching(/^failed: /)]);
+      }
+      expect(results.sentinel).toBe('absent');
+      expect(String(results.envKeys)).not.toMatch(/AIP_TEST_SENTINEL|HOME|PATH/);
+      // The permission model refuses first in both modes; under bwrap the plugin
+      // is also in its own pid namespace (a low pid that cannot see the kernel's).
+      expect(results.readVault).toMatch(/ERR_ACCESS_DENIED/);
+      if (bwrap === 'auto') expect(results.pid).toBeLessThan(10);
+      expect(await readdir(h.dir)).not.toContain('planted-by-plugin');
+      delete process.env.AIP_TEST_SENTINEL;
+    });
+  }
+});
