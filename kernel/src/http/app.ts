@@ -12,6 +12,7 @@ import { targetRoutes } from './routes/targets.js';
 import { tokenRoutes } from './routes/tokens.js';
 import { requestRoutes } from './routes/requests.js';
 import { eventRoutes } from './routes/events.js';
+import { pluginRoutes } from './routes/plugins.js';
 
 /** 256 KiB: every operator request is a small JSON document (a target config, a grant, a note). */
 export const DEFAULT_BODY_LIMIT_BYTES = 256 * 1024;
@@ -59,6 +60,7 @@ export function createHttpApp(options: HttpAppOptions): { app: Hono<HttpEnv>; se
   app.route('/api', tokenRoutes(kernel));
   app.route('/api', requestRoutes(kernel));
   app.route('/api', eventRoutes(kernel, sessions));
+  app.route('/api', pluginRoutes(kernel));
 
   app.get('/', (c) =>
     c.text(

@@ -47,6 +47,7 @@ export interface PluginListing {
   version: string;
   title: string;
   kind: 'builtin' | 'installed';
+  manifest: PluginSource['manifest'];
   integrity: string | null;
   status: PluginStatus;
 }
@@ -267,6 +268,7 @@ export async function createPluginHost(options: PluginHostOptions): Promise<Plug
         version: source.manifest.version,
         title: source.manifest.title,
         kind: source.kind,
+        manifest: source.manifest,
         integrity: source.integrity,
         status: supervisor(source).status(),
       }));

@@ -306,7 +306,8 @@ export async function createTargetStore(deps: {
       const config = input.config ?? {};
       const secret = input.secret ?? {};
       if (!isPlainObject(config) || !isPlainObject(secret)) throw errors.invalid('Profile config and secret must be JSON objects.');
-      const credentialKind = input.credentialKind ?? 'default';
+      // The connector's first credential kind unless the caller names one.
+      const credentialKind = input.credentialKind ?? catalog.get(target.kind)?.credentialKinds?.[0] ?? 'default';
       validateCredential(target.kind, credentialKind, config, secret);
       const now = isoAt(clock.now());
       const id = newId('prf');

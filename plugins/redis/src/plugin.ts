@@ -62,12 +62,17 @@ function optionsFor(ctx: CheckContext): RedisOptions {
 const pool = createPool<Redis>({
   async create(ctx) {
     const client = new Redis(optionsFor(ctx));
-    client.on('error', () => undefined);
+    // ioredis reports the cause (WRONGPASS, a certificate error) as an
+    // 'error' event; connect() itself only says the connection closed.
+    let cause: unknown;
+    client.on('error', (error: unknown) => {
+      cause ??= error;
+    });
     try {
       await client.connect();
     } catch (error) {
       client.disconnect();
-      throw error;
+      throw cause ?? error;
     }
     // The connection is authenticated; the password need not stay in its options.
     delete (client.options as { password?: string }).password;
@@ -197,7 +202,8 @@ const info = defineAction({
 const scanKeys = defineAction({
   name: 'scan_keys',
   title: 'Scan keys',
-  description: 'Lists keys matching a glob pattern with SCAN (never KEYS). Continue with the returned cursor until done is true.',
+  description:
+    'Lists keys matching a glob pattern with SCAN (never KEYS). Continue with the returned cursor until done is true. A page can hold a few more keys than limit: SCAN batches cannot be split without losing keys.',
   risk: 'read',
   input: {
     type: 'object',
@@ -227,11 +233,12 @@ const scanKeys = defineAction({
       let cursor = input.cursor ?? '0';
       for (let round = 0; round < MAX_SCAN_ROUNDS; round += 1) {
         if (ctx.signal.aborted) break;
-        const args: Array<string | number> = ['MATCH', input.pattern ?? '*', 'COUNT', Math.min(1000, Math.max(limit - keys.length, 10) * 2)];
+        const args: Array<string | number> = ['MATCH', input.pattern ?? '*', 'COUNT', Math.min(1000, Math.max(limit - keys.length, 10))];
         if (input.type) args.push('TYPE', input.type);
         const [next, batch] = (await client.call('SCAN', cursor, ...args)) as [string, string[]];
         cursor = next;
-        for (const key of batch) if (keys.length < limit) keys.push(key);
+        // The whole batch: the cursor has moved past all of it.
+        keys.push(...batch);
         if (cursor === '0' || keys.length >= limit) break;
       }
       return { keys, cursor, done: cursor === '0' };
@@ -504,4 +511,5 @@ export const plugin = definePlugin({
   onShutdown: () => pool.closeAll(),
 });
 
-serve(plugin);
+// Serve only when run as the plugin process (tests import the definition).
+if (!process.env.VITEST) serve(plugin);
