@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { compileManifest, ManifestError, secretFieldsOf, annotationsFor } from '../src/protocol/index.js';
+import { compileManifest, type ManifestError, secretFieldsOf, annotationsFor } from '../src/protocol/index.js';
 import { plugin } from './fixtures/good.js';
 
 const base = () => structuredClone(plugin.manifest) as unknown as Record<string, any>;

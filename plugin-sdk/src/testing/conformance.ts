@@ -150,7 +150,7 @@ export function conformanceChecks(options: ConformanceOptions): { checks: Confor
         try {
           compileManifest(need());
         } catch (error) {
-          if (error instanceof ManifestError) throw new Error(error.problems.join('\n'));
+          if (error instanceof ManifestError) throw new Error(error.problems.join('\n'), { cause: error });
           throw error;
         }
       },
