@@ -8,7 +8,7 @@ export { ActionError, isActionError, configError, transientError, systemError } 
 export type { ActionErrorKind } from './errors.js';
 export { definePlugin, defineAction, DEFAULT_LIMITS } from './plugin.js';
 export type { Action, ActionContext, ActionDefinition, CheckContext, Logger, Plugin, PluginDefinition, SchemaType } from './plugin.js';
-export { serve, maskSecrets } from './serve.js';
+export { serve, maskSecrets, isEntryPoint } from './serve.js';
 export { createPool } from './pool.js';
 export type { Pool, PoolOptions } from './pool.js';
 export { byteLength, truncateText, takeWithinBudget, encodeBytes } from './output.js';

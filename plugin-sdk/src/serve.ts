@@ -1,4 +1,6 @@
+import { realpathSync } from 'node:fs';
 import { Writable } from 'node:stream';
+import { pathToFileURL } from 'node:url';
 import { createMessageConnection, ResponseError, StreamMessageWriter, type CancellationToken, type MessageConnection } from 'vscode-jsonrpc/node';
 import { BoundedMessageReader } from './protocol/framing.js';
 import {
@@ -272,4 +274,18 @@ export function serve(plugin: Plugin): MessageConnection | undefined {
   connection.onClose(() => process.exit(shuttingDown ? 0 : 1));
   connection.listen();
   return connection;
+}
+
+/**
+ * True when this module is the program being run (`node dist/plugin.mjs`),
+ * false when a test imports it. Write `if (isEntryPoint(import.meta.url)) serve(plugin);`.
+ */
+export function isEntryPoint(moduleUrl: string): boolean {
+  const main = process.argv[1];
+  if (!main) return false;
+  try {
+    return pathToFileURL(realpathSync(main)).href === moduleUrl;
+  } catch {
+    return false;
+  }
 }

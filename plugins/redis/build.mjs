@@ -20,4 +20,5 @@ await build({
   logLevel: 'warning',
 });
 const manifest = execFileSync(process.execPath, ['dist/plugin.mjs', '--print-manifest'], { encoding: 'utf8' });
+JSON.parse(manifest); // fail the build, not the gateway, if the plugin printed no manifest
 writeFileSync('dist/manifest.json', manifest);

@@ -12,6 +12,7 @@ import { lockCommand, settingsCommand, SETTINGS_USAGE, statusCommand, switchComm
 import { profileCommand, PROFILE_USAGE, targetCommand, TARGET_USAGE } from './commands/targets.js';
 import { grantCommand, GRANT_USAGE, tokenCommand, TOKEN_USAGE } from './commands/tokens.js';
 import { approvalsCommand, APPROVALS_USAGE, auditCommand, AUDIT_USAGE } from './commands/approvals.js';
+import { pluginCommand, PLUGIN_USAGE } from './commands/plugins.js';
 
 const COMMANDS: Record<string, { run: (argv: string[]) => Promise<number>; usage: string; summary: string }> = {
   start: { run: startCommand, usage: START_USAGE, summary: 'run the gateway in the foreground (loopback only)' },
@@ -21,12 +22,13 @@ const COMMANDS: Record<string, { run: (argv: string[]) => Promise<number>; usage
   status: { run: statusCommand, usage: STATUS_USAGE, summary: 'show the gateway and its databases' },
   switch: { run: switchCommand, usage: SWITCH_USAGE, summary: 'turn MCP execution on or off (the global stop)' },
   settings: { run: settingsCommand, usage: SETTINGS_USAGE, summary: 'show or change settings (TTL, retention, redaction, auto-start)' },
-  target: { run: targetCommand, usage: TARGET_USAGE, summary: 'add, list, remove targets' },
+  target: { run: targetCommand, usage: TARGET_USAGE, summary: 'add, list, check, remove targets' },
   profile: { run: profileCommand, usage: PROFILE_USAGE, summary: "add, list, remove a target's credential profiles" },
   token: { run: tokenCommand, usage: TOKEN_USAGE, summary: 'create, list, revoke MCP tokens' },
   grant: { run: grantCommand, usage: GRANT_USAGE, summary: 'set, list, remove grants' },
   approvals: { run: approvalsCommand, usage: APPROVALS_USAGE, summary: 'list, run or decline action requests' },
   audit: { run: auditCommand, usage: AUDIT_USAGE, summary: 'search the audit log, verify its hash chain' },
+  plugin: { run: pluginCommand, usage: PLUGIN_USAGE, summary: 'list, install, remove, verify connectors; scaffold a new one' },
 };
 
 function help(): string {

@@ -98,3 +98,39 @@ function ttySource(): PasswordSource {
 export function passwordSource(fromStdin: boolean | undefined): PasswordSource {
   return fromStdin ? stdinSource() : ttySource();
 }
+
+/** Reads a visible line from the terminal (never stdin, which may carry a password). */
+function readLine(input: ReadStream, label: string): Promise<string> {
+  return new Promise((resolve) => {
+    process.stderr.write(label);
+    input.setEncoding('utf8');
+    input.resume();
+    let value = '';
+    const onData = (chunk: string) => {
+      value += chunk;
+      if (value.includes('\n') || value.includes('\r')) {
+        input.pause();
+        input.removeListener('data', onData);
+        resolve(value.split(/\r?\n|\r/)[0] ?? '');
+      }
+    };
+    input.on('data', onData);
+  });
+}
+
+/** Asks a yes/no question on the terminal; without one, the caller must pass --yes. */
+export async function confirm(question: string): Promise<boolean> {
+  let fd: number;
+  try {
+    fd = openSync('/dev/tty', 'r');
+  } catch {
+    throw new CliError('There is no terminal to ask for confirmation on. Re-run with --yes to confirm.', EXIT.usage);
+  }
+  const input = new ReadStream(fd);
+  try {
+    const answer = await readLine(input, `${question} [y/N] `);
+    return /^y(es)?$/i.test(answer.trim());
+  } finally {
+    input.destroy();
+  }
+}

@@ -12,6 +12,7 @@ import {
   defineAction,
   definePlugin,
   encodeBytes,
+  isEntryPoint,
   serve,
   transientError,
   type CheckContext,
@@ -512,4 +513,4 @@ export const plugin = definePlugin({
 });
 
 // Serve only when run as the plugin process (tests import the definition).
-if (!process.env.VITEST) serve(plugin);
+if (isEntryPoint(import.meta.url)) serve(plugin);

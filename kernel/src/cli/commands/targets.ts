@@ -6,6 +6,7 @@ import { asOperator } from '../operator.js';
 
 export const TARGET_USAGE = `aip target add --kind KIND --name NAME [--config JSON] [--description TEXT]
 aip target list [--json]
+aip target check TARGET_ID --profile PROFILE_ID   try the connection; exit 1 with the typed problem if it fails
 aip target remove TARGET_ID
 options: [--db NAME] [--password-stdin] [--url URL]`;
 
@@ -25,8 +26,21 @@ interface TargetView {
 
 export async function targetCommand(argv: string[]): Promise<number> {
   const [sub, ...rest] = argv;
-  const { values, positionals } = parse(rest, { kind: { type: 'string' }, name: { type: 'string' }, config: { type: 'string' }, description: { type: 'string' } }, TARGET_USAGE);
+  const { values, positionals } = parse(
+    rest,
+    { kind: { type: 'string' }, name: { type: 'string' }, config: { type: 'string' }, description: { type: 'string' }, profile: { type: 'string' } },
+    TARGET_USAGE,
+  );
   switch (sub) {
+    case 'check': {
+      const id = requirePositional(positionals, 0, 'the target id', TARGET_USAGE);
+      const profileId = requireOption(values.profile, 'profile', TARGET_USAGE);
+      const op = await asOperator(values);
+      const { result } = await op.client.call<{ result: { ok: boolean; problem?: string; message?: string } }>('POST', op.path(`/targets/${encodeURIComponent(id)}/check`), { profileId });
+      if (values.json) printJson(result);
+      else say(result.ok ? `OK: ${result.message ?? 'connected'}` : `FAILED (${result.problem ?? 'unknown'}): ${result.message ?? ''}`);
+      return result.ok ? EXIT.ok : EXIT.error;
+    }
     case 'add': {
       const body = {
         kind: requireOption(values.kind, 'kind', TARGET_USAGE),

@@ -1,0 +1,139 @@
+import { resolve } from 'node:path';
+import { parse, requirePositional } from '../args.js';
+import { CliError, EXIT } from '../errors.js';
+import { printJson, printTable, say } from '../output.js';
+import { asOperator } from '../operator.js';
+import { confirm } from '../prompt.js';
+import { scaffoldPlugin } from '../scaffold.js';
+
+export const PLUGIN_USAGE = `aip plugin list [--json]                  connectors: built-in and installed, with state and sandbox level
+aip plugin install SOURCE [--yes]         a folder, a .tgz, or an npm package name; shows what it asks for, then asks you
+aip plugin remove ID                      uninstall (built-ins cannot be removed)
+aip plugin verify ID                      exit 0 if its files are what was approved, 1 if they changed
+aip plugin restart ID                     stop it and lift a quarantine
+aip plugin log ID                         its recent log (stderr), redacted
+aip plugin new NAME [--dir DIR]           scaffold a connector that passes the conformance suite
+options: [--db NAME] [--password-stdin] [--url URL]`;
+
+interface PluginSummary {
+  id: string;
+  version: string;
+  title: string;
+  description?: string;
+  transports?: string[];
+  actions?: Array<{ name: string; title: string; risk: string }>;
+  credentials?: Record<string, { fields: string[]; secret: string[] }>;
+}
+
+function describePlugin(plugin: PluginSummary, integrity: string, sandbox: { level: string }): string {
+  const lines = [
+    `${plugin.title} (${plugin.id} ${plugin.version})`,
+    plugin.description ? `  ${plugin.description}` : '',
+    `  integrity: ${integrity}`,
+    `  sandbox:   ${sandbox.level}`,
+    `  transports: ${(plugin.transports ?? []).join(', ')}`,
+    '  actions:',
+    ...(plugin.actions ?? []).map((a) => `    ${a.risk.padEnd(11)} ${a.name}  ${a.title}`),
+    '  at each call it receives, from the one credential profile the call uses:',
+    ...Object.entries(plugin.credentials ?? {}).map(
+      ([kind, c]) => `    ${kind}: ${c.fields.map((f) => (c.secret.includes(f) ? `${f} (secret)` : f)).join(', ') || '(nothing)'}`,
+    ),
+  ];
+  return lines.filter((line) => line !== '').join('\n');
+}
+
+export async function pluginCommand(argv: string[]): Promise<number> {
+  const [sub, ...rest] = argv;
+  const { values, positionals } = parse(rest, { yes: { type: 'boolean' }, dir: { type: 'string' } }, PLUGIN_USAGE);
+  switch (sub) {
+    case 'new': {
+      const name = requirePositional(positionals, 0, 'the connector name', PLUGIN_USAGE);
+      const dir = await scaffoldPlugin(name, values.dir ? resolve(values.dir) : resolve(name));
+      say(`Created connector "${name}" in ${dir}.`);
+      say(`Next: cd ${dir} && npm install && npm test    (builds it and runs the conformance suite)`);
+      say(`Then: aip plugin install ${dir}`);
+      return EXIT.ok;
+    }
+    case 'list': {
+      const op = await asOperator(values);
+      const { plugins, sandbox } = await op.client.call<{
+        sandbox: { level: string };
+        plugins: Array<{ id: string; version: string; title: string; kind: string; approved: boolean; approval: unknown; status: { state: string; crashes: number; quarantined: { reason: string } | null; sandbox: { level: string } } }>;
+      }>('GET', op.path('/plugins'));
+      if (values.json) {
+        printJson({ sandbox, plugins });
+        return EXIT.ok;
+      }
+      printTable(
+        plugins.map((p) => ({
+          ...p,
+          approvedText: p.kind === 'builtin' ? 'built-in' : p.approved ? 'approved' : p.approval ? 'CHANGED' : 'not approved',
+          state: p.status.quarantined ? `quarantined: ${p.status.quarantined.reason}` : p.status.state,
+          sandboxLevel: p.status.sandbox.level,
+          crashes: p.status.crashes,
+        })),
+        [['id', 'ID'], ['version', 'VERSION'], ['approvedText', 'TRUST'], ['state', 'STATE'], ['sandboxLevel', 'SANDBOX'], ['crashes', 'CRASHES'], ['title', 'TITLE']],
+        'No connectors.',
+      );
+      return EXIT.ok;
+    }
+    case 'install': {
+      const source = requirePositional(positionals, 0, 'a folder, a .tgz file or an npm package name', PLUGIN_USAGE);
+      const local = /^[./~]/.test(source) || source.endsWith('.tgz') ? resolve(source) : source;
+      const op = await asOperator(values);
+      const inspected = await op.client.call<{ inspection: string; plugin: PluginSummary; integrity: string; sandbox: { level: string; bwrap: boolean }; replaces: { version: string } | null; requireBwrap: boolean }>(
+        'POST',
+        op.path('/plugins/inspect'),
+        { source: local },
+      );
+      process.stderr.write(`${describePlugin(inspected.plugin, inspected.integrity, inspected.sandbox)}\n`);
+      if (inspected.replaces) process.stderr.write(`  replaces version ${inspected.replaces.version}; pending approvals for it will go stale\n`);
+      if (inspected.requireBwrap && !inspected.sandbox.bwrap) process.stderr.write('  warning: this database requires bubblewrap for third-party connectors, which is not available here: it will not run\n');
+      if (!values.yes && !(await confirm(`Install ${inspected.plugin.id} ${inspected.plugin.version} and trust it in database "${op.db}"?`))) {
+        say('Not installed.');
+        return EXIT.error;
+      }
+      await op.client.call('POST', op.path('/plugins'), { inspection: inspected.inspection, integrity: inspected.integrity });
+      say(`Installed and approved ${inspected.plugin.id} ${inspected.plugin.version} in "${op.db}".`);
+      return EXIT.ok;
+    }
+    case 'remove':
+    case 'verify':
+    case 'restart':
+    case 'log': {
+      const id = requirePositional(positionals, 0, 'the plugin id', PLUGIN_USAGE);
+      const op = await asOperator(values);
+      const path = op.path(`/plugins/${encodeURIComponent(id)}`);
+      if (sub === 'remove') {
+        await op.client.call('DELETE', path);
+        say(`Removed ${id}; its pending approvals are now stale.`);
+        return EXIT.ok;
+      }
+      if (sub === 'restart') {
+        await op.client.call('POST', `${path}/restart`);
+        say(`Restarted ${id} (it starts again on its next call).`);
+        return EXIT.ok;
+      }
+      if (sub === 'log') {
+        const { lines } = await op.client.call<{ lines: string[] }>('GET', `${path}/log`);
+        if (values.json) printJson(lines);
+        else say(lines.length ? lines.join('\n') : '(no log lines)');
+        return EXIT.ok;
+      }
+      const report = await op.client.call<{ intact: boolean; integrity: string; approvedIntegrity: string | null; version: string }>('POST', `${path}/verify`);
+      if (values.json) printJson(report);
+      if (report.intact) {
+        if (!values.json) say(`${id} ${report.version}: files intact (${report.integrity}).`);
+        return EXIT.ok;
+      }
+      process.stderr.write(
+        report.approvedIntegrity
+          ? `${id} ${report.version}: files CHANGED since approval (now ${report.integrity}, approved ${report.approvedIntegrity}). It will not start until re-approved: aip plugin install <its source>\n`
+          : `${id} ${report.version}: not approved in this database.\n`,
+      );
+      return EXIT.error;
+    }
+    default:
+      throw new CliError(`Unknown plugin command "${sub ?? ''}".\n\n${PLUGIN_USAGE}`, EXIT.usage);
+  }
+}

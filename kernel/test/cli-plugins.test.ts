@@ -1,0 +1,112 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { spawn, execFileSync, type ChildProcessByStdio } from 'node:child_process';
+import { appendFile, readdir } from 'node:fs/promises';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import type { Readable, Writable } from 'node:stream';
+import { aip, freePort, waitForLine } from './helpers/cli.js';
+import { tempDir, PASSWORD } from './helpers/temp.js';
+
+let dir: string;
+let cleanup: () => Promise<void>;
+let url: string;
+let gateway: ChildProcessByStdio<Writable, Readable, null>;
+const op = (...args: string[]) => aip([...args, '--url', url, '--password-stdin'], { stdin: `${PASSWORD}\n` });
+
+async function agentCall(input: Record<string, unknown>): Promise<Record<string, any>> {
+  const next = waitForLine(gateway, /RESULT (.*)\n/);
+  gateway.stdin.write(`call ${JSON.stringify(input)}\n`);
+  return JSON.parse((await next)[1]!);
+}
+
+beforeAll(async () => {
+  ({ dir, cleanup } = await tempDir('aip-cli-plugins-'));
+  const port = await freePort();
+  url = `http://127.0.0.1:${port}`;
+  await aip(['db', 'create', 'main', '--data-dir', join(dir, 'data'), '--password-stdin'], { stdin: `${PASSWORD}\n` });
+  gateway = spawn(process.execPath, [fileURLToPath(new URL('./fixtures/gateway-with-fake.mjs', import.meta.url)), join(dir, 'data'), String(port)], { stdio: ['pipe', 'pipe', 'inherit'] });
+  await waitForLine(gateway, /LISTENING/);
+  await aip(['unlock', '--url', url, '--password-stdin'], { stdin: `${PASSWORD}\n` });
+  await op('switch', 'on');
+});
+afterAll(async () => {
+  gateway?.kill('SIGTERM');
+  await cleanup();
+});
+
+describe('from scaffold to installed connector', () => {
+  const demo = () => join(dir, 'demo');
+
+  it('scaffolds a connector that builds and passes the conformance suite', async () => {
+    const created = await aip(['plugin', 'new', 'demo', '--dir', demo()]);
+    expect(created.code).toBe(0);
+    expect((await readdir(demo())).sort()).toEqual(['.gitignore', 'README.md', 'build.mjs', 'package.json', 'src', 'test']);
+    execFileSync('npm', ['install', '--no-audit', '--no-fund', '--loglevel=error'], { cwd: demo(), stdio: 'ignore' });
+    // eslint-disable-next-line no-control-regex
+    const test = execFileSync('npm', ['test'], { cwd: demo(), encoding: 'utf8', env: { ...process.env, CI: 'true' } }).replace(/\u001b\[[0-9;]*m/g, '');
+    expect(test).toMatch(/conformance\.test\.ts \(8 tests\)/);
+    expect(test).toMatch(/Tests\s+9 passed/);
+    const again = await aip(['plugin', 'new', 'demo', '--dir', demo()]);
+    expect(again.code).toBe(2);
+  }, 120_000);
+
+  it('lists the built-in connectors with their sandbox level', async () => {
+    const listed = await op('plugin', 'list', '--json');
+    const { plugins, sandbox } = JSON.parse(listed.stdout);
+    expect(plugins.find((p: { id: string }) => p.id === 'redis')).toMatchObject({ kind: 'builtin', approved: true });
+    expect(sandbox.level).toMatch(/node-permission/);
+  });
+
+  it('asks for consent, and without a terminal needs --yes', async () => {
+    const refused = await op('plugin', 'install', demo());
+    expect(refused.code).toBe(2);
+    expect(refused.stderr).toMatch(/demo 0\.1\.0/);
+    expect(refused.stderr).toMatch(/token: user, token \(secret\)/);
+    expect(refused.stderr).toMatch(/Re-run with --yes to confirm/);
+    const installed = await op('plugin', 'install', demo(), '--yes');
+    expect(installed.code).toBe(0);
+    expect(installed.stdout).toMatch(/Installed and approved demo 0\.1\.0/);
+  });
+
+  it('runs the installed connector for an agent, sandboxed', async () => {
+    const target = JSON.parse((await op('target', 'add', '--kind', 'demo', '--name', 'greeter', '--config', '{"greeting":"Welcome"}', '--json')).stdout);
+    const secretFile = join(dir, 'secret.json');
+    const { writeFile } = await import('node:fs/promises');
+    await writeFile(secretFile, JSON.stringify({ token: 'Demo-Token-123' }));
+    const profile = JSON.parse((await op('profile', 'add', '--target', target.id, '--label', 'default', '--config', '{"user":"ada"}', '--secret-file', secretFile, '--json')).stdout);
+    const tokenOut = (await op('token', 'create', '--name', 'agent')).stdout.trim().split('\n');
+    const token = tokenOut[tokenOut.length - 1]!;
+    const tokens = JSON.parse((await op('token', 'list', '--json')).stdout);
+    await op('grant', 'set', '--token', tokens[0].id, '--target', target.id, '--profile', profile.id, '--action', '*', '--rule', 'always_run');
+    const result = await agentCall({ token, targetRef: `demo:${target.id}:${profile.id}`, action: 'greet', input: { name: 'Grace' } });
+    expect(result.request).toMatchObject({ status: 'completed', output: { greeting: 'Welcome, Grace!', as: 'ada' } });
+  });
+
+  it('verify exits 0 while the files are as approved and 1 after they change', async () => {
+    expect((await op('plugin', 'verify', 'demo')).code).toBe(0);
+    await appendFile(join(dir, 'data', 'plugins', 'demo', '0.1.0', 'dist', 'plugin.mjs'), '\n// changed\n');
+    const changed = await op('plugin', 'verify', 'demo');
+    expect(changed.code).toBe(1);
+    expect(changed.stderr).toMatch(/files CHANGED since approval/);
+  });
+
+  it('checks a target connection with a typed result', async () => {
+    const target = JSON.parse((await op('target', 'add', '--kind', 'redis', '--name', 'cache', '--config', '{"host":"127.0.0.1","port":6379}', '--json')).stdout);
+    const profile = JSON.parse((await op('profile', 'add', '--target', target.id, '--label', 'open', '--credential-kind', 'none', '--json')).stdout);
+    const ok = await op('target', 'check', target.id, '--profile', profile.id);
+    expect(ok.code).toBe(0);
+    expect(ok.stdout).toMatch(/OK: Redis answered PONG/);
+    const port = await freePort();
+    const down = JSON.parse((await op('target', 'add', '--kind', 'redis', '--name', 'down', '--config', `{"host":"127.0.0.1","port":${port}}`, '--json')).stdout);
+    const downProfile = JSON.parse((await op('profile', 'add', '--target', down.id, '--label', 'open', '--credential-kind', 'none', '--json')).stdout);
+    const failed = await op('target', 'check', down.id, '--profile', downProfile.id);
+    expect(failed.code).toBe(1);
+    expect(failed.stdout).toMatch(/FAILED \(network\)/);
+  });
+
+  it('removes it', async () => {
+    expect((await op('plugin', 'remove', 'demo')).code).toBe(0);
+    const { plugins } = JSON.parse((await op('plugin', 'list', '--json')).stdout);
+    expect(plugins.map((p: { id: string }) => p.id)).not.toContain('demo');
+  });
+});
