@@ -285,14 +285,18 @@ const getKey = defineAction({
       const key = input.key;
       const itemLimit = input.item_limit ?? 256;
       const budget = { left: input.max_bytes ?? 131_072 };
-      const type = await client.type(key);
+      // One round trip for the type and TTL, one for the value (pipelined).
+      const [[, type], [, pttl]] = (await client.pipeline().type(key).pttl(key).exec()) as [[Error | null, string], [Error | null, number]];
       if (type === 'none') return { key, type, exists: false, truncated: false };
-      const ttlMs = pttlToMs(await client.pttl(key));
+      const ttlMs = pttlToMs(pttl);
       switch (type) {
         case 'string': {
-          const size = await client.strlen(key);
           // GETRANGE, not GET: a 1 GB string is never read whole.
-          const bytes = await client.getrangeBuffer(key, 0, Math.max(0, budget.left - 1));
+          const [[, size], [, bytes]] = (await client
+            .pipeline()
+            .strlen(key)
+            .getrangeBuffer(key, 0, Math.max(0, budget.left - 1))
+            .exec()) as [[Error | null, number], [Error | null, Buffer]];
           const out = valueOut(bytes, budget);
           return { key, type, exists: true, ttlMs, size, value: out.value, encoding: out.encoding, truncated: size > bytes.length || out.truncated };
         }
