@@ -18,6 +18,14 @@ afterEach(async () => {
   h = undefined;
 });
 
+async function until(check: () => boolean, timeoutMs = 5_000): Promise<void> {
+  const started = Date.now();
+  while (!check()) {
+    if (Date.now() - started > timeoutMs) throw new Error('condition not met in time');
+    await new Promise((resolve) => setTimeout(resolve, 10));
+  }
+}
+
 const FAST = { idleMs: 60_000, cancelGraceMs: 500, handshakeTimeoutMs: 5_000, restartBudget: { crashes: 3, windowMs: 60_000 } };
 const HAS_BWRAP = detectBwrap() !== null;
 
@@ -176,6 +184,8 @@ describe('misbehaving plugins', () => {
     const request = await h.call(t, 'print');
     expect(request.status).toBe('outcome_unknown');
     expect(request.statusReason).toMatch(/broke the protocol \(protocol violation: output on the protocol stream that is not a message header: "debug: here I am/);
+    // The call fails at once; the killed process's exit is recorded a moment later.
+    await until(() => h!.host.list()[0]!.status.lastError !== null);
     expect(h.host.list()[0]!.status.lastError).toMatch(/protocol violation/);
   });
 

@@ -1,5 +1,5 @@
 import type { FromSchema, JSONSchema } from 'json-schema-to-ts';
-import type { ActionAnnotations, JsonSchema, Manifest, Risk, Transport } from './protocol/manifest-types.js';
+import type { ActionAnnotations, JsonSchema, Manifest, Risk } from './protocol/manifest-types.js';
 import type { ConnectionCheckResult, CredentialLease, Endpoint, InvocationLimits, ProgressValue } from './protocol/messages.js';
 
 export interface Logger {
@@ -93,16 +93,8 @@ export function defineAction<const I extends object, const O extends object>(def
   };
 }
 
-export interface PluginDefinition {
-  id: string;
-  version: string;
-  title: string;
-  description: string;
-  targetSchema: JsonSchema;
-  credentialSchemas: Record<string, JsonSchema>;
-  transports: Transport[];
-  defaultPort?: number;
-  help?: Manifest['help'];
+/** A manifest, with actions as runtime actions (handlers) instead of their declarations. */
+export interface PluginDefinition extends Omit<Manifest, 'actions'> {
   actions: Action[];
   /** `connection/check`: try the target with the lease and say what is wrong, typed. */
   checkConnection?: (ctx: CheckContext) => Promise<ConnectionCheckResult>;

@@ -73,6 +73,12 @@ export class PluginProcess {
   private stopping: Promise<void> | undefined;
   private inFlight = new Map<string, (error: Error) => void>();
   private wasReady = false;
+  private broken = false;
+
+  /** Ready and not broken: a process that broke the protocol is never handed another call, even before its exit is seen. */
+  get usable(): boolean {
+    return this.state === 'ready' && !this.broken;
+  }
 
   constructor(private readonly options: PluginProcessOptions) {}
 
@@ -99,6 +105,7 @@ export class PluginProcess {
 
   /** Stops the plugin at once for a protocol violation; the stop escalation still applies. */
   private violate(reason: string) {
+    this.broken = true;
     if (this.exitReason === undefined) this.exitReason = reason;
     this.appendLog(`[kernel] ${reason}; stopping the plugin`);
     this.failInFlight(new PluginLostDuringCall(`The connector broke the protocol (${reason}) and was stopped.`));
@@ -182,7 +189,7 @@ export class PluginProcess {
 
   /** Sends one request, failing it if the process dies first. */
   private track<T>(id: string, send: (token: CancellationTokenSource) => Promise<T>, signal: AbortSignal): Promise<T> {
-    if (this.state !== 'ready') return Promise.reject(new PluginUnavailable(`is ${this.state}`));
+    if (!this.usable) return Promise.reject(new PluginUnavailable(this.broken ? 'broke the protocol' : `is ${this.state}`));
     const source = new CancellationTokenSource();
     const onAbort = () => source.cancel();
     signal.addEventListener('abort', onAbort, { once: true });

@@ -139,7 +139,7 @@ export class PluginSupervisor {
     if (this.quarantine) {
       throw new PluginUnavailable(`is quarantined (${this.quarantine.reason}). The operator can restart it with: aip plugin restart ${this.source.manifest.id}`);
     }
-    if (this.process?.state === 'ready') return this.process;
+    if (this.process?.usable) return this.process;
     this.starting ??= (async () => {
       try {
         return await this.spawnAndHandshake();
