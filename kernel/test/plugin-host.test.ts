@@ -103,6 +103,27 @@ describe('a well-behaved plugin', () => {
     expect(Buffer.byteLength(JSON.stringify(request.output))).toBeLessThanOrEqual(4096);
   });
 
+  it('keeps no lease past its call: a kept context refuses to hand it out', async () => {
+    h = await pluginHarness({ fixtures: ['echo'], supervisor: FAST });
+    const t = await h.target('echo-fixture');
+    await h.call(t, 'keep_context');
+    const later = await h.call(t, 'read_kept_lease');
+    expect(later.output).toEqual({ refused: expect.stringMatching(/credential lease has expired/) });
+  });
+
+  it('runs at most maxConcurrent calls in one plugin at once; the rest wait in line', async () => {
+    h = await pluginHarness({ fixtures: ['echo'], supervisor: { ...FAST, maxConcurrent: 2 } });
+    const t = await h.target('echo-fixture');
+    await h.call(t, 'echo', { text: 'warm' });
+    const calls = Array.from({ length: 5 }, () => h!.call(t, 'slow', { ms: 150 }));
+    await new Promise((r) => setTimeout(r, 60));
+    expect(h.host.list()[0]!.status).toMatchObject({ inFlight: 2, queued: 3 });
+    const started = Date.now();
+    await Promise.all(calls);
+    // Three waves of 150 ms (2 + 2 + 1), not one.
+    expect(Date.now() - started).toBeGreaterThanOrEqual(200);
+  });
+
   it('stops when idle and starts again on the next call', async () => {
     h = await pluginHarness({ fixtures: ['echo'], supervisor: { ...FAST, idleMs: 100 } });
     const t = await h.target('echo-fixture');
@@ -141,6 +162,16 @@ describe('misbehaving plugins', () => {
     expect(request.statusReason).toMatch(/exited unexpectedly \(code 7\) during the call/);
     expect((await h.call(t, 'ok')).status).toBe('completed');
     expect(h.host.list()[0]!.status).toMatchObject({ starts: 2, crashes: 1 });
+  });
+
+  it('a plugin that never answers the handshake is stopped after the handshake timeout', async () => {
+    h = await pluginHarness({ fixtures: ['silent'], supervisor: { ...FAST, handshakeTimeoutMs: 500 } });
+    const t = await h.target('silent');
+    const request = await h.call(t, 'noop');
+    expect(request.status).toBe('failed');
+    expect(request.error!.message).toMatch(/did not complete the handshake within 500 ms/);
+    await until(() => h!.host.list()[0]!.status.state === 'stopped');
+    expect(h.host.list()[0]!.status.crashes).toBe(1);
   });
 
   it('bad protocol version: refused at the handshake with a message that says so', async () => {

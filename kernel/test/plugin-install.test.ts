@@ -129,6 +129,14 @@ describe('installing a third-party plugin', () => {
     expect((await jsonOf(refused)).error.message).toMatch(/symbolic link/);
   });
 
+  it('fetches an npm package by name without running its scripts, and refuses one that is not a connector', async () => {
+    const refused = await client.post('/api/databases/main/plugins/inspect', { source: 'is-number@7.0.0' });
+    expect(refused.status).toBe(400);
+    expect((await jsonOf(refused)).error.message).toMatch(/has no "aipermission": \{"entry"/);
+    const nonsense = await client.post('/api/databases/main/plugins/inspect', { source: 'not a package; rm -rf /' });
+    expect((await jsonOf(nonsense)).error.message).toMatch(/is not a folder, a \.tgz file or an npm package name/);
+  });
+
   it('removes an installed plugin but never a built-in one', async () => {
     await install(await echoPackage());
     await client.json('DELETE', '/api/databases/main/plugins/echo-fixture');

@@ -180,7 +180,8 @@ export class PluginProcess {
       const reason =
         error instanceof ResponseError ? `refused the handshake: ${error.message}` : error instanceof Error ? error.message : String(error);
       this.exitReason ??= reason;
-      void this.stop();
+      // It never became a working plugin: nothing to shut down politely.
+      await this.kill(`the handshake failed (${reason})`);
       throw new PluginUnavailable(reason);
     } finally {
       clearTimeout(timer);
