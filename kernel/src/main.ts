@@ -48,7 +48,7 @@ export async function startGateway(options: GatewayOptions = {}): Promise<Gatewa
   });
   const kernel = createKernel({ ...options, dataDir, clock, log, plugins });
   let port = options.port ?? DEFAULT_PORT;
-  const { app } = createHttpApp({ kernel, getPort: () => port, version: VERSION });
+  const { app, mcp } = createHttpApp({ kernel, getPort: () => port, version: VERSION });
   let server: RunningServer;
   try {
     server = await listenOnLoopback(app.fetch, { host: options.host ?? DEFAULT_HOST, port });
@@ -64,6 +64,7 @@ export async function startGateway(options: GatewayOptions = {}): Promise<Gatewa
     url: server.url,
     close() {
       closing ??= (async () => {
+        await mcp.closeAll();
         await server.close();
         await kernel.close();
       })();

@@ -76,6 +76,39 @@ export class GatewayClient {
     return parsed as T;
   }
 
+  /**
+   * The live event stream (SSE) of this session, as parsed events. Ends when
+   * the gateway closes it; the caller reconnects if it wants more.
+   */
+  async *events(signal?: AbortSignal): AsyncGenerator<{ event: string; data: string }> {
+    const headers: Record<string, string> = { accept: 'text/event-stream' };
+    if (this.cookies.size > 0) headers.cookie = [...this.cookies].map(([k, v]) => `${k}=${v}`).join('; ');
+    let response: Response;
+    try {
+      response = await fetch(`${this.baseUrl}/api/events`, { headers, ...(signal ? { signal } : {}) });
+    } catch {
+      throw new CliError(`No gateway is answering at ${this.baseUrl}.`);
+    }
+    if (!response.ok || !response.body) throw new CliError(`The gateway refused the event stream (${response.status}).`);
+    const decoder = new TextDecoder();
+    let buffer = '';
+    for await (const chunk of response.body as unknown as AsyncIterable<Uint8Array>) {
+      buffer += decoder.decode(chunk, { stream: true });
+      let end: number;
+      while ((end = buffer.indexOf('\n\n')) >= 0) {
+        const block = buffer.slice(0, end);
+        buffer = buffer.slice(end + 2);
+        let event = 'message';
+        const data: string[] = [];
+        for (const line of block.split('\n')) {
+          if (line.startsWith('event:')) event = line.slice(6).trim();
+          else if (line.startsWith('data:')) data.push(line.slice(5).trimStart());
+        }
+        if (data.length > 0) yield { event, data: data.join('\n') };
+      }
+    }
+  }
+
   status() {
     return this.call<{ version: string; locked: boolean; databases: Array<{ name: string; unlocked: boolean; sizeBytes: number; hasSafetyCopy: boolean }> }>('GET', '/api/status');
   }

@@ -13,6 +13,7 @@ import { profileCommand, PROFILE_USAGE, targetCommand, TARGET_USAGE } from './co
 import { grantCommand, GRANT_USAGE, tokenCommand, TOKEN_USAGE } from './commands/tokens.js';
 import { approvalsCommand, APPROVALS_USAGE, auditCommand, AUDIT_USAGE } from './commands/approvals.js';
 import { pluginCommand, PLUGIN_USAGE } from './commands/plugins.js';
+import { mcpCommand, MCP_USAGE } from './commands/mcp.js';
 
 const COMMANDS: Record<string, { run: (argv: string[]) => Promise<number>; usage: string; summary: string }> = {
   start: { run: startCommand, usage: START_USAGE, summary: 'run the gateway in the foreground (loopback only)' },
@@ -29,6 +30,7 @@ const COMMANDS: Record<string, { run: (argv: string[]) => Promise<number>; usage
   approvals: { run: approvalsCommand, usage: APPROVALS_USAGE, summary: 'list, run or decline action requests' },
   audit: { run: auditCommand, usage: AUDIT_USAGE, summary: 'search the audit log, verify its hash chain' },
   plugin: { run: pluginCommand, usage: PLUGIN_USAGE, summary: 'list, install, remove, verify connectors; scaffold a new one' },
+  mcp: { run: mcpCommand, usage: MCP_USAGE, summary: 'the stdio bridge for MCP clients; write client configs; agent instructions' },
 };
 
 function help(): string {

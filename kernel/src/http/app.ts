@@ -13,6 +13,7 @@ import { tokenRoutes } from './routes/tokens.js';
 import { requestRoutes } from './routes/requests.js';
 import { eventRoutes } from './routes/events.js';
 import { pluginRoutes } from './routes/plugins.js';
+import { createMcpEndpoint, type McpEndpoint } from '../mcp/index.js';
 
 /** 256 KiB: every operator request is a small JSON document (a target config, a grant, a note). */
 export const DEFAULT_BODY_LIMIT_BYTES = 256 * 1024;
@@ -34,7 +35,7 @@ function errorBody(code: string, message: string) {
  * headers, JSON only, body caps, session + CSRF) in front of the REST routes.
  * Errors leave as `{"error": {"code", "message"}}`, never a stack trace.
  */
-export function createHttpApp(options: HttpAppOptions): { app: Hono<HttpEnv>; sessions: SessionStore } {
+export function createHttpApp(options: HttpAppOptions): { app: Hono<HttpEnv>; sessions: SessionStore; mcp: McpEndpoint } {
   const { kernel } = options;
   const sessions = options.sessions ?? createSessionStore(kernel.clock);
   kernel.onLocked((name) => sessions.dropDatabase(name));
@@ -62,6 +63,12 @@ export function createHttpApp(options: HttpAppOptions): { app: Hono<HttpEnv>; se
   app.route('/api', eventRoutes(kernel, sessions));
   app.route('/api', pluginRoutes(kernel));
 
+  // The MCP endpoint: bearer MCP tokens only (no cookie, no CSRF: an operator
+  // session never works here, and an MCP token never works on /api). Host and
+  // Origin were checked above, as the MCP spec requires against DNS rebinding.
+  const mcp = createMcpEndpoint(kernel);
+  app.all('/mcp', (c) => mcp.handle(c.req.raw));
+
   app.get('/', (c) =>
     c.text(
       `AIPermission ${options.version} is running on this machine.\nThe web UI is not part of this build yet; use the aip CLI (aip status) or the REST API (docs/api.md).\n`,
@@ -83,5 +90,5 @@ export function createHttpApp(options: HttpAppOptions): { app: Hono<HttpEnv>; se
     return c.json(errorBody('internal_error', 'Something went wrong inside the gateway; the details are in its log.'), 500);
   });
 
-  return { app, sessions };
+  return { app, sessions, mcp };
 }

@@ -55,6 +55,8 @@ export interface MessageStore {
   /** Notes for this token not yet delivered, marked delivered in the same step (at most once). */
   takeUndelivered(tokenId: string): Promise<Message[]>;
   markRead(id: string): Promise<void>;
+  /** Whether notes wait for this token (in memory: checked on every MCP response without a query). */
+  hasUndelivered(tokenId: string): boolean;
 }
 
 export function checkMessageBody(body: string): string {
@@ -64,8 +66,15 @@ export function checkMessageBody(body: string): string {
   return trimmed;
 }
 
-export function createMessageStore(deps: { db: SqlDb; clock: Clock; audit: Audit; redactor: () => Redactor; events: EventBus; database: string }): MessageStore {
+export async function createMessageStore(deps: { db: SqlDb; clock: Clock; audit: Audit; redactor: () => Redactor; events: EventBus; database: string }): Promise<MessageStore> {
   const { db, clock, audit } = deps;
+  // Undelivered notes per token, so every MCP response can check for notes without a query.
+  const waiting = new Map<string, number>();
+  for (const row of await db.all<{ token_id: string; n: number }>(
+    "SELECT token_id, count(*) AS n FROM messages WHERE direction = 'to_agent' AND delivered_at IS NULL GROUP BY token_id",
+  )) {
+    waiting.set(row.token_id, row.n);
+  }
 
   const insert = async (tx: SqlTx, direction: MessageDirection, input: { tokenId: string; requestId?: string | null; body: string }, actor: string) => {
     const row: Row = {
@@ -93,7 +102,10 @@ export function createMessageStore(deps: { db: SqlDb; clock: Clock; audit: Audit
       subject: { messageId: row.id, tokenId: row.token_id, ...(row.request_id ? { requestId: row.request_id } : {}) },
       payload: { direction, body: row.body },
     });
-    tx.afterCommit(() => deps.events.emit({ type: 'message.created', database: deps.database, messageId: row.id, direction, at: row.created_at }));
+    tx.afterCommit(() => {
+      if (direction === 'to_agent') waiting.set(row.token_id, (waiting.get(row.token_id) ?? 0) + 1);
+      deps.events.emit({ type: 'message.created', database: deps.database, messageId: row.id, direction, at: row.created_at });
+    });
     return toMessage(row);
   };
 
@@ -106,13 +118,19 @@ export function createMessageStore(deps: { db: SqlDb; clock: Clock; audit: Audit
       const rows = await db.all<Row>(`SELECT * FROM messages ${where} ORDER BY seq DESC LIMIT ?`, [...where.params, limit]);
       return rows.map(toMessage);
     },
+    hasUndelivered: (tokenId) => (waiting.get(tokenId) ?? 0) > 0,
     async takeUndelivered(tokenId) {
+      if (!waiting.get(tokenId)) return [];
       return db.write(async (tx) => {
         const rows = await tx.all<Row>("SELECT * FROM messages WHERE token_id = ? AND direction = 'to_agent' AND delivered_at IS NULL ORDER BY seq", [tokenId]);
-        if (rows.length === 0) return [];
+        if (rows.length === 0) {
+          tx.afterCommit(() => waiting.delete(tokenId));
+          return [];
+        }
         const at = isoAt(clock.now());
         await tx.run(`UPDATE messages SET delivered_at = ? WHERE seq IN (${rows.map(() => '?').join(',')})`, [at, ...rows.map((r) => r.seq)]);
         await audit.record(tx, { actor: `token:${tokenId}`, event: 'message.delivered', subject: { tokenId }, payload: { messageIds: rows.map((r) => r.id) } });
+        tx.afterCommit(() => waiting.delete(tokenId));
         return rows.map((row) => ({ ...toMessage(row), deliveredAt: at }));
       });
     },

@@ -116,7 +116,7 @@ export async function openWorkspace(deps: {
   const pluginApprovals = await createPluginApprovalStore({ db, clock, audit });
   const catalog = deps.catalogFor(pluginApprovals);
   const tokens = await createTokenStore({ db, clock, audit, onChanged: async (tx, tokenId) => void (await approvals!.revalidatePending(tx, { tokenId })) });
-  const messages = createMessageStore({ db, clock, audit, events, database: name, redactor: () => redaction!.current() });
+  const messages = await createMessageStore({ db, clock, audit, events, database: name, redactor: () => redaction!.current() });
 
   let grants: GrantStore | undefined;
   const targets = await createTargetStore({

@@ -2,10 +2,14 @@ import { parse, requirePositional } from '../args.js';
 import { CliError, EXIT } from '../errors.js';
 import { printJson, printTable, say, visible } from '../output.js';
 import { asOperator } from '../operator.js';
+import { createInterface } from 'node:readline';
+import { GatewayClient, gatewayUrl } from '../client.js';
+import { passwordSource } from '../prompt.js';
 
 export const APPROVALS_USAGE = `aip approvals list [--status approval_pending|running|completed|...] [--all] [--json]
 aip approvals run REQUEST_ID [--note TEXT]
 aip approvals decline REQUEST_ID [--note TEXT]
+aip approvals watch        live view of pending requests; type: run N [note] | decline N [note] | q
 options: [--db NAME] [--password-stdin] [--url URL]`;
 
 export const AUDIT_USAGE = `aip audit search [WORDS...] [--event EVENT] [--limit N] [--json]
@@ -34,6 +38,7 @@ const preview = (value: unknown, max = 80) => {
 
 export async function approvalsCommand(argv: string[]): Promise<number> {
   const [sub, ...rest] = argv;
+  if (sub === 'watch') return watchCommand(rest);
   const { values, positionals } = parse(rest, { status: { type: 'string' }, all: { type: 'boolean' }, note: { type: 'string' }, limit: { type: 'string' } }, APPROVALS_USAGE);
   switch (sub) {
     case 'list': {
@@ -118,4 +123,100 @@ export async function auditCommand(argv: string[]): Promise<number> {
     default:
       throw new CliError(`Unknown audit command "${sub ?? ''}".\n\n${AUDIT_USAGE}`, EXIT.usage);
   }
+}
+
+function age(createdAt: string): string {
+  const seconds = Math.max(0, Math.round((Date.now() - Date.parse(createdAt)) / 1000));
+  return seconds < 90 ? `${seconds}s` : seconds < 5400 ? `${Math.round(seconds / 60)}m` : `${Math.round(seconds / 3600)}h`;
+}
+
+/**
+ * The terminal approvals view: proves the password once, is pushed every
+ * new or changed request by the event stream (no polling), and takes
+ * `run N [note]`, `decline N [note]` and `q` on standard input.
+ */
+async function watchCommand(argv: string[]): Promise<number> {
+  const { values } = parse(argv, {}, APPROVALS_USAGE);
+  const client = new GatewayClient(gatewayUrl(values.url));
+  const db = await client.chooseDatabase(values.db);
+  const input = createInterface({ input: process.stdin, terminal: false });
+  const lines = input[Symbol.asyncIterator]();
+  let password: string;
+  if (values['password-stdin']) {
+    const first = await lines.next();
+    if (first.done || !first.value) throw new CliError('--password-stdin: the first line of standard input must be the password.', EXIT.usage);
+    password = first.value;
+  } else {
+    password = await passwordSource(false).read(`Password for database "${db}": `);
+  }
+  await client.call('POST', `/api/databases/${encodeURIComponent(db)}/session`, { password, client: 'cli' });
+  const path = (suffix: string) => `/api/databases/${encodeURIComponent(db)}${suffix}`;
+
+  let pending: RequestView[] = [];
+  const render = async () => {
+    pending = (await client.call<{ requests: RequestView[] }>('GET', path('/requests?status=approval_pending&limit=100'))).requests.reverse();
+    const out: string[] = ['', `-- ${pending.length} pending in "${db}" (${new Date().toLocaleTimeString()}) --`];
+    pending.forEach((r, index) => {
+      out.push(`[${index + 1}] ${r.id}  ${r.connectorId}.${r.action} on ${r.targetName}/${r.profileLabel}  by ${r.tokenName}  ${age(r.createdAt)} ago`);
+      if (r.reason) out.push(`    reason: ${visible(r.reason)}`);
+      out.push(`    input:  ${preview(r.inputPreview, 500)}`);
+    });
+    if (pending.length === 0) out.push('Nothing is waiting.');
+    out.push('run N [note] | decline N [note] | q');
+    process.stdout.write(`${out.join('\n')}\n`);
+  };
+
+  const controller = new AbortController();
+  let renderScheduled: NodeJS.Timeout | undefined;
+  const scheduleRender = () => {
+    clearTimeout(renderScheduled);
+    // Several events at once (a burst of requests) render once.
+    renderScheduled = setTimeout(() => void render().catch((error: unknown) => process.stderr.write(`aip: ${(error as Error).message}\n`)), 30);
+  };
+  const stream = (async () => {
+    while (!controller.signal.aborted) {
+      try {
+        for await (const event of client.events(controller.signal)) {
+          if (event.event === 'ready') process.stdout.write(`Watching "${db}" for requests (pushed as they arrive).\n`);
+          if (event.event === 'request.created' || event.event === 'request.updated') scheduleRender();
+          if (event.event === 'database.locked') process.stdout.write(`Database "${db}" was locked.\n`);
+        }
+      } catch (error) {
+        if (controller.signal.aborted) return;
+        process.stderr.write(`aip: event stream interrupted (${(error as Error).message}); reconnecting\n`);
+      }
+      await new Promise((r) => setTimeout(r, 1000));
+    }
+  })();
+  await render();
+
+  for (;;) {
+    const next = await lines.next();
+    if (next.done) break;
+    const line = next.value.trim();
+    if (line === '') continue;
+    if (line === 'q' || line === 'quit') break;
+    const match = /^(r|run|d|decline)\s+(\d+)(?:\s+(.*))?$/i.exec(line);
+    if (!match) {
+      process.stdout.write('Type: run N [note], decline N [note], or q\n');
+      continue;
+    }
+    const request = pending[Number(match[2]) - 1];
+    if (!request) {
+      process.stdout.write(`There is no pending request number ${match[2]}.\n`);
+      continue;
+    }
+    const verb = match[1]!.toLowerCase().startsWith('r') ? 'run' : 'decline';
+    try {
+      const { request: result } = await client.call<{ request: RequestView }>('POST', path(`/requests/${request.id}/${verb}`), match[3] ? { note: match[3] } : {});
+      process.stdout.write(`${result.id}: ${result.status}${result.statusReason ? ` (${result.statusReason})` : ''}${result.status === 'completed' ? `  output: ${preview(result.output, 300)}` : ''}\n`);
+    } catch (error) {
+      process.stdout.write(`${request.id}: ${(error as Error).message}\n`);
+    }
+  }
+  controller.abort();
+  clearTimeout(renderScheduled);
+  await stream.catch(() => undefined);
+  input.close();
+  return EXIT.ok;
 }

@@ -1,0 +1,176 @@
+import { randomUUID } from 'node:crypto';
+import { Server } from '@modelcontextprotocol/sdk/server/index.js';
+import { WebStandardStreamableHTTPServerTransport } from '@modelcontextprotocol/sdk/server/webStandardStreamableHttp.js';
+import { CallToolRequestSchema, ListToolsRequestSchema, isInitializeRequest } from '@modelcontextprotocol/sdk/types.js';
+import { hashToken } from '../tokens/index.js';
+import { isKernelError, KernelError } from '../lib/errors.js';
+import type { Kernel } from '../kernel.js';
+import { VERSION } from '../version.js';
+import { createTools } from './tools.js';
+import { toCallToolResult } from './format.js';
+import { MCP_INSTRUCTIONS } from './instructions.js';
+
+/** Sessions one token may hold; a client that opens more loses its least recently used one. */
+export const MAX_SESSIONS_PER_TOKEN = 32;
+/** A session unused this long is closed (the client re-initializes). */
+export const SESSION_IDLE_MS = 30 * 60_000;
+/** Largest MCP request body: the 1 MiB input cap plus JSON-RPC envelope. */
+export const MAX_MCP_BODY_BYTES = 2 * 1024 * 1024;
+
+interface McpSession {
+  id: string;
+  transport: WebStandardStreamableHTTPServerTransport;
+  server: Server;
+  tokenHash: string;
+  database: string;
+  lastUsed: number;
+}
+
+function jsonRpcError(status: number, code: number, message: string, headers: Record<string, string> = {}): Response {
+  return new Response(JSON.stringify({ jsonrpc: '2.0', error: { code, message }, id: null }), {
+    status,
+    headers: { 'content-type': 'application/json', ...headers },
+  });
+}
+
+/** The bearer token of a request, or undefined. Cookies are never looked at: the operator session does not work here. */
+export function bearerOf(request: Request): string | undefined {
+  const header = request.headers.get('authorization');
+  const match = header ? /^Bearer\s+(\S+)\s*$/i.exec(header) : null;
+  return match?.[1];
+}
+
+/**
+ * The MCP endpoint (Streamable HTTP): every request authenticates with an
+ * MCP bearer token; a session is created by `initialize` and stays bound to
+ * the token that created it. One low-level MCP server per session, whose
+ * tools call into the kernel with the request's own token.
+ */
+export function createMcpEndpoint(kernel: Kernel) {
+  const tools = createTools(kernel);
+  const sessions = new Map<string, McpSession>();
+
+  const close = (session: McpSession) => {
+    sessions.delete(session.id);
+    void session.transport.close().catch(() => undefined);
+  };
+  kernel.onLocked((name) => {
+    for (const session of sessions.values()) if (session.database === name) close(session);
+  });
+  const sweep = setInterval(() => {
+    const now = kernel.clock.now();
+    for (const session of sessions.values()) if (now - session.lastUsed > SESSION_IDLE_MS) close(session);
+  }, 60_000);
+  sweep.unref();
+
+  const createServer = () => {
+    const server = new Server({ name: 'aipermission', version: VERSION }, { capabilities: { tools: {} }, instructions: MCP_INSTRUCTIONS });
+    server.setRequestHandler(ListToolsRequestSchema, () => ({ tools: tools.tools }));
+    server.setRequestHandler(CallToolRequestSchema, async (request, extra) => {
+      const rawToken = extra.authInfo?.token;
+      if (!rawToken) throw new Error('no token on this request');
+      const progressToken = request.params._meta?.progressToken;
+      let progress = 0;
+      const answer = await tools.call(request.params.name, request.params.arguments, {
+        rawToken,
+        ...(progressToken !== undefined
+          ? {
+              onProgress: (update) => {
+                // MCP progress must increase; a connector's own counter is used when it gives one.
+                progress = Math.max(progress + 1, update.completed ?? 0);
+                void extra
+                  .sendNotification({
+                    method: 'notifications/progress',
+                    params: { progressToken, progress, ...(update.total !== undefined ? { total: update.total } : {}), ...(update.message ? { message: update.message } : {}) },
+                  })
+                  .catch(() => undefined);
+              },
+            }
+          : {}),
+      });
+      return toCallToolResult(answer);
+    });
+    return server;
+  };
+
+  const openSession = async (tokenHash: string, database: string): Promise<McpSession> => {
+    // Keep each token's sessions bounded: drop its least recently used one.
+    const mine = [...sessions.values()].filter((s) => s.tokenHash === tokenHash).sort((a, b) => a.lastUsed - b.lastUsed);
+    while (mine.length >= MAX_SESSIONS_PER_TOKEN) close(mine.shift()!);
+    const server = createServer();
+    const session: McpSession = { id: '', transport: undefined as never, server, tokenHash, database, lastUsed: kernel.clock.now() };
+    session.transport = new WebStandardStreamableHTTPServerTransport({
+      sessionIdGenerator: () => randomUUID(),
+      onsessioninitialized: (id) => {
+        session.id = id;
+        sessions.set(id, session);
+      },
+      onsessionclosed: (id) => {
+        sessions.delete(id);
+      },
+      maxRequestBodySize: MAX_MCP_BODY_BYTES,
+    });
+    await server.connect(session.transport);
+    return session;
+  };
+
+  return {
+    get sessionCount() {
+      return sessions.size;
+    },
+    async handle(request: Request): Promise<Response> {
+      const rawToken = bearerOf(request);
+      if (!rawToken) {
+        return jsonRpcError(401, -32001, 'This endpoint needs an MCP token: send "Authorization: Bearer aip_...". Ask your operator for one.', {
+          'www-authenticate': 'Bearer realm="aipermission"',
+        });
+      }
+      let auth;
+      try {
+        auth = kernel.authenticateToken(rawToken);
+      } catch (error) {
+        if (!isKernelError(error)) throw error;
+        const retry = error.details?.retryAfterSeconds;
+        return jsonRpcError(error.status, -32001, error.message, {
+          ...(error.status === 401 ? { 'www-authenticate': 'Bearer realm="aipermission", error="invalid_token"' } : {}),
+          ...(typeof retry === 'number' ? { 'retry-after': String(retry) } : {}),
+        });
+      }
+      const tokenHash = hashToken(rawToken);
+      const authInfo = { token: rawToken, clientId: auth.token.id, scopes: [], extra: { database: auth.workspace.name } };
+      const sessionId = request.headers.get('mcp-session-id');
+      if (sessionId) {
+        const session = sessions.get(sessionId);
+        if (!session) return jsonRpcError(404, -32001, 'Session not found: it ended (idle, locked database, or gateway restart). Initialize a new session.');
+        if (session.tokenHash !== tokenHash) return jsonRpcError(403, -32001, 'This session belongs to another token.');
+        session.lastUsed = kernel.clock.now();
+        return session.transport.handleRequest(request, { authInfo });
+      }
+      if (request.method !== 'POST') return jsonRpcError(400, -32000, 'Send an initialize request first (POST), then use the Mcp-Session-Id it returns.');
+      // A new session starts with initialize; read the body once to see that.
+      const length = Number(request.headers.get('content-length') ?? '0');
+      if (length > MAX_MCP_BODY_BYTES) return jsonRpcError(413, -32000, `The request body is over ${MAX_MCP_BODY_BYTES} bytes.`);
+      let body: unknown;
+      try {
+        const text = await request.text();
+        if (text.length > MAX_MCP_BODY_BYTES) return jsonRpcError(413, -32000, `The request body is over ${MAX_MCP_BODY_BYTES} bytes.`);
+        body = JSON.parse(text);
+      } catch {
+        return jsonRpcError(400, -32700, 'The body is not valid JSON-RPC (JSON).');
+      }
+      const messages = Array.isArray(body) ? body : [body];
+      if (!messages.some((message) => isInitializeRequest(message))) {
+        return jsonRpcError(400, -32000, 'No session: send an initialize request first, then use the Mcp-Session-Id it returns.');
+      }
+      const session = await openSession(tokenHash, auth.workspace.name);
+      return session.transport.handleRequest(request, { authInfo, parsedBody: body });
+    },
+    async closeAll() {
+      clearInterval(sweep);
+      for (const session of [...sessions.values()]) close(session);
+    },
+  };
+}
+
+export type McpEndpoint = ReturnType<typeof createMcpEndpoint>;
+export { KernelError };

@@ -1,0 +1,8 @@
+/**
+ * mcp — the agent's surface: MCP tools over Streamable HTTP at /mcp
+ * (bearer MCP tokens only), and the stdio bridge in the CLI (`aip mcp`).
+ */
+export { createMcpEndpoint, bearerOf, MAX_SESSIONS_PER_TOKEN } from './endpoint.js';
+export type { McpEndpoint } from './endpoint.js';
+export { TOOLS, CALL_WAIT_MS } from './tools.js';
+export { MCP_INSTRUCTIONS } from './instructions.js';
