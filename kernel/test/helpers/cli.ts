@@ -17,11 +17,12 @@ export interface CliResult {
  * `detached` starts it in a new session without a controlling terminal, so a
  * password prompt has no /dev/tty to fall back on.
  */
-export function aip(args: string[], options: { stdin?: string; env?: Record<string, string>; detached?: boolean } = {}): Promise<CliResult> {
+export function aip(args: string[], options: { stdin?: string; env?: Record<string, string>; detached?: boolean; cwd?: string } = {}): Promise<CliResult> {
   return new Promise((resolve, reject) => {
     const child = spawn(process.execPath, [AIP, ...args], {
       env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '/tmp', ...options.env },
       detached: options.detached ?? true,
+      cwd: options.cwd,
       stdio: ['pipe', 'pipe', 'pipe'],
     });
     let stdout = '';

@@ -196,14 +196,15 @@ async function watchCommand(argv: string[]): Promise<number> {
     const line = next.value.trim();
     if (line === '') continue;
     if (line === 'q' || line === 'quit') break;
-    const match = /^(r|run|d|decline)\s+(\d+)(?:\s+(.*))?$/i.exec(line);
+    const match = /^(r|run|d|decline)\s+(\d+|req_\w+)(?:\s+(.*))?$/i.exec(line);
     if (!match) {
-      process.stdout.write('Type: run N [note], decline N [note], or q\n');
+      process.stdout.write('Type: run N [note], decline N [note] (N is the number in brackets, or the request id), or q\n');
       continue;
     }
-    const request = pending[Number(match[2]) - 1];
+    // A number is the position in the list as last shown; an id is unambiguous even if the list moved since.
+    const request = /^\d+$/.test(match[2]!) ? pending[Number(match[2]) - 1] : pending.find((r) => r.id === match[2]);
     if (!request) {
-      process.stdout.write(`There is no pending request number ${match[2]}.\n`);
+      process.stdout.write(`There is no pending request ${/^\d+$/.test(match[2]!) ? 'number ' : ''}${match[2]}.\n`);
       continue;
     }
     const verb = match[1]!.toLowerCase().startsWith('r') ? 'run' : 'decline';

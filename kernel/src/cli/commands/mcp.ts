@@ -222,14 +222,14 @@ function ignoredByGit(file: string): boolean | undefined {
 }
 
 async function initCommand(argv: string[]): Promise<number> {
+  if (argv.some((arg) => arg === '--token' || arg.startsWith('--token=') || /^aip_/.test(arg))) {
+    throw new CliError('The token is never taken from the command line (other processes can read it). Type it at the prompt or pipe it with --token-stdin.', EXIT.usage);
+  }
   const { values } = parse(
     argv,
     { client: { type: 'string' }, print: { type: 'boolean' }, force: { type: 'boolean' }, file: { type: 'string' }, 'token-stdin': { type: 'boolean' } },
     MCP_USAGE,
   );
-  if (argv.some((arg) => arg === '--token' || arg.startsWith('--token='))) {
-    throw new CliError('The token is never taken from the command line (other processes can read it). Type it at the prompt or pipe it with --token-stdin.', EXIT.usage);
-  }
   const client = values.client as Client | undefined;
   if (!client || !CLIENTS.includes(client)) throw new CliError(`--client must be one of ${CLIENTS.join(', ')}.\n\nUsage: ${MCP_USAGE}`, EXIT.usage);
   const url = `${gatewayUrl(values.url)}/mcp`;

@@ -1,0 +1,330 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { execFileSync, spawn } from 'node:child_process';
+import { mkdir, readFile, stat, writeFile } from 'node:fs/promises';
+import { createServer, type Server } from 'node:http';
+import { networkInterfaces } from 'node:os';
+import { join } from 'node:path';
+import { Redis } from 'ioredis';
+import { Client } from '@modelcontextprotocol/sdk/client/index.js';
+import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
+import { StdioClientTransport } from '@modelcontextprotocol/sdk/client/stdio.js';
+import { AIP, aip } from './helpers/cli.js';
+import { callTool, mcpClient, operator, startGatewayProcess, type RunningGateway } from './helpers/mcp.js';
+import { tempDir, PASSWORD } from './helpers/temp.js';
+
+let dir: string;
+let cleanup: () => Promise<void>;
+let gw: RunningGateway;
+let op: Awaited<ReturnType<typeof operator>>;
+let redisTarget: { id: string; profileId: string; ref: string };
+const direct = new Redis({ host: '127.0.0.1', port: 6379 });
+const prefix = `aip:mcpcli:${process.pid}:`;
+const clients: Client[] = [];
+
+async function token(grants: Record<string, 'always_run' | 'approval_required'>) {
+  const created = await op.call<{ token: { id: string }; secret: string }>('POST', op.db('/tokens'), { name: `agent-${Math.random().toString(36).slice(2, 8)}` });
+  for (const [action, rule] of Object.entries(grants)) {
+    await op.call('PUT', op.db('/grants'), { tokenId: created.token.id, targetId: redisTarget.id, profileId: redisTarget.profileId, action, rule });
+  }
+  return { id: created.token.id, secret: created.secret };
+}
+
+beforeAll(async () => {
+  ({ dir, cleanup } = await tempDir('aip-mcpcli-'));
+  expect((await aip(['db', 'create', 'main', '--data-dir', join(dir, 'data'), '--password-stdin'], { stdin: `${PASSWORD}\n` })).code).toBe(0);
+  gw = await startGatewayProcess(join(dir, 'data'));
+  await aip(['unlock', '--url', gw.url, '--password-stdin'], { stdin: `${PASSWORD}\n` });
+  op = await operator(gw.url);
+  await op.call('PUT', op.db('/mcp'), { running: true });
+  const { target } = await op.call<{ target: { id: string } }>('POST', op.db('/targets'), { kind: 'redis', name: 'cache', config: { host: '127.0.0.1', port: 6379 } });
+  const { profile } = await op.call<{ profile: { id: string } }>('POST', op.db(`/targets/${target.id}/profiles`), { label: 'default', credentialKind: 'none' });
+  redisTarget = { id: target.id, profileId: profile.id, ref: `redis:${target.id}:${profile.id}` };
+}, 60_000);
+
+afterAll(async () => {
+  await Promise.all(clients.map((client) => client.close().catch(() => undefined)));
+  await gw?.stop();
+  const keys = await direct.keys(`${prefix}*`);
+  if (keys.length) await direct.del(...keys);
+  direct.disconnect();
+  await cleanup();
+});
+
+/** `aip approvals watch` as a live process: its output so far, and a way to type a line. */
+function startWatch() {
+  const child = spawn(process.execPath, [AIP, 'approvals', 'watch', '--url', gw.url, '--password-stdin'], {
+    env: { PATH: process.env.PATH ?? '', HOME: dir },
+    stdio: ['pipe', 'pipe', 'pipe'],
+  });
+  let output = '';
+  let errors = '';
+  child.stdout.on('data', (chunk: Buffer) => (output += chunk.toString()));
+  child.stderr.on('data', (chunk: Buffer) => (errors += chunk.toString()));
+  child.stdin.write(`${PASSWORD}\n`);
+  return {
+    child,
+    get output() {
+      return output;
+    },
+    get errors() {
+      return errors;
+    },
+    type(line: string) {
+      child.stdin.write(`${line}\n`);
+    },
+    /** Waits for `pattern` to appear in output written after `from`. */
+    async expect(pattern: RegExp, from = 0, timeoutMs = 10_000): Promise<RegExpMatchArray> {
+      const deadline = Date.now() + timeoutMs;
+      for (;;) {
+        const match = output.slice(from).match(pattern);
+        if (match) return match;
+        if (Date.now() > deadline || child.exitCode !== null) throw new Error(`watch never printed ${pattern}; output:\n${output}\nstderr:\n${errors}`);
+        await new Promise((resolve) => setTimeout(resolve, 20));
+      }
+    },
+    async quit(): Promise<number> {
+      child.stdin.end('q\n');
+      return new Promise((resolve) => child.once('exit', (code) => resolve(code ?? -1)));
+    },
+  };
+}
+
+describe('aip approvals watch', () => {
+  it('is pushed new requests, shows hidden characters, runs and declines with notes that reach the agent', async () => {
+    const t = await token({ set_string: 'approval_required' });
+    const agent = await mcpClient('http', gw.url, t.secret);
+    clients.push(agent);
+    const watch = startWatch();
+    await watch.expect(/Watching "main" for requests/);
+    await watch.expect(/Nothing is waiting\./);
+
+    // A zero-width space and a right-to-left override must not hide in the preview.
+    const sneaky = `${prefix}a\u200bb\u202ec`;
+    const mark = watch.output.length;
+    const first = await callTool(agent, 'call_connector_action', { target_ref: redisTarget.ref, action_name: 'set_string', input: { key: sneaky, value: 'one' }, reason: 'set\u0007 the flag' });
+    expect(first.status).toBe('approval_pending');
+    await watch.expect(new RegExp(`\\[1\\] ${first.request_id}  redis\\.set_string on cache/default`), mark);
+    const shown = watch.output.slice(mark);
+    expect(shown).toContain('a\\u{200b}b\\u{202e}c');
+    expect(shown).toContain('reason: set\\u{7} the flag');
+    expect(shown).not.toContain('\u202e');
+
+    const second = await callTool(agent, 'call_connector_action', { target_ref: redisTarget.ref, action_name: 'set_string', input: { key: `${prefix}two`, value: 'two' } });
+    await watch.expect(new RegExp(`\\[2\\] ${second.request_id}`), mark);
+
+    let at = watch.output.length;
+    watch.type('run 1 Go ahead, only this once.');
+    await watch.expect(new RegExp(`${first.request_id}: completed  output: \\{"written":true`), at);
+    expect(await direct.get(sneaky)).toBe('one');
+    const ran = await callTool(agent, 'get_connector_action_request', { request_id: first.request_id });
+    expect(ran).toMatchObject({ status: 'completed', operator_note: 'Go ahead, only this once.' });
+
+    at = watch.output.length;
+    watch.type(`decline ${second.request_id} Use the staging cache.`);
+    await watch.expect(new RegExp(`${second.request_id}: declined`), at);
+    const declined = await callTool(agent, 'get_connector_action_request', { request_id: second.request_id });
+    expect(declined).toMatchObject({ status: 'declined', operator_note: 'Use the staging cache.' });
+    expect(await direct.exists(`${prefix}two`)).toBe(0);
+
+    at = watch.output.length;
+    watch.type('run 7');
+    await watch.expect(/There is no pending request number 7\./, at);
+    watch.type('approve everything');
+    await watch.expect(/Type: run N \[note\], decline N \[note\]/, at);
+    expect(await watch.quit()).toBe(0);
+    expect(watch.errors).toBe('');
+
+    // The password was proven once: both decisions came from the watch's one CLI session.
+    const { entries } = await op.call<{ entries: Array<{ event: string; actor: string; subject: Record<string, string> }> }>('GET', op.db('/audit?limit=200'));
+    const decisions = entries.filter((e) => [first.request_id, second.request_id].includes(e.subject.requestId) && /^action\.(approved|declined)$/.test(e.event));
+    expect(decisions).toHaveLength(2);
+    expect(decisions[0]!.actor).toMatch(/^operator:cli:ses_\w+$/);
+    expect(decisions[1]!.actor).toBe(decisions[0]!.actor);
+  });
+
+  it('refuses a wrong password and says so', async () => {
+    const result = await aip(['approvals', 'watch', '--url', gw.url, '--password-stdin'], { stdin: 'not-the-password\n' });
+    expect(result.code).not.toBe(0);
+    expect(result.stderr).toMatch(/password/i);
+  });
+});
+
+describe('aip mcp init', () => {
+  async function repo(name: string): Promise<string> {
+    const path = join(dir, name);
+    await mkdir(path, { recursive: true });
+    execFileSync('git', ['init', '-q', path]);
+    return path;
+  }
+
+  it('writes a Claude Code config that a real MCP client connects with, and never takes the token from argv', async () => {
+    const t = await token({ get_key: 'always_run' });
+    const project = await repo('claude');
+    const written = await aip(['mcp', 'init', '--client', 'claude-code', '--url', gw.url, '--token-stdin'], { stdin: `${t.secret}\n`, cwd: project });
+    expect(written.stderr).toBe('');
+    expect(written.code).toBe(0);
+    expect(written.stdout).toMatch(/Wrote the claude-code MCP configuration to .*\.mcp\.json/);
+    expect(written.stdout).toMatch(/not ignored by git; add it to \.gitignore/);
+    const file = join(project, '.mcp.json');
+    expect((await stat(file)).mode & 0o777).toBe(0o600);
+    const config = JSON.parse(await readFile(file, 'utf8')) as { mcpServers: { aipermission: { type: string; url: string; headers: Record<string, string> } } };
+    expect(config.mcpServers.aipermission).toEqual({ type: 'http', url: `${gw.url}/mcp`, headers: { Authorization: `Bearer ${t.secret}` } });
+
+    // The written entry works as written.
+    const client = new Client({ name: 'claude-code-config', version: '1' });
+    clients.push(client);
+    await client.connect(new StreamableHTTPClientTransport(new URL(config.mcpServers.aipermission.url), { requestInit: { headers: config.mcpServers.aipermission.headers } }));
+    expect((await callTool(client, 'list_connector_targets')).targets).toHaveLength(1);
+
+    const again = await aip(['mcp', 'init', '--client', 'claude-code', '--url', gw.url, '--token-stdin'], { stdin: `${t.secret}\n`, cwd: project });
+    expect(again.code).not.toBe(0);
+    expect(again.stderr).toMatch(/already has an "aipermission" server; pass --force/);
+
+    const argv = await aip(['mcp', 'init', '--client', 'claude-code', '--token', t.secret], { cwd: project });
+    expect(argv.code).toBe(2);
+    expect(argv.stderr).toMatch(/never taken from the command line/);
+    expect(argv.stdout + argv.stderr).not.toContain(t.secret.slice(8));
+  });
+
+  it('keeps other servers, refuses a file git tracks unless --force, and --print writes nothing', async () => {
+    const t = await token({ get_key: 'always_run' });
+    const project = await repo('cursor');
+    await mkdir(join(project, '.cursor'));
+    await writeFile(join(project, '.cursor', 'mcp.json'), JSON.stringify({ mcpServers: { other: { command: 'other-server' } } }));
+    execFileSync('git', ['-C', project, 'add', '.cursor/mcp.json']);
+
+    const refused = await aip(['mcp', 'init', '--client', 'cursor', '--url', gw.url, '--token-stdin'], { stdin: `${t.secret}\n`, cwd: project });
+    expect(refused.code).not.toBe(0);
+    expect(refused.stderr).toMatch(/tracked by git: writing a token there would put it in the repository/);
+    expect(JSON.parse(await readFile(join(project, '.cursor', 'mcp.json'), 'utf8'))).toEqual({ mcpServers: { other: { command: 'other-server' } } });
+
+    const printed = await aip(['mcp', 'init', '--client', 'cursor', '--print', '--url', gw.url, '--token-stdin'], { stdin: `${t.secret}\n`, cwd: project });
+    expect(printed.code).toBe(0);
+    expect(JSON.parse(printed.stdout)).toEqual({ mcpServers: { aipermission: { url: `${gw.url}/mcp`, headers: { Authorization: `Bearer ${t.secret}` } } } });
+    expect(await readFile(join(project, '.cursor', 'mcp.json'), 'utf8')).not.toContain('aipermission');
+
+    const forced = await aip(['mcp', 'init', '--client', 'cursor', '--force', '--url', gw.url, '--token-stdin'], { stdin: `${t.secret}\n`, cwd: project });
+    expect(forced.code).toBe(0);
+    const merged = JSON.parse(await readFile(join(project, '.cursor', 'mcp.json'), 'utf8')) as { mcpServers: Record<string, unknown> };
+    expect(Object.keys(merged.mcpServers)).toEqual(['other', 'aipermission']);
+  });
+
+  it('writes the VS Code, Gemini and Windsurf shapes', async () => {
+    const t = await token({ get_key: 'always_run' });
+    const project = await repo('editors');
+    const home = join(dir, 'home-editors');
+    await mkdir(home);
+    for (const client of ['vscode', 'gemini', 'windsurf']) {
+      const result = await aip(['mcp', 'init', '--client', client, '--url', gw.url, '--token-stdin'], { stdin: `${t.secret}\n`, cwd: project, env: { HOME: home } });
+      expect(result.code, result.stderr).toBe(0);
+    }
+    const auth = { Authorization: `Bearer ${t.secret}` };
+    expect(JSON.parse(await readFile(join(project, '.vscode', 'mcp.json'), 'utf8'))).toEqual({ servers: { aipermission: { type: 'http', url: `${gw.url}/mcp`, headers: auth } } });
+    expect(JSON.parse(await readFile(join(project, '.gemini', 'settings.json'), 'utf8'))).toEqual({ mcpServers: { aipermission: { httpUrl: `${gw.url}/mcp`, headers: auth } } });
+    expect(JSON.parse(await readFile(join(home, '.codeium', 'windsurf', 'mcp_config.json'), 'utf8'))).toEqual({ mcpServers: { aipermission: { serverUrl: `${gw.url}/mcp`, headers: auth } } });
+  });
+
+  it('gives Codex the stdio bridge in ~/.codex/config.toml, keeping the rest of the file, and the bridge it describes works', async () => {
+    const t = await token({ get_key: 'always_run' });
+    await direct.set(`${prefix}codex`, 'from-codex');
+    const home = join(dir, 'home-codex');
+    await mkdir(join(home, '.codex'), { recursive: true });
+    const file = join(home, '.codex', 'config.toml');
+    await writeFile(file, 'model = "o4"\n\n[mcp_servers.other]\ncommand = "x"\n');
+    const result = await aip(['mcp', 'init', '--client', 'codex', '--url', gw.url, '--token-stdin'], { stdin: `${t.secret}\n`, env: { HOME: home }, cwd: dir });
+    expect(result.code, result.stderr).toBe(0);
+    const toml = await readFile(file, 'utf8');
+    expect(toml).toMatch(/^model = "o4"\n/);
+    expect(toml).toContain('[mcp_servers.other]\ncommand = "x"');
+    const section = toml.slice(toml.indexOf('[mcp_servers.aipermission]'));
+    const command = JSON.parse(/^command = (.*)$/m.exec(section)![1]!) as string;
+    const args = JSON.parse(/^args = (.*)$/m.exec(section)![1]!) as string[];
+    const env = Object.fromEntries([...section.matchAll(/(AIP_\w+) = ("(?:[^"\\]|\\.)*")/g)].map((m) => [m[1]!, JSON.parse(m[2]!) as string]));
+    expect(env).toEqual({ AIP_URL: `${gw.url}/mcp`, AIP_TOKEN: t.secret });
+
+    // Start the bridge exactly as Codex would from that section.
+    const client = new Client({ name: 'codex-config', version: '1' });
+    clients.push(client);
+    await client.connect(new StdioClientTransport({ command, args, env: { ...env, PATH: process.env.PATH ?? '' }, stderr: 'pipe' }));
+    const read = await callTool(client, 'call_connector_action', { target_ref: redisTarget.ref, action_name: 'get_key', input: { key: `${prefix}codex` } });
+    expect(read).toMatchObject({ status: 'completed', output: { value: 'from-codex' } });
+
+    // Running it again replaces only its own section.
+    const again = await aip(['mcp', 'init', '--client', 'codex', '--force', '--url', gw.url, '--token-stdin'], { stdin: `${t.secret}\n`, env: { HOME: home }, cwd: dir });
+    expect(again.code).toBe(0);
+    const after = await readFile(file, 'utf8');
+    expect(after.match(/\[mcp_servers\.aipermission\]/g)).toHaveLength(1);
+    expect(after).toContain('[mcp_servers.other]');
+  });
+
+  it('prints both ways to connect for a custom client, and rejects what is not a token or a client', async () => {
+    const t = await token({ get_key: 'always_run' });
+    const custom = await aip(['mcp', 'init', '--client', 'custom', '--url', gw.url, '--token-stdin'], { stdin: `${t.secret}\n`, cwd: dir });
+    expect(custom.code).toBe(0);
+    expect(custom.stdout).toContain(`URL:     ${gw.url}/mcp`);
+    expect(custom.stdout).toContain(`Authorization: Bearer ${t.secret}`);
+    expect(custom.stdout).toMatch(/args: +\S+aip\.js mcp/);
+    const notToken = await aip(['mcp', 'init', '--client', 'custom', '--token-stdin'], { stdin: 'hunter2\n', cwd: dir });
+    expect(notToken.code).toBe(2);
+    expect(notToken.stderr).toMatch(/not an MCP token/);
+    const badClient = await aip(['mcp', 'init', '--client', 'emacs', '--token-stdin'], { stdin: `${t.secret}\n`, cwd: dir });
+    expect(badClient.code).toBe(2);
+    expect(badClient.stderr).toMatch(/--client must be one of claude-code, codex, cursor, vscode, windsurf, gemini, custom/);
+  });
+});
+
+describe('aip mcp instructions and the bridge', () => {
+  it('prints the operator guidance for agents', async () => {
+    const result = await aip(['mcp', 'instructions']);
+    expect(result.code).toBe(0);
+    for (const step of [/list_connector_targets/, /get_connector_help/, /short, honest reason/, /poll get_connector_action_request/, /stale.*send a fresh request/s, /Never ask for passwords/]) {
+      expect(result.stdout).toMatch(step);
+    }
+  });
+
+  it('refuses a non-loopback URL before it sends the token anywhere', async () => {
+    const t = await token({ get_key: 'always_run' });
+    // A listener on a non-loopback address of this machine would see the token if the bridge sent it.
+    const seen: string[] = [];
+    const external = externalAddress();
+    let server: Server | undefined;
+    let url = 'http://192.0.2.1:3210';
+    if (external) {
+      server = createServer((req, res) => {
+        seen.push(String(req.headers.authorization));
+        res.end();
+      });
+      await new Promise<void>((resolve) => server!.listen(0, external, resolve));
+      url = `http://${external}:${(server.address() as { port: number }).port}`;
+    }
+    try {
+      const result = await aip(['mcp'], { env: { AIP_URL: url, AIP_TOKEN: t.secret }, stdin: '{"jsonrpc":"2.0","id":1,"method":"initialize","params":{}}\n' });
+      expect(result.code).toBe(2);
+      expect(result.stderr).toMatch(/Refusing to talk to .*loopback/);
+      expect(seen).toEqual([]);
+    } finally {
+      server?.close();
+    }
+    const https = await aip(['mcp'], { env: { AIP_URL: 'https://127.0.0.1:3210', AIP_TOKEN: t.secret } });
+    expect(https.code).toBe(2);
+    const missing = await aip(['mcp'], { env: { AIP_URL: gw.url } });
+    expect(missing.code).toBe(2);
+    expect(missing.stderr).toMatch(/Set AIP_TOKEN/);
+  });
+
+  it('relays a gateway that is not there as a clear error to the client', async () => {
+    const t = await token({ get_key: 'always_run' });
+    const transport = new StdioClientTransport({ command: process.execPath, args: [AIP, 'mcp'], env: { AIP_URL: 'http://127.0.0.1:9', AIP_TOKEN: t.secret, PATH: process.env.PATH ?? '' }, stderr: 'pipe' });
+    const client = new Client({ name: 'no-gateway', version: '1' });
+    await expect(client.connect(transport)).rejects.toThrow(/No AIPermission gateway answers at http:\/\/127\.0\.0\.1:9\. Ask your operator to start it/);
+    await client.close().catch(() => undefined);
+  });
+});
+
+/** A non-loopback IPv4 address of this machine, if it has one. */
+function externalAddress(): string | undefined {
+  for (const addresses of Object.values(networkInterfaces())) {
+    for (const address of addresses ?? []) if (address.family === 'IPv4' && !address.internal) return address.address;
+  }
+  return undefined;
+}
