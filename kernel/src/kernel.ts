@@ -211,36 +211,42 @@ export function createKernel(options: KernelOptions): Kernel {
     unlocked: () => [...workspaces.values()],
     isUnlocked: (name) => workspaces.has(name),
     authenticateToken(rawToken) {
-      const wait = tokenFailures.retryAfterMs('mcp');
-      if (wait > 0) throw tooManyAttempts(wait, 'token authentications');
-      const fail = (error: KernelError): never => {
-        tokenFailures.recordFailure('mcp');
+      // Failures are limited per kind of failure, never globally: a client
+      // hammering with a bad or revoked token must not lock out the agents
+      // whose tokens are valid (a valid token is a 256-bit secret, so the
+      // limit guards the audit log and the CPU, not against guessing).
+      const refuse = (key: string, error: KernelError): never => {
+        const wait = tokenFailures.retryAfterMs(key);
+        if (wait > 0) throw tooManyAttempts(wait, 'token authentications');
+        tokenFailures.recordFailure(key);
         throw error;
       };
       if (typeof rawToken !== 'string' || !TOKEN_PATTERN.test(rawToken)) {
-        fail(new KernelError('invalid_token', 'The MCP token is missing or malformed. Ask your operator for a token (it starts with aip_).', { status: 401 }));
+        refuse('unknown', new KernelError('invalid_token', 'The MCP token is missing or malformed. Ask your operator for a token (it starts with aip_).', { status: 401 }));
       }
       const hash = hashToken(rawToken);
+      const now = clock.now();
       const matches: AuthenticatedToken[] = [];
       for (const ws of workspaces.values()) {
         const token = ws.tokens.findByHash(hash);
         if (token) matches.push({ workspace: ws, token });
       }
-      if (matches.length > 1) {
+      // Only copies that still work count: revoking or expiring all but one resolves a conflict.
+      const active = matches.filter((m) => tokenState(m.token, now) === 'active');
+      if (active.length > 1) {
         // Never a guess about which database was meant.
         throw new KernelError(
           'token_conflict',
-          `This token is valid in more than one unlocked database (${matches.map((m) => m.workspace.name).join(', ')}), so it cannot be used. Ask your operator to revoke it in all but one.`,
+          `This token is valid in more than one unlocked database (${active.map((m) => m.workspace.name).join(', ')}), so it cannot be used. Ask your operator to revoke it in all but one, or to lock the others.`,
           { status: 409 },
         );
       }
-      const match = matches[0];
-      if (!match) {
-        return fail(new KernelError('invalid_token', 'The MCP token is not valid (unknown, or its database is locked). Ask your operator.', { status: 401 }));
+      if (active[0]) return active[0];
+      const known = matches[0];
+      if (!known) {
+        return refuse('unknown', new KernelError('invalid_token', 'The MCP token is not valid (unknown, or its database is locked). Ask your operator.', { status: 401 }));
       }
-      const state = tokenState(match.token, clock.now());
-      if (state !== 'active') fail(tokenRefusal(state));
-      return match;
+      return refuse(`token:${known.token.id}`, tokenRefusal(tokenState(known.token, now) as 'expired' | 'revoked'));
     },
     async expireNow() {
       for (const ws of workspaces.values()) await ws.expirePending();

@@ -51,7 +51,7 @@ export async function startGateway(options: GatewayOptions = {}): Promise<Gatewa
   const { app, mcp } = createHttpApp({ kernel, getPort: () => port, version: VERSION });
   let server: RunningServer;
   try {
-    server = await listenOnLoopback(app.fetch, { host: options.host ?? DEFAULT_HOST, port });
+    server = await listenOnLoopback(app.fetch, { host: options.host ?? DEFAULT_HOST, port, onUpgrade: (request, socket, head) => mcp.handleUpgrade(request, socket, head) });
   } catch (error) {
     await kernel.close();
     throw error;

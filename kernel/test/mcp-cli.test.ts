@@ -1,7 +1,8 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { execFileSync, spawn } from 'node:child_process';
 import { mkdir, readFile, stat, writeFile } from 'node:fs/promises';
-import { createServer, type Server } from 'node:http';
+import { createServer, request as httpRequest, type Server } from 'node:http';
+import type { Duplex } from 'node:stream';
 import { networkInterfaces } from 'node:os';
 import { join } from 'node:path';
 import { Redis } from 'ioredis';
@@ -49,6 +50,13 @@ afterAll(async () => {
   direct.disconnect();
   await cleanup();
 });
+
+/** After a test locked the database: unlock it and turn MCP back on for the tests that follow. */
+async function unlockAgain() {
+  expect((await aip(['unlock', '--url', gw.url, '--password-stdin'], { stdin: `${PASSWORD}\n` })).code).toBe(0);
+  op = await operator(gw.url);
+  await op.call('PUT', op.db('/mcp'), { running: true });
+}
 
 /** `aip approvals watch` as a live process: its output so far, and a way to type a line. */
 function startWatch() {
@@ -142,6 +150,32 @@ describe('aip approvals watch', () => {
     expect(decisions[1]!.actor).toBe(decisions[0]!.actor);
   });
 
+  it('takes a typed password on a terminal, then commands, and ends with a clear message when the database is locked', async () => {
+    // A real pseudo-terminal (util-linux script): the password prompt is hidden input on the TTY.
+    const command = [process.execPath, AIP, 'approvals', 'watch', '--url', gw.url].map((part) => `'${part}'`).join(' ');
+    const child = spawn('script', ['-qfec', command, '/dev/null'], { env: { PATH: process.env.PATH ?? '', HOME: dir, TERM: 'dumb' }, stdio: ['pipe', 'pipe', 'pipe'] });
+    let output = '';
+    child.stdout.on('data', (chunk: Buffer) => (output += chunk.toString()));
+    const waitFor = async (pattern: RegExp) => {
+      const deadline = Date.now() + 10_000;
+      while (!pattern.test(output)) {
+        if (Date.now() > deadline) throw new Error(`never saw ${pattern}; output:\n${output}`);
+        await new Promise((resolve) => setTimeout(resolve, 20));
+      }
+    };
+    await waitFor(/Password for database "main": /);
+    child.stdin.write(`${PASSWORD}\r`);
+    await waitFor(/Watching "main" for requests/);
+    expect(output).not.toContain(PASSWORD);
+    child.stdin.write('approve everything\r');
+    await waitFor(/Type: run N \[note\]/);
+    const exited = new Promise<number>((resolve) => child.once('exit', (code) => resolve(code ?? -1)));
+    await op.call('POST', op.db('/lock'));
+    await waitFor(/Database "main" was locked, which ends this session\. Unlock it and run aip approvals watch again\./);
+    expect(await exited).toBe(1);
+    await unlockAgain();
+  });
+
   it('refuses a wrong password and says so', async () => {
     const result = await aip(['approvals', 'watch', '--url', gw.url, '--password-stdin'], { stdin: 'not-the-password\n' });
     expect(result.code).not.toBe(0);
@@ -190,7 +224,7 @@ describe('aip mcp init', () => {
     const t = await token({ get_key: 'always_run' });
     const project = await repo('cursor');
     await mkdir(join(project, '.cursor'));
-    await writeFile(join(project, '.cursor', 'mcp.json'), JSON.stringify({ mcpServers: { other: { command: 'other-server' } } }));
+    await writeFile(join(project, '.cursor', 'mcp.json'), JSON.stringify({ mcpServers: { other: { command: 'other-server' } } }), { mode: 0o644 });
     execFileSync('git', ['-C', project, 'add', '.cursor/mcp.json']);
 
     const refused = await aip(['mcp', 'init', '--client', 'cursor', '--url', gw.url, '--token-stdin'], { stdin: `${t.secret}\n`, cwd: project });
@@ -207,6 +241,8 @@ describe('aip mcp init', () => {
     expect(forced.code).toBe(0);
     const merged = JSON.parse(await readFile(join(project, '.cursor', 'mcp.json'), 'utf8')) as { mcpServers: Record<string, unknown> };
     expect(Object.keys(merged.mcpServers)).toEqual(['other', 'aipermission']);
+    // It was 0644 before; with a token in it, only its owner may read it.
+    expect((await stat(join(project, '.cursor', 'mcp.json'))).mode & 0o777).toBe(0o600);
   });
 
   it('writes the VS Code, Gemini and Windsurf shapes', async () => {
@@ -312,6 +348,51 @@ describe('aip mcp instructions and the bridge', () => {
     expect(missing.stderr).toMatch(/Set AIP_TOKEN/);
   });
 
+  it('guards the bridge channel like every request: token, Host, no browsers, only /mcp', async () => {
+    const t = await token({ get_key: 'always_run' });
+    const host = new URL(gw.url).host;
+    expect(await upgrade({ Host: host })).toMatchObject({ status: 401, message: expect.stringMatching(/needs an MCP token/) });
+    expect(await upgrade({ Host: host, Authorization: 'Bearer aip_notarealtoken000000000000000000000000' })).toMatchObject({ status: 401 });
+    expect(await upgrade({ Host: 'evil.example', Authorization: `Bearer ${t.secret}` })).toMatchObject({ status: 403, message: expect.stringMatching(/not this gateway/) });
+    expect(await upgrade({ Host: host, Origin: 'https://evil.example', Authorization: `Bearer ${t.secret}` })).toMatchObject({ status: 403, message: expect.stringMatching(/Browsers may not/) });
+    expect(await upgrade({ Host: host, Origin: gw.url, Authorization: `Bearer ${t.secret}` })).toMatchObject({ status: 403 });
+    expect(await upgrade({ Host: host, Authorization: `Bearer ${t.secret}` }, '/api/databases')).toMatchObject({ status: 400 });
+    const opened = await upgrade({ Host: host, Authorization: `Bearer ${t.secret}` });
+    expect('socket' in opened).toBe(true);
+    (opened as { socket: Duplex }).socket.destroy();
+  });
+
+  it('closes a bridge connection that sends a message over the size cap, and keeps serving others', async () => {
+    const t = await token({ get_key: 'always_run' });
+    const opened = await upgrade({ Host: new URL(gw.url).host, Authorization: `Bearer ${t.secret}` });
+    const socket = (opened as { socket: Duplex }).socket;
+    const closed = new Promise((resolve) => socket.once('close', resolve));
+    socket.on('error', () => undefined);
+    const chunk = Buffer.alloc(1024 * 1024, 'a');
+    for (let i = 0; i < 6 && !socket.destroyed; i += 1) socket.write(chunk);
+    await closed;
+    const client = await mcpClient('stdio', gw.url, t.secret);
+    clients.push(client);
+    expect((await callTool(client, 'list_connector_targets')).targets).toHaveLength(1);
+  });
+
+  it('ends the bridge when its database is locked, and the bridge says why', async () => {
+    const t = await token({ get_key: 'always_run' });
+    const child = spawn(process.execPath, [AIP, 'mcp'], { env: { AIP_URL: gw.url, AIP_TOKEN: t.secret, PATH: process.env.PATH ?? '' }, stdio: ['pipe', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (chunk: Buffer) => (stdout += chunk.toString()));
+    child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
+    child.stdin.write(`${JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'initialize', params: { protocolVersion: '2025-06-18', capabilities: {}, clientInfo: { name: 'raw', version: '1' } } })}\n`);
+    while (!stdout.includes('"id":1')) await new Promise((resolve) => setTimeout(resolve, 20));
+    expect(JSON.parse(stdout.trim().split('\n')[0]!)).toMatchObject({ id: 1, result: { serverInfo: { name: 'aipermission' } } });
+    const exited = new Promise<number>((resolve) => child.once('exit', (code) => resolve(code ?? -1)));
+    await op.call('POST', op.db('/lock'));
+    expect(await exited).toBe(0);
+    expect(stderr).toMatch(/the gateway closed the connection/);
+    await unlockAgain();
+  });
+
   it('relays a gateway that is not there as a clear error to the client', async () => {
     const t = await token({ get_key: 'always_run' });
     const transport = new StdioClientTransport({ command: process.execPath, args: [AIP, 'mcp'], env: { AIP_URL: 'http://127.0.0.1:9', AIP_TOKEN: t.secret, PATH: process.env.PATH ?? '' }, stderr: 'pipe' });
@@ -322,6 +403,22 @@ describe('aip mcp instructions and the bridge', () => {
 });
 
 /** A non-loopback IPv4 address of this machine, if it has one. */
+/** Opens the bridge channel by hand: the 101 socket, or the refusal's status and JSON-RPC error message. */
+function upgrade(headers: Record<string, string>, path = '/mcp'): Promise<{ socket: Duplex } | { status: number; message: string }> {
+  const url = new URL(gw.url);
+  return new Promise((resolve, reject) => {
+    const request = httpRequest({ host: url.hostname, port: url.port, path, headers: { Connection: 'Upgrade', Upgrade: 'aip-mcp-stdio', ...headers } });
+    request.on('upgrade', (_response, socket) => resolve({ socket }));
+    request.on('response', (response) => {
+      let body = '';
+      response.on('data', (chunk: Buffer) => (body += chunk.toString()));
+      response.on('end', () => resolve({ status: response.statusCode ?? 0, message: (JSON.parse(body) as { error: { message: string } }).error.message }));
+    });
+    request.on('error', reject);
+    request.end();
+  });
+}
+
 function externalAddress(): string | undefined {
   for (const addresses of Object.values(networkInterfaces())) {
     for (const address of addresses ?? []) if (address.family === 'IPv4' && !address.internal) return address.address;

@@ -238,6 +238,11 @@ describe.each(['http', 'stdio'] as const)('MCP over %s', (kind) => {
     const canceled = await callTool(client, 'cancel_connector_action_request', { request_id: pending.request_id });
     expect(canceled).toMatchObject({ status: 'canceled' });
     expect((await pendingInGateway(pending.request_id)).status).toBe('canceled');
+    // Idempotent, as its annotation says: cancelling again answers the same, and audits nothing new.
+    const audited = async () => (await op.call<{ entries: Array<{ subject: Record<string, string> }> }>('GET', op.db('/audit?event=action.canceled&limit=500'))).entries.filter((e) => e.subject.requestId === pending.request_id).length;
+    expect(await audited()).toBe(1);
+    expect(await callTool(client, 'cancel_connector_action_request', { request_id: pending.request_id })).toMatchObject({ status: 'canceled' });
+    expect(await audited()).toBe(1);
     const lookAtOthers = await callTool(otherClient, 'get_connector_action_request', { request_id: pending.request_id });
     expect(lookAtOthers).toMatchObject({ isError: true, error: { code: 'not_found' } });
   });
@@ -265,9 +270,12 @@ describe.each(['http', 'stdio'] as const)('MCP over %s', (kind) => {
     expect(invalid).toMatchObject({ isError: true, error: { code: 'invalid_input', message: expect.stringMatching(/input\.value: must be string/) } });
     const unknown = await callTool(client, 'call_connector_action', { target_ref: `redis:tgt_0000000000000000:prf_0000000000000000`, action_name: 'set_string', input: {} });
     expect(unknown).toMatchObject({ isError: true, error: { code: 'unknown_target' } });
+    // The tool's own arguments malformed (no action_name, input not an object): refused and audited too.
+    const malformed = await callTool(client, 'call_connector_action', { target_ref: redisTarget.ref, input: 'SET x y' });
+    expect(malformed).toMatchObject({ isError: true, error: { code: 'invalid_input', message: expect.stringMatching(/^Invalid arguments for call_connector_action: .*the arguments object is missing the field "action_name"/) } });
     expect(await direct.exists(`${prefix}huge`, `${prefix}bad`)).toBe(0);
     const after = (await op.call<{ entries: unknown[] }>('GET', op.db(`/audit?event=action.rejected&limit=500`))).entries.length;
-    expect(after - before).toBe(3);
+    expect(after - before).toBe(4);
   });
 
   it('serves several clients with their own tokens at once', async () => {

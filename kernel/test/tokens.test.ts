@@ -59,6 +59,19 @@ describe('MCP tokens', () => {
     expect(() => h.kernel.authenticateToken(`aip_${'C'.repeat(43)}`)).toThrow(expect.objectContaining({ code: 'invalid_token' }));
   });
 
+  it('never locks out a valid token because other clients keep failing', async () => {
+    const { secret } = await h.ws.tokens.create({ name: 'good' }, 'operator:test');
+    const { token: stale, secret: revoked } = await h.ws.tokens.create({ name: 'revoked' }, 'operator:test');
+    await h.ws.tokens.revoke(stale.id, 'operator:test');
+    for (let i = 0; i < 12; i += 1) expect(() => h.kernel.authenticateToken(`aip_${'D'.repeat(42)}${i % 10}`)).toThrow();
+    for (let i = 0; i < 10; i += 1) expect(() => h.kernel.authenticateToken(revoked)).toThrow(expect.objectContaining({ code: 'token_revoked' }));
+    // Both failing kinds are limited now...
+    expect(() => h.kernel.authenticateToken(`aip_${'E'.repeat(43)}`)).toThrow(expect.objectContaining({ code: 'too_many_attempts' }));
+    expect(() => h.kernel.authenticateToken(revoked)).toThrow(expect.objectContaining({ code: 'too_many_attempts' }));
+    // ...and the valid token is not.
+    expect(h.kernel.authenticateToken(secret).token.name).toBe('good');
+  });
+
   it('treats a token valid in two unlocked databases as a conflict, never a guess', async () => {
     const { secret } = await h.ws.tokens.create({ name: 'shared' }, 'operator:test');
     await h.kernel.createDatabase('second', OTHER_PASSWORD);
@@ -69,8 +82,11 @@ describe('MCP tokens', () => {
       secret.slice(0, 12),
     ]);
     await h.kernel.lock('second', 'operator:test');
-    await h.kernel.unlock('second', OTHER_PASSWORD, 'operator:test');
+    const reopened = await h.kernel.unlock('second', OTHER_PASSWORD, 'operator:test');
     expect(() => h.kernel.authenticateToken(secret)).toThrow(expect.objectContaining({ code: 'token_conflict', status: 409 }));
+    // Revoking the copy resolves it: only copies that still work count.
+    await reopened.tokens.revoke('tok_copy000000000000', 'operator:test');
+    expect(h.kernel.authenticateToken(secret).workspace.name).toBe('main');
     await h.kernel.lock('second', 'operator:test');
     expect(h.kernel.authenticateToken(secret).workspace.name).toBe('main');
   });

@@ -431,6 +431,8 @@ export function createApprovalStore(deps: {
         const row = await store.getRow(tx, id);
         // Another token's request is reported as absent: an agent learns nothing about requests it does not own.
         if (!row || row.token_id !== tokenId) throw errors.notFound('Request', id);
+        // Cancelling twice answers the same (idempotent); only a request that moved on otherwise is a conflict.
+        if (row.status === 'canceled') return toRequest(row);
         return store.transition(tx, id, ['approval_pending'], 'canceled', { finished_at: isoAt(clock.now()), status_reason: 'canceled by the agent' }, {
           actor,
           event: 'action.canceled',

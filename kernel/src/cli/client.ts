@@ -89,7 +89,9 @@ export class GatewayClient {
     } catch {
       throw new CliError(`No gateway is answering at ${this.baseUrl}.`);
     }
-    if (!response.ok || !response.body) throw new CliError(`The gateway refused the event stream (${response.status}).`);
+    if (!response.ok || !response.body) {
+      throw Object.assign(new CliError(`The gateway refused the event stream (${response.status}).`), { status: response.status });
+    }
     const decoder = new TextDecoder();
     let buffer = '';
     for await (const chunk of response.body as unknown as AsyncIterable<Uint8Array>) {

@@ -26,7 +26,7 @@ function readStdinLines(): Promise<string[]> {
   return stdinLines;
 }
 
-function stdinSource(): PasswordSource {
+function stdinSource(option: string): PasswordSource {
   let next = 0;
   return {
     async read(label) {
@@ -34,7 +34,7 @@ function stdinSource(): PasswordSource {
       const line = lines[next];
       next += 1;
       if (line === undefined || line === '') {
-        throw new CliError(`--password-stdin: expected the ${label.replace(/:\s*$/, '').toLowerCase()} on line ${next} of standard input.`, EXIT.usage);
+        throw new CliError(`${option}: expected the ${label.replace(/:\s*$/, '').toLowerCase()} on line ${next} of standard input.`, EXIT.usage);
       }
       return line;
     },
@@ -95,8 +95,9 @@ function ttySource(): PasswordSource {
   };
 }
 
-export function passwordSource(fromStdin: boolean | undefined): PasswordSource {
-  return fromStdin ? stdinSource() : ttySource();
+/** `option` names the flag in errors (--password-stdin, or --token-stdin for a token). */
+export function passwordSource(fromStdin: boolean | undefined, option = '--password-stdin'): PasswordSource {
+  return fromStdin ? stdinSource(option) : ttySource();
 }
 
 /** Reads a visible line from the terminal (never stdin, which may carry a password). */

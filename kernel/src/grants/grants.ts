@@ -79,6 +79,8 @@ export interface GrantStore {
   set(input: GrantSetInput, actor: string): Promise<Grant>;
   remove(id: string, actor: string): Promise<void>;
   list(filter?: { tokenId?: string; targetId?: string; profileId?: string }): Promise<Grant[]>;
+  /** A token's grants from the in-memory mirror (what committed last), for the MCP hot path. */
+  cachedForToken(tokenId: string): Grant[];
   /**
    * Pass `q` (a transaction) when evaluating inside a write, to see that
    * transaction's changes; without it the in-memory mirror answers.
@@ -103,21 +105,27 @@ export async function createGrantStore(deps: {
   // transaction and swapped in when it commits.
   const key = (tokenId: string, targetId: string, profileId: string) => `${tokenId}|${targetId}|${profileId}`;
   let mirror = new Map<string, Row[]>();
+  let byToken = new Map<string, Grant[]>();
   const build = (rows: Row[]) => {
     const next = new Map<string, Row[]>();
+    const tokens = new Map<string, Grant[]>();
     for (const row of rows) {
       const k = key(row.token_id, row.target_id, row.profile_id);
       const list = next.get(k);
       if (list) list.push(row);
       else next.set(k, [row]);
+      const grants = tokens.get(row.token_id);
+      if (grants) grants.push(toGrant(row));
+      else tokens.set(row.token_id, [toGrant(row)]);
     }
-    return next;
+    return { next, tokens };
   };
-  mirror = build(await db.all<Row>('SELECT * FROM grants'));
+  ({ next: mirror, tokens: byToken } = build(await db.all<Row>('SELECT * FROM grants ORDER BY token_id, target_id, profile_id, action')));
   const reload = async (tx: SqlTx) => {
-    const next = build(await tx.all<Row>('SELECT * FROM grants'));
+    const built = build(await tx.all<Row>('SELECT * FROM grants ORDER BY token_id, target_id, profile_id, action'));
     tx.afterCommit(() => {
-      mirror = next;
+      mirror = built.next;
+      byToken = built.tokens;
     });
   };
 
@@ -207,6 +215,9 @@ export async function createGrantStore(deps: {
       const where = new Where().add('token_id = ?', filter.tokenId).add('target_id = ?', filter.targetId).add('profile_id = ?', filter.profileId);
       const rows = await db.all<Row>(`SELECT * FROM grants ${where} ORDER BY token_id, target_id, profile_id, action`, where.params);
       return rows.map(toGrant);
+    },
+    cachedForToken(tokenId) {
+      return byToken.get(tokenId) ?? [];
     },
     async evaluate(tokenId, targetId, profileId, action, q) {
       if (!q) {

@@ -66,7 +66,7 @@ export function createHttpApp(options: HttpAppOptions): { app: Hono<HttpEnv>; se
   // The MCP endpoint: bearer MCP tokens only (no cookie, no CSRF: an operator
   // session never works here, and an MCP token never works on /api). Host and
   // Origin were checked above, as the MCP spec requires against DNS rebinding.
-  const mcp = createMcpEndpoint(kernel);
+  const mcp = createMcpEndpoint(kernel, { getPort: options.getPort });
   app.all('/mcp', (c) => mcp.handle(c.req.raw));
 
   app.get('/', (c) =>

@@ -33,6 +33,18 @@ export function allowedHosts(port: number): Set<string> {
 }
 
 /**
+ * Whether a Host (or an Origin's host) names this gateway: `localhost` or a
+ * loopback IP literal (any of 127/8, as the gateway may bind 127.0.0.2), on
+ * its port. A DNS-rebinding page always sends its own domain name, never this.
+ */
+export function isGatewayHost(host: string, port: number): boolean {
+  const lower = host.toLowerCase();
+  if (allowedHosts(port).has(lower)) return true;
+  const match = /^(\d{1,3}(?:\.\d{1,3}){3}):(\d+)$/.exec(lower);
+  return match !== null && Number(match[2]) === port && isLoopbackAddress(match[1]);
+}
+
+/**
  * Invariant 7 against DNS rebinding: a page on evil.example that re-points
  * its name to 127.0.0.1 still sends `Host: evil.example`, and a page of any
  * other origin sends its Origin. Both are refused before any route runs.
@@ -40,9 +52,8 @@ export function allowedHosts(port: number): Set<string> {
 export function hostAndOriginCheck(getPort: () => number): MiddlewareHandler<HttpEnv> {
   return async function hostAndOriginCheck(c, next) {
     const port = getPort();
-    const hosts = allowedHosts(port);
     const host = c.req.header('host') ?? new URL(c.req.url).host;
-    if (!hosts.has(host.toLowerCase())) {
+    if (!isGatewayHost(host, port)) {
       throw new KernelError('bad_host', `Host "${host}" is not this gateway. Use http://127.0.0.1:${port}/.`, { status: 403 });
     }
     const origin = c.req.header('origin');
@@ -54,7 +65,7 @@ export function hostAndOriginCheck(getPort: () => number): MiddlewareHandler<Htt
       } catch {
         originHost = undefined;
       }
-      if (!originHost || !hosts.has(originHost.toLowerCase())) {
+      if (!originHost || !isGatewayHost(originHost, port)) {
         throw new KernelError('bad_origin', `Requests from origin "${origin}" are not accepted; only the gateway's own pages may call it.`, { status: 403 });
       }
     }

@@ -1,5 +1,7 @@
 import { serve, type ServerType } from '@hono/node-server';
+import type { IncomingMessage } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import type { Duplex } from 'node:stream';
 import { isIP } from 'node:net';
 import { KernelError } from '../lib/errors.js';
 import { isLoopbackAddress } from './boundary.js';
@@ -31,10 +33,15 @@ export interface RunningServer {
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
 type FetchHandler = (request: Request, env: any) => Response | Promise<Response>;
 
-export async function listenOnLoopback(fetch: FetchHandler, options: { host: string; port: number }): Promise<RunningServer> {
+export async function listenOnLoopback(
+  fetch: FetchHandler,
+  options: { host: string; port: number; onUpgrade?: (request: IncomingMessage, socket: Duplex, head: Buffer) => void },
+): Promise<RunningServer> {
   const host = loopbackBindAddress(options.host);
   const server: ServerType = await new Promise((resolve, reject) => {
     const created = serve({ fetch, hostname: host, port: options.port }, () => resolve(created));
+    // Without a listener node answers every Upgrade by closing the connection.
+    if (options.onUpgrade) created.on('upgrade', options.onUpgrade);
     created.once('error', (error: NodeJS.ErrnoException) => {
       reject(
         error.code === 'EADDRINUSE'

@@ -8,8 +8,8 @@ import { KernelError } from './errors.js';
  */
 export const ajv = new Ajv({ strict: true, allErrors: true, useDefaults: false, coerceTypes: false });
 
-function describe(error: ErrorObject): string {
-  const where = error.instancePath === '' ? 'the body' : `"${error.instancePath.slice(1).replace(/\//g, '.')}"`;
+function describe(error: ErrorObject, root: string): string {
+  const where = error.instancePath === '' ? root : `"${error.instancePath.slice(1).replace(/\//g, '.')}"`;
   switch (error.keyword) {
     case 'additionalProperties':
       return `${where} has an unknown field "${String(error.params.additionalProperty)}"`;
@@ -25,18 +25,22 @@ function describe(error: ErrorObject): string {
 }
 
 /** A readable sentence listing every schema violation. */
-export function formatSchemaErrors(errors: readonly ErrorObject[] | null | undefined): string {
+export function formatSchemaErrors(errors: readonly ErrorObject[] | null | undefined, root = 'the body'): string {
   if (!errors || errors.length === 0) return 'The input is invalid.';
-  const unique = [...new Set(errors.map(describe))];
+  const unique = [...new Set(errors.map((error) => describe(error, root)))];
   return `${unique.join('; ')}.`;
 }
 
-/** Compiles a schema once; the returned function throws a 400 KernelError naming every problem. */
-export function compileValidator<T>(schema: object, what = 'request'): (value: unknown) => T {
+/**
+ * Compiles a schema once; the returned function throws a 400 KernelError
+ * naming every problem. `what` names the whole value in the message
+ * ("Invalid request body: the body is missing ...").
+ */
+export function compileValidator<T>(schema: object, what = 'request', root = 'the body'): (value: unknown) => T {
   const validate: ValidateFunction = ajv.compile(schema);
   return (value: unknown) => {
     if (!validate(value)) {
-      throw new KernelError('invalid_input', `The ${what} is invalid: ${formatSchemaErrors(validate.errors)}`, { status: 400 });
+      throw new KernelError('invalid_input', `Invalid ${what}: ${formatSchemaErrors(validate.errors, root)}`, { status: 400 });
     }
     return value as T;
   };

@@ -1,7 +1,11 @@
 import { randomUUID } from 'node:crypto';
+import type { IncomingMessage } from 'node:http';
+import type { Duplex, Readable, Writable } from 'node:stream';
 import { Server } from '@modelcontextprotocol/sdk/server/index.js';
+import { StdioServerTransport } from '@modelcontextprotocol/sdk/server/stdio.js';
 import { WebStandardStreamableHTTPServerTransport } from '@modelcontextprotocol/sdk/server/webStandardStreamableHttp.js';
-import { CallToolRequestSchema, ListToolsRequestSchema, isInitializeRequest } from '@modelcontextprotocol/sdk/types.js';
+import { CallToolRequestSchema, ListToolsRequestSchema, isInitializeRequest, isJSONRPCRequest, type JSONRPCMessage } from '@modelcontextprotocol/sdk/types.js';
+import { isGatewayHost, isLoopbackAddress } from '../http/boundary.js';
 import { hashToken } from '../tokens/index.js';
 import { isKernelError, KernelError } from '../lib/errors.js';
 import type { Kernel } from '../kernel.js';
@@ -9,6 +13,7 @@ import { VERSION } from '../version.js';
 import { createTools } from './tools.js';
 import { toCallToolResult } from './format.js';
 import { MCP_INSTRUCTIONS } from './instructions.js';
+import { STREAM_UPGRADE_PROTOCOL } from './constants.js';
 
 /** Sessions one token may hold; a client that opens more loses its least recently used one. */
 export const MAX_SESSIONS_PER_TOKEN = 32;
@@ -46,9 +51,11 @@ export function bearerOf(request: Request): string | undefined {
  * the token that created it. One low-level MCP server per session, whose
  * tools call into the kernel with the request's own token.
  */
-export function createMcpEndpoint(kernel: Kernel) {
+export function createMcpEndpoint(kernel: Kernel, options: { getPort: () => number }) {
   const tools = createTools(kernel);
   const sessions = new Map<string, McpSession>();
+  /** The stdio bridge's connections: one MCP server each, bound to its token. */
+  const streams = new Set<{ tokenHash: string; database: string; socket: Duplex; opened: number }>();
 
   const close = (session: McpSession) => {
     sessions.delete(session.id);
@@ -56,6 +63,7 @@ export function createMcpEndpoint(kernel: Kernel) {
   };
   kernel.onLocked((name) => {
     for (const session of sessions.values()) if (session.database === name) close(session);
+    for (const stream of streams) if (stream.database === name) stream.socket.end();
   });
   const sweep = setInterval(() => {
     const now = kernel.clock.now();
@@ -67,6 +75,7 @@ export function createMcpEndpoint(kernel: Kernel) {
     const server = new Server({ name: 'aipermission', version: VERSION }, { capabilities: { tools: {} }, instructions: MCP_INSTRUCTIONS });
     server.setRequestHandler(ListToolsRequestSchema, () => ({ tools: tools.tools }));
     server.setRequestHandler(CallToolRequestSchema, async (request, extra) => {
+      // Every message carries the token it was authenticated with (HTTP: this request's; stream: the connection's).
       const rawToken = extra.authInfo?.token;
       if (!rawToken) throw new Error('no token on this request');
       const progressToken = request.params._meta?.progressToken;
@@ -114,9 +123,94 @@ export function createMcpEndpoint(kernel: Kernel) {
     return session;
   };
 
+  /** Refuses an upgrade with a plain HTTP response carrying a JSON-RPC error (what the bridge relays). */
+  const refuseUpgrade = (socket: Duplex, status: number, reason: string, message: string) => {
+    const body = JSON.stringify({ jsonrpc: '2.0', error: { code: -32001, message }, id: null });
+    socket.end(
+      `HTTP/1.1 ${status} ${reason}\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`,
+    );
+  };
+
   return {
     get sessionCount() {
       return sessions.size;
+    },
+    get streamCount() {
+      return streams.size;
+    },
+    /**
+     * The stdio bridge's channel: `GET /mcp` with `Upgrade: aip-mcp-stdio` and
+     * the MCP bearer token. The same boundary as every HTTP request (loopback
+     * peer, Host, Origin), then the connection speaks MCP's stdio framing to a
+     * server bound to that token; every message re-authenticates the token,
+     * so revoking or expiring it takes effect on the next message.
+     */
+    handleUpgrade(request: IncomingMessage, socket: Duplex, head: Buffer): void {
+      socket.on('error', () => socket.destroy());
+      const port = options.getPort();
+      if (!isLoopbackAddress(request.socket.remoteAddress)) return refuseUpgrade(socket, 403, 'Forbidden', 'AIPermission only answers connections from this machine (loopback).');
+      const path = (request.url ?? '').split('?')[0];
+      if (path !== '/mcp' || request.method !== 'GET' || (request.headers.upgrade ?? '').toLowerCase() !== STREAM_UPGRADE_PROTOCOL) {
+        return refuseUpgrade(socket, 400, 'Bad Request', `Only GET /mcp with "Upgrade: ${STREAM_UPGRADE_PROTOCOL}" is accepted (the aip mcp bridge).`);
+      }
+      if (!isGatewayHost(String(request.headers.host ?? ''), port)) return refuseUpgrade(socket, 403, 'Forbidden', `Host "${request.headers.host ?? ''}" is not this gateway.`);
+      if (request.headers.origin !== undefined || request.headers['sec-fetch-site'] !== undefined) {
+        // The bridge is not a browser; anything that says it is one is refused.
+        return refuseUpgrade(socket, 403, 'Forbidden', 'Browsers may not open the bridge channel.');
+      }
+      const header = request.headers.authorization;
+      const rawToken = header ? /^Bearer\s+(\S+)\s*$/i.exec(header)?.[1] : undefined;
+      if (!rawToken) return refuseUpgrade(socket, 401, 'Unauthorized', 'This endpoint needs an MCP token: send "Authorization: Bearer aip_...". Ask your operator for one.');
+      let auth;
+      try {
+        auth = kernel.authenticateToken(rawToken);
+      } catch (error) {
+        if (!isKernelError(error)) return refuseUpgrade(socket, 500, 'Internal Server Error', 'The gateway could not check the token; see its log.');
+        return refuseUpgrade(socket, error.status, error.status === 401 ? 'Unauthorized' : 'Refused', error.message);
+      }
+      const tokenHash = hashToken(rawToken);
+      const mine = [...streams].filter((s) => s.tokenHash === tokenHash).sort((a, b) => a.opened - b.opened);
+      while (mine.length >= MAX_SESSIONS_PER_TOKEN) mine.shift()!.socket.end();
+      const stream = { tokenHash, database: auth.workspace.name, socket, opened: kernel.clock.now() };
+      streams.add(stream);
+      socket.write(`HTTP/1.1 101 Switching Protocols\r\nUpgrade: ${STREAM_UPGRADE_PROTOCOL}\r\nConnection: Upgrade\r\n\r\n`);
+      if (head.length > 0) socket.unshift(head);
+      (socket as Duplex & { setNoDelay?: (on: boolean) => void }).setNoDelay?.(true);
+
+      const server = createServer();
+      // A message larger than the HTTP body cap (plus one in flight) closes the connection.
+      const transport = new StdioServerTransport(socket as Readable, socket as Writable, { maxBufferSize: MAX_MCP_BODY_BYTES * 2 });
+      const authInfo = { token: rawToken, clientId: auth.token.id, scopes: [] as string[], extra: { database: auth.workspace.name } };
+      let ended = false;
+      const end = () => {
+        if (ended) return;
+        ended = true;
+        streams.delete(stream);
+        socket.end();
+        // The transport paused the socket on close; read on so the peer's FIN
+        // arrives, and never let a peer that does not hang up hold the socket.
+        socket.resume();
+        setTimeout(() => socket.destroy(), 2000).unref();
+        void server.close().catch(() => undefined);
+      };
+      socket.once('close', end);
+      transport.onclose = end;
+      void server.connect(transport).then(() => {
+        // The server reads the token from the message's extra info, as over HTTP.
+        const deliver = transport.onmessage as unknown as (message: JSONRPCMessage, extra: { authInfo: typeof authInfo }) => void;
+        transport.onmessage = (message: JSONRPCMessage) => {
+          if (isJSONRPCRequest(message)) {
+            try {
+              kernel.authenticateToken(rawToken);
+            } catch (error) {
+              const text = isKernelError(error) ? error.message : 'The gateway could not check the token; see its log.';
+              void transport.send({ jsonrpc: '2.0', id: message.id, error: { code: -32001, message: text } });
+              return;
+            }
+          }
+          deliver(message, { authInfo });
+        };
+      });
     },
     async handle(request: Request): Promise<Response> {
       const rawToken = bearerOf(request);
@@ -168,6 +262,7 @@ export function createMcpEndpoint(kernel: Kernel) {
     async closeAll() {
       clearInterval(sweep);
       for (const session of [...sessions.values()]) close(session);
+      for (const stream of [...streams]) stream.socket.destroy();
     },
   };
 }

@@ -6,3 +6,4 @@ export { createMcpEndpoint, bearerOf, MAX_SESSIONS_PER_TOKEN } from './endpoint.
 export type { McpEndpoint } from './endpoint.js';
 export { TOOLS, CALL_WAIT_MS } from './tools.js';
 export { MCP_INSTRUCTIONS } from './instructions.js';
+export { STREAM_UPGRADE_PROTOCOL } from './constants.js';

@@ -86,7 +86,7 @@ export const TOOLS: ToolDefinition[] = [
   },
 ];
 
-const validators = new Map(TOOLS.map((tool) => [tool.name, compileValidator<Record<string, unknown>>(tool.inputSchema, `${tool.name} arguments`)]));
+const validators = new Map(TOOLS.map((tool) => [tool.name, compileValidator<Record<string, unknown>>(tool.inputSchema, `arguments for ${tool.name}`, 'the arguments object')]));
 
 export interface ToolCallContext {
   rawToken: string;
@@ -121,7 +121,8 @@ export function createTools(kernel: Kernel) {
     const { workspace: ws, token } = authenticate(rawToken);
     const now = kernel.clock.now();
     const byRef = new Map<string, VisibleTarget>();
-    for (const grant of await ws.grants.list({ tokenId: token.id })) {
+    // From the grants mirror: what the last committed change left (the pipeline re-checks on every call).
+    for (const grant of ws.grants.cachedForToken(token.id)) {
       if (grant.expiresAt && Date.parse(grant.expiresAt) <= now) continue;
       const target = ws.targets.cachedTarget(grant.targetId);
       const profile = ws.targets.cachedProfile(grant.profileId);
@@ -292,7 +293,17 @@ export function createTools(kernel: Kernel) {
       answer = errorAnswer('unknown_tool', `There is no tool "${name.slice(0, 100)}". The tools are: ${TOOLS.map((t) => t.name).join(', ')}.`);
     } else {
       try {
-        const args = validators.get(name)!(rawArgs ?? {});
+        let args: Record<string, unknown>;
+        try {
+          args = validators.get(name)!(rawArgs ?? {});
+        } catch (error) {
+          // A malformed call is still an attempt: audited like any other refused call.
+          if (name === 'call_connector_action' && isKernelError(error)) {
+            const raw = (rawArgs ?? {}) as Record<string, unknown>;
+            await kernel.pipeline.recordRejected(ctx.rawToken, { targetRef: String(raw.target_ref ?? ''), action: String(raw.action_name ?? ''), input: undefined }, error);
+          }
+          throw error;
+        }
         answer = await handler(args, ctx);
       } catch (error) {
         if (!isKernelError(error)) {

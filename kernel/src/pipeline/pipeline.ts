@@ -38,6 +38,8 @@ export interface AuthenticatedToken {
 export interface Pipeline {
   /** The agent's call: auth -> switch -> grant -> validate -> snapshot -> audit intent -> execute -> bound/redact -> audit completion. */
   call(rawToken: string, input: CallInput, options?: CallOptions): Promise<CallOutcome>;
+  /** Audits a call refused before it reached the pipeline (the tool's own arguments were malformed). */
+  recordRejected(rawToken: string, input: CallInput, error: KernelError): Promise<void>;
   /** The operator's Run on a pending request: re-checks the snapshot, then executes the sealed input. */
   runApproved(workspace: Workspace, requestId: string, actor: string, note?: string | null, options?: CallOptions): Promise<ActionRequest>;
 }
@@ -269,6 +271,10 @@ export function createPipeline(deps: {
   };
 
   return {
+    async recordRejected(rawToken, input, error) {
+      const { workspace: ws, token } = deps.authenticate(rawToken);
+      await recordRejected(ws, token, input, error.code, error.message);
+    },
     async call(rawToken, input, options = {}) {
       const { workspace: ws, token } = deps.authenticate(rawToken);
       const actor = `token:${token.id}`;

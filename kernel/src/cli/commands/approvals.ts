@@ -139,15 +139,15 @@ async function watchCommand(argv: string[]): Promise<number> {
   const { values } = parse(argv, {}, APPROVALS_USAGE);
   const client = new GatewayClient(gatewayUrl(values.url));
   const db = await client.chooseDatabase(values.db);
+  let password: string | undefined;
+  // A typed password is read (hidden) before the command reader exists, so it never sees it.
+  if (!values['password-stdin']) password = await passwordSource(false).read(`Password for database "${db}": `);
   const input = createInterface({ input: process.stdin, terminal: false });
   const lines = input[Symbol.asyncIterator]();
-  let password: string;
-  if (values['password-stdin']) {
+  if (password === undefined) {
     const first = await lines.next();
     if (first.done || !first.value) throw new CliError('--password-stdin: the first line of standard input must be the password.', EXIT.usage);
     password = first.value;
-  } else {
-    password = await passwordSource(false).read(`Password for database "${db}": `);
   }
   await client.call('POST', `/api/databases/${encodeURIComponent(db)}/session`, { password, client: 'cli' });
   const path = (suffix: string) => `/api/databases/${encodeURIComponent(db)}${suffix}`;
@@ -173,17 +173,30 @@ async function watchCommand(argv: string[]): Promise<number> {
     // Several events at once (a burst of requests) render once.
     renderScheduled = setTimeout(() => void render().catch((error: unknown) => process.stderr.write(`aip: ${(error as Error).message}\n`)), 30);
   };
+  let ended: string | undefined;
   const stream = (async () => {
     while (!controller.signal.aborted) {
       try {
         for await (const event of client.events(controller.signal)) {
           if (event.event === 'ready') process.stdout.write(`Watching "${db}" for requests (pushed as they arrive).\n`);
           if (event.event === 'request.created' || event.event === 'request.updated') scheduleRender();
-          if (event.event === 'database.locked') process.stdout.write(`Database "${db}" was locked.\n`);
+          if (event.event === 'database.locked' && (JSON.parse(event.data) as { database?: string }).database === db) {
+            ended = `Database "${db}" was locked, which ends this session. Unlock it and run aip approvals watch again.`;
+            break;
+          }
         }
       } catch (error) {
         if (controller.signal.aborted) return;
-        process.stderr.write(`aip: event stream interrupted (${(error as Error).message}); reconnecting\n`);
+        const status = (error as { status?: number }).status;
+        // A session that is gone (locked, logged out, password changed) does not come back by retrying.
+        if (status === 423) ended ??= `Database "${db}" was locked, which ends this session. Unlock it and run aip approvals watch again.`;
+        else if (status === 401 || status === 403 || status === 404) ended ??= 'The session ended (logged out, expired, or the password changed). Run aip approvals watch again.';
+        else process.stderr.write(`aip: event stream interrupted (${(error as Error).message}); reconnecting\n`);
+      }
+      if (ended) {
+        process.stderr.write(`aip: ${ended}\n`);
+        input.close();
+        return;
       }
       await new Promise((r) => setTimeout(r, 1000));
     }
@@ -219,5 +232,5 @@ async function watchCommand(argv: string[]): Promise<number> {
   clearTimeout(renderScheduled);
   await stream.catch(() => undefined);
   input.close();
-  return EXIT.ok;
+  return ended ? EXIT.error : EXIT.ok;
 }

@@ -1,13 +1,15 @@
 import { execFileSync } from 'node:child_process';
-import { mkdir, readFile, writeFile } from 'node:fs/promises';
+import { chmod, mkdir, readFile, writeFile } from 'node:fs/promises';
 import { homedir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { StdioServerTransport } from '@modelcontextprotocol/sdk/server/stdio.js';
-import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
-import { isInitializeRequest, isJSONRPCRequest, type JSONRPCMessage } from '@modelcontextprotocol/sdk/types.js';
+import { request as httpRequest } from 'node:http';
+import { createInterface } from 'node:readline';
+import type { Duplex } from 'node:stream';
+import { isJSONRPCRequest } from '@modelcontextprotocol/sdk/types.js';
 import { TOKEN_PATTERN } from '../../tokens/index.js';
-import { MCP_INSTRUCTIONS } from '../../mcp/index.js';
+import { MCP_INSTRUCTIONS } from '../../mcp/instructions.js';
+import { STREAM_UPGRADE_PROTOCOL } from '../../mcp/constants.js';
 import { parse } from '../args.js';
 import { CliError, EXIT } from '../errors.js';
 import { gatewayUrl } from '../client.js';
@@ -27,68 +29,79 @@ function aipLauncher(): string {
 
 // ---- the stdio bridge ----------------------------------------------------------
 
-function errorText(error: unknown): string {
-  const text = error instanceof Error ? error.message : String(error);
-  // The gateway answers with a JSON-RPC error body; relay its message, not the transport's wrapping.
-  const body = /\{.*"message"\s*:\s*"((?:[^"\\]|\\.)*)".*\}/s.exec(text);
-  if (body) {
+/** Answers every request the client sends with `message` (the gateway refused or is not there), until stdin ends. */
+function answerWithError(message: string): Promise<number> {
+  process.stderr.write(`aip mcp: ${message}\n`);
+  const input = createInterface({ input: process.stdin, terminal: false });
+  input.on('line', (line) => {
+    let parsed: unknown;
     try {
-      return JSON.parse(`"${body[1]}"`) as string;
+      parsed = JSON.parse(line);
     } catch {
-      return body[1]!;
+      return;
     }
-  }
-  return text;
+    for (const item of Array.isArray(parsed) ? parsed : [parsed]) {
+      if (isJSONRPCRequest(item)) process.stdout.write(`${JSON.stringify({ jsonrpc: '2.0', id: item.id, error: { code: -32001, message } })}\n`);
+    }
+  });
+  return new Promise((resolve) => input.once('close', () => resolve(EXIT.error)));
 }
 
 /**
- * Relays MCP between stdio (the client) and the gateway's Streamable HTTP
- * endpoint, message for message: requests, responses, notifications
- * (progress included) and errors. The token goes only to a loopback URL.
+ * The stdio bridge: opens the gateway's bridge channel (an HTTP Upgrade on
+ * /mcp, authenticated with the token), which speaks MCP's own stdio framing,
+ * then relays bytes both ways. Nothing is parsed or re-framed, so requests,
+ * responses, notifications (progress included) and errors pass unchanged.
+ * The token goes only to a loopback URL (gatewayUrl refuses anything else
+ * before any connection is made).
  */
 export async function runBridge(): Promise<number> {
-  const base = gatewayUrl(process.env.AIP_URL);
+  const base = gatewayUrl(process.env.AIP_URL?.replace(/\/mcp\/?$/, ''));
   const token = process.env.AIP_TOKEN ?? '';
   if (!TOKEN_PATTERN.test(token)) {
     throw new CliError('Set AIP_TOKEN to an MCP token (aip_...) in the MCP client\'s configuration for this server. aip mcp init writes it for you.', EXIT.usage);
   }
-  const upstream = new StreamableHTTPClientTransport(new URL(`${base}/mcp`), { requestInit: { headers: { Authorization: `Bearer ${token}` } } });
-  const downstream = new StdioServerTransport();
-  let closing = false;
-  const shutdown = async () => {
-    if (closing) return;
-    closing = true;
-    await upstream.terminateSession().catch(() => undefined);
-    await upstream.close().catch(() => undefined);
-    process.exit(0);
-  };
-  upstream.onmessage = (message: JSONRPCMessage) => {
-    // Follow the protocol version the gateway chose, as a direct client would.
-    const result = (message as { result?: { protocolVersion?: unknown } }).result;
-    if (result && typeof result.protocolVersion === 'string') upstream.setProtocolVersion(result.protocolVersion);
-    void downstream.send(message);
-  };
-  upstream.onerror = (error) => process.stderr.write(`aip mcp: ${errorText(error)}\n`);
-  downstream.onmessage = (message: JSONRPCMessage) => {
-    upstream.send(message).catch((error: unknown) => {
-      if (!isJSONRPCRequest(message)) return;
-      const reachable = !/fetch failed|ECONNREFUSED/i.test(String(error));
-      void downstream.send({
-        jsonrpc: '2.0',
-        id: message.id,
-        error: {
-          code: -32001,
-          message: reachable ? errorText(error) : `No AIPermission gateway answers at ${base}. Ask your operator to start it (aip start).`,
-        },
-      });
-      if (isInitializeRequest(message) && !reachable) process.stderr.write(`aip mcp: no gateway at ${base}\n`);
+  const url = new URL(base);
+  const outcome = await new Promise<{ socket: Duplex; head: Buffer } | { refused: string }>((resolve) => {
+    const request = httpRequest({
+      host: url.hostname.replace(/^\[(.*)\]$/, '$1'),
+      port: url.port || 80,
+      path: '/mcp',
+      method: 'GET',
+      headers: { Host: url.host, Connection: 'Upgrade', Upgrade: STREAM_UPGRADE_PROTOCOL, Authorization: `Bearer ${token}` },
     });
-  };
-  downstream.onclose = () => void shutdown();
-  process.stdin.on('end', () => void shutdown());
-  await upstream.start();
-  await downstream.start();
-  return new Promise<number>(() => undefined);
+    request.on('upgrade', (_response, socket, head) => resolve({ socket, head }));
+    request.on('response', (response) => {
+      let body = '';
+      response.setEncoding('utf8');
+      response.on('data', (chunk: string) => (body += chunk));
+      response.on('end', () => {
+        let message = `The gateway refused the connection (HTTP ${response.statusCode}).`;
+        try {
+          message = (JSON.parse(body) as { error?: { message?: string } }).error?.message ?? message;
+        } catch {
+          // keep the status line message
+        }
+        resolve({ refused: message });
+      });
+    });
+    request.on('error', () => resolve({ refused: `No AIPermission gateway answers at ${base}. Ask your operator to start it (aip start).` }));
+    request.end();
+  });
+  if ('refused' in outcome) return answerWithError(outcome.refused);
+
+  const { socket, head } = outcome;
+  (socket as Duplex & { setNoDelay?: (on: boolean) => void }).setNoDelay?.(true);
+  if (head.length > 0) process.stdout.write(head);
+  process.stdin.pipe(socket);
+  socket.pipe(process.stdout);
+  return new Promise<number>((resolve) => {
+    socket.on('error', (error) => process.stderr.write(`aip mcp: connection to the gateway failed: ${error.message}\n`));
+    socket.on('close', () => {
+      if (!process.stdin.readableEnded) process.stderr.write('aip mcp: the gateway closed the connection (stopped, restarted, or the database was locked).\n');
+      resolve(EXIT.ok);
+    });
+  });
 }
 
 // ---- client setup ----------------------------------------------------------------
@@ -233,7 +246,7 @@ async function initCommand(argv: string[]): Promise<number> {
   const client = values.client as Client | undefined;
   if (!client || !CLIENTS.includes(client)) throw new CliError(`--client must be one of ${CLIENTS.join(', ')}.\n\nUsage: ${MCP_USAGE}`, EXIT.usage);
   const url = `${gatewayUrl(values.url)}/mcp`;
-  const token = (await passwordSource(values['token-stdin']).read('MCP token (aip_...): ')).trim();
+  const token = (await passwordSource(values['token-stdin'], '--token-stdin').read('MCP token (aip_...): ')).trim();
   if (!TOKEN_PATTERN.test(token)) throw new CliError('That is not an MCP token: it starts with aip_ (create one with aip token create).', EXIT.usage);
 
   const config = configFor(client, process.cwd());
@@ -255,6 +268,8 @@ async function initCommand(argv: string[]): Promise<number> {
   }
   await mkdir(dirname(file), { recursive: true });
   await writeFile(file, config.render(existing, url, token), { mode: 0o600 });
+  // An existing file keeps its mode on write: it holds a token now, so only its owner may read it.
+  await chmod(file, 0o600);
   say(`Wrote the ${client} MCP configuration to ${file}.`);
   if (ignoredByGit(file) === false) say(`Note: ${file} is not ignored by git; add it to .gitignore so the token is never committed.`);
   say('Restart the client (or reload its MCP servers) to connect. Agents should follow: aip mcp instructions');

@@ -38,10 +38,11 @@ export function eventRoutes(kernel: Kernel, sessions: SessionStore) {
       try {
         await stream.writeSSE({ event: 'ready', data: JSON.stringify({ databases: [...session.databases] }) });
         while (!closed) {
-          // Stop when the session ended (logout, expiry, password change on every database).
-          if (!sessions.get(session.secret)) break;
           const event = queue.shift();
           if (!event) {
+            // Stop when the session ended (logout, expiry, password change, lock of its
+            // databases), after what was queued (the lock event itself) went out.
+            if (!sessions.get(session.secret)) break;
             await new Promise<void>((resolve) => {
               wake = resolve;
             });
