@@ -70,6 +70,8 @@ beforeAll(async () => {
   redisTarget = await target('cache');
   otherTarget = await target('other-cache');
   await direct.set(`${basePrefix}hello`, 'world');
+  // The echo fixture plugin (progress, upgrades), installed as an operator would.
+  await installEcho('1.0.0');
 }, 60_000);
 
 afterAll(async () => {
@@ -311,7 +313,6 @@ describe('MCP: the boundary', () => {
   });
 
   it('sends connector progress as MCP progress notifications when asked, over both transports', async () => {
-    await installEcho('1.0.0');
     const echo = await target('echo-progress', { host: '127.0.0.1' }, 'echo-fixture');
     const t = await token({ progress: 'always_run' }, echo);
     for (const kind of ['http', 'stdio'] as const) {
@@ -326,15 +327,17 @@ describe('MCP: the boundary', () => {
     }
   });
 
-  it('stale after a plugin upgrade, for an agent waiting on approval', async () => {
+  it('stale after a plugin upgrade, for an agent waiting on approval, over both transports', async () => {
     const echo = await target('echo-upgrade', { host: '127.0.0.1' }, 'echo-fixture');
     const t = await token({ echo: 'approval_required' }, echo);
-    const client = await connect('http', t.secret);
-    const pending = await callTool(client, 'call_connector_action', { target_ref: echo.ref, action_name: 'echo', input: { text: 'hi' } });
-    expect(pending.status).toBe('approval_pending');
-    await installEcho('1.1.0');
-    const stale = await callTool(client, 'get_connector_action_request', { request_id: pending.request_id });
-    expect(stale).toMatchObject({ status: 'stale', status_reason: expect.stringMatching(/upgraded \(1\.0\.0 -> 1\.1\.0\)/) });
+    for (const [kind, from, to] of [['http', '1.0.0', '1.1.0'], ['stdio', '1.1.0', '1.2.0']] as const) {
+      const client = await connect(kind, t.secret);
+      const pending = await callTool(client, 'call_connector_action', { target_ref: echo.ref, action_name: 'echo', input: { text: 'hi' } });
+      expect(pending.status).toBe('approval_pending');
+      await installEcho(to);
+      const stale = await callTool(client, 'get_connector_action_request', { request_id: pending.request_id });
+      expect(stale).toMatchObject({ status: 'stale', status_reason: expect.stringContaining(`upgraded (${from} -> ${to})`), assistant_hint: expect.stringMatching(/fresh request/) });
+    }
   });
 
   it('a token valid in two unlocked databases is a conflict, never a guess', async () => {
