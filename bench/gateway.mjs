@@ -22,8 +22,7 @@ process.stdin.on('data', async (chunk) => {
   }
   if (String(chunk).trim() === 'verify') {
     const report = await ws.audit.verify();
-    const count = ws.audit.count ? await ws.audit.count() : undefined;
-    process.stdout.write(`${JSON.stringify({ ok: report.ok, entries: report.entries, count })}\n`);
+    process.stdout.write(`${JSON.stringify({ ok: report.ok, entries: report.entries })}\n`);
   }
 });
 process.stdin.on('end', () => gateway.close().then(() => process.exit(0)));

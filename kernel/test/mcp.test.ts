@@ -304,6 +304,27 @@ describe('MCP: the boundary', () => {
     expect(response.status).toBe(403);
   });
 
+  it('keeps a session to the token that opened it: another valid token on it is 403', async () => {
+    const owner = await token({ get_key: 'always_run' });
+    const intruder = await token({ get_key: 'always_run' });
+    const headers = (secret: string) => ({ authorization: `Bearer ${secret}`, 'content-type': 'application/json', accept: 'application/json, text/event-stream' });
+    const init = await fetch(`${gw.url}/mcp`, {
+      method: 'POST',
+      headers: headers(owner.secret),
+      body: JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'initialize', params: { protocolVersion: '2025-06-18', capabilities: {}, clientInfo: { name: 'x', version: '1' } } }),
+    });
+    const session = init.headers.get('mcp-session-id')!;
+    await init.body?.cancel();
+    expect(session).toBeTruthy();
+    const list = JSON.stringify({ jsonrpc: '2.0', id: 2, method: 'tools/list' });
+    const stolen = await fetch(`${gw.url}/mcp`, { method: 'POST', headers: { ...headers(intruder.secret), 'mcp-session-id': session, 'mcp-protocol-version': '2025-06-18' }, body: list });
+    expect(stolen.status).toBe(403);
+    expect(((await stolen.json()) as { error: { message: string } }).error.message).toMatch(/belongs to another token/);
+    const own = await fetch(`${gw.url}/mcp`, { method: 'POST', headers: { ...headers(owner.secret), 'mcp-session-id': session, 'mcp-protocol-version': '2025-06-18' }, body: list });
+    expect(own.status).toBe(200);
+    await own.body?.cancel();
+  });
+
   it('never accepts the operator session on /mcp, nor an MCP token on the REST API', async () => {
     const t = await token({ get_key: 'always_run' });
     const cookie = await fetch(`${gw.url}/mcp`, { method: 'POST', headers: { 'content-type': 'application/json', cookie: 'aip_session=anything' }, body: '{}' });

@@ -6,7 +6,6 @@ import { StdioServerTransport } from '@modelcontextprotocol/sdk/server/stdio.js'
 import { WebStandardStreamableHTTPServerTransport } from '@modelcontextprotocol/sdk/server/webStandardStreamableHttp.js';
 import { CallToolRequestSchema, ListToolsRequestSchema, isInitializeRequest, isJSONRPCRequest, type JSONRPCMessage } from '@modelcontextprotocol/sdk/types.js';
 import { isGatewayHost, isLoopbackAddress } from '../http/boundary.js';
-import { hashToken } from '../tokens/index.js';
 import { isKernelError, KernelError } from '../lib/errors.js';
 import type { Kernel } from '../kernel.js';
 import { VERSION } from '../version.js';
@@ -26,7 +25,8 @@ interface McpSession {
   id: string;
   transport: WebStandardStreamableHTTPServerTransport;
   server: Server;
-  tokenHash: string;
+  /** The token that opened it: `<database>/<token id>` (a token authenticates in one database only). */
+  owner: string;
   database: string;
   lastUsed: number;
 }
@@ -38,12 +38,17 @@ function jsonRpcError(status: number, code: number, message: string, headers: Re
   });
 }
 
+/** The token of an `Authorization: Bearer …` header, or undefined. */
+function bearerFrom(header: string | null | undefined): string | undefined {
+  return header ? /^Bearer\s+(\S+)\s*$/i.exec(header)?.[1] : undefined;
+}
+
 /** The bearer token of a request, or undefined. Cookies are never looked at: the operator session does not work here. */
 export function bearerOf(request: Request): string | undefined {
-  const header = request.headers.get('authorization');
-  const match = header ? /^Bearer\s+(\S+)\s*$/i.exec(header) : null;
-  return match?.[1];
+  return bearerFrom(request.headers.get('authorization'));
 }
+
+const NO_TOKEN_MESSAGE = 'This endpoint needs an MCP token: send "Authorization: Bearer aip_...". Ask your operator for one.';
 
 /**
  * The MCP endpoint (Streamable HTTP): every request authenticates with an
@@ -55,7 +60,7 @@ export function createMcpEndpoint(kernel: Kernel, options: { getPort: () => numb
   const tools = createTools(kernel);
   const sessions = new Map<string, McpSession>();
   /** The stdio bridge's connections: one MCP server each, bound to its token. */
-  const streams = new Set<{ tokenHash: string; database: string; socket: Duplex; opened: number }>();
+  const streams = new Set<{ owner: string; database: string; socket: Duplex; opened: number }>();
 
   const close = (session: McpSession) => {
     sessions.delete(session.id);
@@ -102,12 +107,12 @@ export function createMcpEndpoint(kernel: Kernel, options: { getPort: () => numb
     return server;
   };
 
-  const openSession = async (tokenHash: string, database: string): Promise<McpSession> => {
+  const openSession = async (owner: string, database: string): Promise<McpSession> => {
     // Keep each token's sessions bounded: drop its least recently used one.
-    const mine = [...sessions.values()].filter((s) => s.tokenHash === tokenHash).sort((a, b) => a.lastUsed - b.lastUsed);
+    const mine = [...sessions.values()].filter((s) => s.owner === owner).sort((a, b) => a.lastUsed - b.lastUsed);
     while (mine.length >= MAX_SESSIONS_PER_TOKEN) close(mine.shift()!);
     const server = createServer();
-    const session: McpSession = { id: '', transport: undefined as never, server, tokenHash, database, lastUsed: kernel.clock.now() };
+    const session: McpSession = { id: '', transport: undefined as never, server, owner, database, lastUsed: kernel.clock.now() };
     session.transport = new WebStandardStreamableHTTPServerTransport({
       sessionIdGenerator: () => randomUUID(),
       onsessioninitialized: (id) => {
@@ -158,9 +163,8 @@ export function createMcpEndpoint(kernel: Kernel, options: { getPort: () => numb
         // The bridge is not a browser; anything that says it is one is refused.
         return refuseUpgrade(socket, 403, 'Forbidden', 'Browsers may not open the bridge channel.');
       }
-      const header = request.headers.authorization;
-      const rawToken = header ? /^Bearer\s+(\S+)\s*$/i.exec(header)?.[1] : undefined;
-      if (!rawToken) return refuseUpgrade(socket, 401, 'Unauthorized', 'This endpoint needs an MCP token: send "Authorization: Bearer aip_...". Ask your operator for one.');
+      const rawToken = bearerFrom(request.headers.authorization);
+      if (!rawToken) return refuseUpgrade(socket, 401, 'Unauthorized', NO_TOKEN_MESSAGE);
       let auth;
       try {
         auth = kernel.authenticateToken(rawToken);
@@ -168,10 +172,10 @@ export function createMcpEndpoint(kernel: Kernel, options: { getPort: () => numb
         if (!isKernelError(error)) return refuseUpgrade(socket, 500, 'Internal Server Error', 'The gateway could not check the token; see its log.');
         return refuseUpgrade(socket, error.status, error.status === 401 ? 'Unauthorized' : 'Refused', error.message);
       }
-      const tokenHash = hashToken(rawToken);
-      const mine = [...streams].filter((s) => s.tokenHash === tokenHash).sort((a, b) => a.opened - b.opened);
+      const owner = `${auth.workspace.name}/${auth.token.id}`;
+      const mine = [...streams].filter((s) => s.owner === owner).sort((a, b) => a.opened - b.opened);
       while (mine.length >= MAX_SESSIONS_PER_TOKEN) mine.shift()!.socket.end();
-      const stream = { tokenHash, database: auth.workspace.name, socket, opened: kernel.clock.now() };
+      const stream = { owner, database: auth.workspace.name, socket, opened: kernel.clock.now() };
       streams.add(stream);
       socket.write(`HTTP/1.1 101 Switching Protocols\r\nUpgrade: ${STREAM_UPGRADE_PROTOCOL}\r\nConnection: Upgrade\r\n\r\n`);
       if (head.length > 0) socket.unshift(head);
@@ -215,7 +219,7 @@ export function createMcpEndpoint(kernel: Kernel, options: { getPort: () => numb
     async handle(request: Request): Promise<Response> {
       const rawToken = bearerOf(request);
       if (!rawToken) {
-        return jsonRpcError(401, -32001, 'This endpoint needs an MCP token: send "Authorization: Bearer aip_...". Ask your operator for one.', {
+        return jsonRpcError(401, -32001, NO_TOKEN_MESSAGE, {
           'www-authenticate': 'Bearer realm="aipermission"',
         });
       }
@@ -230,13 +234,13 @@ export function createMcpEndpoint(kernel: Kernel, options: { getPort: () => numb
           ...(typeof retry === 'number' ? { 'retry-after': String(retry) } : {}),
         });
       }
-      const tokenHash = hashToken(rawToken);
+      const owner = `${auth.workspace.name}/${auth.token.id}`;
       const authInfo = { token: rawToken, clientId: auth.token.id, scopes: [], extra: { database: auth.workspace.name } };
       const sessionId = request.headers.get('mcp-session-id');
       if (sessionId) {
         const session = sessions.get(sessionId);
         if (!session) return jsonRpcError(404, -32001, 'Session not found: it ended (idle, locked database, or gateway restart). Initialize a new session.');
-        if (session.tokenHash !== tokenHash) return jsonRpcError(403, -32001, 'This session belongs to another token.');
+        if (session.owner !== owner) return jsonRpcError(403, -32001, 'This session belongs to another token.');
         session.lastUsed = kernel.clock.now();
         return session.transport.handleRequest(request, { authInfo });
       }
@@ -256,7 +260,7 @@ export function createMcpEndpoint(kernel: Kernel, options: { getPort: () => numb
       if (!messages.some((message) => isInitializeRequest(message))) {
         return jsonRpcError(400, -32000, 'No session: send an initialize request first, then use the Mcp-Session-Id it returns.');
       }
-      const session = await openSession(tokenHash, auth.workspace.name);
+      const session = await openSession(owner, auth.workspace.name);
       return session.transport.handleRequest(request, { authInfo, parsedBody: body });
     },
     async closeAll() {

@@ -174,6 +174,7 @@ async function watchCommand(argv: string[]): Promise<number> {
     renderScheduled = setTimeout(() => void render().catch((error: unknown) => process.stderr.write(`aip: ${(error as Error).message}\n`)), 30);
   };
   let ended: string | undefined;
+  const lockedMessage = `Database "${db}" was locked, which ends this session. Unlock it and run aip approvals watch again.`;
   const stream = (async () => {
     while (!controller.signal.aborted) {
       try {
@@ -181,7 +182,7 @@ async function watchCommand(argv: string[]): Promise<number> {
           if (event.event === 'ready') process.stdout.write(`Watching "${db}" for requests (pushed as they arrive).\n`);
           if (event.event === 'request.created' || event.event === 'request.updated') scheduleRender();
           if (event.event === 'database.locked' && (JSON.parse(event.data) as { database?: string }).database === db) {
-            ended = `Database "${db}" was locked, which ends this session. Unlock it and run aip approvals watch again.`;
+            ended = lockedMessage;
             break;
           }
         }
@@ -189,7 +190,7 @@ async function watchCommand(argv: string[]): Promise<number> {
         if (controller.signal.aborted) return;
         const status = (error as { status?: number }).status;
         // A session that is gone (locked, logged out, password changed) does not come back by retrying.
-        if (status === 423) ended ??= `Database "${db}" was locked, which ends this session. Unlock it and run aip approvals watch again.`;
+        if (status === 423) ended ??= lockedMessage;
         else if (status === 401 || status === 403 || status === 404) ended ??= 'The session ended (logged out, expired, or the password changed). Run aip approvals watch again.';
         else process.stderr.write(`aip: event stream interrupted (${(error as Error).message}); reconnecting\n`);
       }
