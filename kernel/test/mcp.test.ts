@@ -131,8 +131,12 @@ describe.each(['http', 'stdio'] as const)('MCP over %s', (kind) => {
     const result = await callTool(client, 'call_connector_action', { target_ref: redisTarget.ref, action_name: 'get_key', input: { key: `${basePrefix}hello` }, reason: 'read the greeting' });
     expect(result).toMatchObject({ status: 'completed', isError: false, output: { type: 'string', value: 'world' } });
     expect(result.text).toMatch(/get_key completed/);
-    const audit = await op.call<{ entries: Array<{ event: string }> }>('GET', op.db(`/audit?subject=${result.request_id}`));
+    const audit = await op.call<{ entries: Array<{ event: string; actor: string }> }>('GET', op.db(`/audit?subject=${result.request_id}`));
     expect(audit.entries.map((e) => e.event).reverse()).toEqual(['action.started', 'action.completed']);
+    // The audit names the token that acted (not redacted), and can be searched by it.
+    expect(audit.entries.map((e) => e.actor)).toEqual([`token:${t.id}`, `token:${t.id}`]);
+    const mine = await op.call<{ entries: Array<{ subject: Record<string, string> }> }>('GET', op.db(`/audit?actor=${encodeURIComponent(`token:${t.id}`)}`));
+    expect(mine.entries.filter((e) => e.subject.requestId === result.request_id)).toHaveLength(2);
   });
 
   it('approval_pending -> run -> completed, with polling hints', async () => {

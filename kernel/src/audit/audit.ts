@@ -8,6 +8,9 @@ import { inlineParams, sqlValue, type SqlDb, type SqlQueries, type SqlTx } from 
 import type { Redactor } from '../redaction/index.js';
 import type { AuditRow, AuditVerifyPool } from './verify-pool.js';
 
+/** `token:<token id>`, as the pipeline and the MCP surface write it. */
+const TOKEN_ACTOR = /^token:tok_[a-z0-9]+$/;
+
 /** Ids an entry is about; searchable, shown as links in the UI. */
 export type AuditSubject = Partial<Record<'requestId' | 'tokenId' | 'targetId' | 'profileId' | 'grantId' | 'ruleId' | 'messageId' | 'database', string>>;
 
@@ -161,7 +164,10 @@ export async function createAudit(deps: {
     const parts = {
       seq: prev.seq + 1,
       ts: isoAt(clock.now()),
-      actor: redactor.text(input.actor),
+      // A token actor is the kernel's own id (never a secret), and redacting it
+      // ("token:…" looks like an assignment to the built-in rules) would hide
+      // who acted and break searching by actor. Other actors are redacted.
+      actor: TOKEN_ACTOR.test(input.actor) ? input.actor : redactor.text(input.actor),
       event: input.event,
       subjectText: canonicalJson(input.subject ?? {}),
       payloadText: canonicalJson(redactor.value(input.payload ?? {})),
