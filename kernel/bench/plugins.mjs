@@ -125,7 +125,7 @@ try {
   for (const [name, s, rate] of rows) console.log(`${name.padEnd(29)} | ${fmt(s.p50)} | ${fmt(s.p99)} | ${rate.toFixed(0).padStart(12)}`);
   const [floor, handler, full] = rows.map((r) => r[1]);
   console.log(`\nKernel + JSON-RPC overhead (pipeline - in-process handler): p50 ${(full.p50 - handler.p50).toFixed(3)} ms, p99 ${(full.p99 - handler.p99).toFixed(3)} ms`);
-  console.log(`Over the raw GET floor (includes get_key's second Redis round trip): p50 ${(full.p50 - floor.p50).toFixed(3)} ms`);
+  console.log(`Over the raw GET floor (get_key pipelines TYPE, PTTL, STRLEN and GETRANGE in one round trip): p50 ${(full.p50 - floor.p50).toFixed(3)} ms`);
   console.log(`Audit chain after the run verifies: ${(await ws.audit.verify()).ok}`);
 
   await direct.del(key);

@@ -1,8 +1,8 @@
 import { realpathSync } from 'node:fs';
 import { Writable } from 'node:stream';
 import { pathToFileURL } from 'node:url';
-import { createMessageConnection, ResponseError, StreamMessageWriter, type CancellationToken, type MessageConnection } from 'vscode-jsonrpc/node';
-import { BoundedMessageReader } from './protocol/framing.js';
+import { createMessageConnection, ResponseError, type CancellationToken, type MessageConnection } from 'vscode-jsonrpc/node';
+import { BoundedMessageReader, FramedMessageWriter } from './protocol/framing.js';
 import {
   ConnectionCheckRequest,
   ExitNotification,
@@ -183,7 +183,7 @@ export function serve(plugin: Plugin): MessageConnection | undefined {
   }
   const protocolOut = takeOverStdio();
   const log = logger('');
-  const connection = createMessageConnection(new BoundedMessageReader(process.stdin), new StreamMessageWriter(protocolOut));
+  const connection = createMessageConnection(new BoundedMessageReader(process.stdin), new FramedMessageWriter(protocolOut));
   const actions = new Map([...plugin.actions, ...conformanceActions()]);
   let kernelCapabilities: KernelCapabilities = {};
   let shuttingDown = false;

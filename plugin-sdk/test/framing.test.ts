@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { PassThrough } from 'node:stream';
-import { BoundedMessageReader, ProtocolViolation } from '../src/protocol/index.js';
+import { BoundedMessageReader, FramedMessageWriter, ProtocolViolation } from '../src/protocol/index.js';
 
 function reader(max?: number) {
   const stream = new PassThrough();
@@ -60,5 +60,40 @@ describe('bounded framing', () => {
     stream.write(frame('{"a":1}'));
     expect(errors).toHaveLength(1);
     expect(messages).toEqual([]);
+  });
+});
+
+describe('framed writer', () => {
+  it('puts each message on the stream in one write, header and body together, in order, readable by the bounded reader', async () => {
+    const stream = new PassThrough();
+    const chunks: Buffer[] = [];
+    stream.on('data', (chunk: Buffer) => chunks.push(chunk));
+    const writer = new FramedMessageWriter(stream);
+    const messages = [
+      { jsonrpc: '2.0', id: 1, method: 'a', params: { text: 'héllo ✓' } },
+      { jsonrpc: '2.0', id: 2, result: 'x'.repeat(100_000) },
+      { jsonrpc: '2.0', method: 'n' },
+    ];
+    // Not awaited one by one: writes queue in order without waiting for callbacks.
+    await Promise.all(messages.map((m) => writer.write(m as never)));
+    expect(chunks).toHaveLength(3);
+    expect(chunks[0]!.toString('utf8')).toBe(`Content-Length: ${Buffer.byteLength(JSON.stringify(messages[0]))}\r\n\r\n${JSON.stringify(messages[0])}`);
+
+    const replay = new PassThrough();
+    const read: unknown[] = [];
+    new BoundedMessageReader(replay).listen((m) => read.push(m));
+    for (const chunk of chunks) replay.write(chunk);
+    await new Promise((resolve) => setImmediate(resolve));
+    expect(read).toEqual(messages);
+  });
+
+  it('rejects a write to a closed stream and reports the error', async () => {
+    const stream = new PassThrough();
+    const writer = new FramedMessageWriter(stream);
+    const errors: unknown[] = [];
+    writer.onError((e) => errors.push(e));
+    stream.destroy();
+    await expect(writer.write({ jsonrpc: '2.0', method: 'late' } as never)).rejects.toThrow(/closed/);
+    expect(errors).toHaveLength(1);
   });
 });

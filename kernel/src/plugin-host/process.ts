@@ -1,7 +1,8 @@
 import { spawn, type ChildProcess } from 'node:child_process';
-import { createMessageConnection, CancellationTokenSource, ResponseError, StreamMessageWriter, type MessageConnection } from 'vscode-jsonrpc/node';
+import { createMessageConnection, CancellationTokenSource, ResponseError, type MessageConnection } from 'vscode-jsonrpc/node';
 import {
   BoundedMessageReader,
+  FramedMessageWriter,
   ConnectionCheckRequest,
   ExitNotification,
   InitializeRequest,
@@ -148,7 +149,7 @@ export class PluginProcess {
     reader.onError((error) => {
       if (error instanceof ProtocolViolation) this.violate(`protocol violation: ${error.message}`);
     });
-    this.connection = createMessageConnection(reader, new StreamMessageWriter(this.child.stdin!));
+    this.connection = createMessageConnection(reader, new FramedMessageWriter(this.child.stdin!));
     this.connection.onError(() => undefined);
     this.child.stdin!.on('error', () => undefined);
     this.connection.listen();

@@ -1,5 +1,5 @@
-import type { Readable } from 'node:stream';
-import { AbstractMessageReader, type DataCallback, type Disposable, type Message } from 'vscode-jsonrpc/node';
+import type { Readable, Writable } from 'node:stream';
+import { AbstractMessageReader, AbstractMessageWriter, type DataCallback, type Disposable, type Message, type MessageWriter } from 'vscode-jsonrpc/node';
 import { MAX_MESSAGE_BYTES } from './messages.js';
 
 /** The other side broke the framing: garbage on the stream, an oversize message, bad JSON. */
@@ -109,5 +109,50 @@ export class BoundedMessageReader extends AbstractMessageReader {
       }
       callback(message);
     }
+  }
+}
+
+/**
+ * A Content-Length framed JSON-RPC writer that puts each message on the
+ * stream in one write (header and body together) and does not wait for one
+ * write's callback before the next. vscode-jsonrpc's StreamMessageWriter
+ * writes the header, awaits the callback, then writes the body: two system
+ * calls and an extra event-loop turn per message, and a reader that may wake
+ * up for the header alone. Order is the stream's own; a stream error is
+ * reported once through onError.
+ */
+export class FramedMessageWriter extends AbstractMessageWriter implements MessageWriter {
+  private errorCount = 0;
+
+  constructor(private readonly writable: Writable) {
+    super();
+    writable.on('error', (error: Error) => this.fireError(error, undefined, ++this.errorCount));
+    writable.on('close', () => this.fireClose());
+  }
+
+  write(message: Message): Promise<void> {
+    const body = JSON.stringify(message);
+    const length = Buffer.byteLength(body, 'utf8');
+    const frame = Buffer.allocUnsafe(length + 40);
+    const headerLength = frame.write(`Content-Length: ${length}\r\n\r\n`, 0, 'ascii');
+    frame.write(body, headerLength, 'utf8');
+    return new Promise((resolve, reject) => {
+      if (this.writable.destroyed || !this.writable.writable) {
+        const error = new Error('the stream is closed');
+        this.fireError(error, message, ++this.errorCount);
+        reject(error);
+        return;
+      }
+      this.writable.write(frame.subarray(0, headerLength + length), (error) => {
+        if (error) {
+          this.fireError(error, message, ++this.errorCount);
+          reject(error);
+        } else resolve();
+      });
+    });
+  }
+
+  end(): void {
+    this.writable.end();
   }
 }

@@ -4,4 +4,4 @@
  */
 export * from './messages.js';
 export * from './manifest.js';
-export { BoundedMessageReader, ProtocolViolation } from './framing.js';
+export { BoundedMessageReader, FramedMessageWriter, ProtocolViolation } from './framing.js';

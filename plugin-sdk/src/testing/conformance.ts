@@ -1,8 +1,8 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { fileURLToPath } from 'node:url';
-import { CancellationTokenSource, createMessageConnection, ResponseError, StreamMessageWriter, type MessageConnection } from 'vscode-jsonrpc/node';
-import { BoundedMessageReader, ProtocolViolation } from '../protocol/framing.js';
+import { CancellationTokenSource, createMessageConnection, ResponseError, type MessageConnection } from 'vscode-jsonrpc/node';
+import { BoundedMessageReader, FramedMessageWriter, ProtocolViolation } from '../protocol/framing.js';
 import { compileManifest, secretFieldsOf, ManifestError } from '../protocol/manifest.js';
 import type { Manifest } from '../protocol/manifest-types.js';
 import {
@@ -46,7 +46,7 @@ export function startPlugin(options: ConformanceOptions): PluginUnderTest {
   child.stderr!.on('data', (chunk: string) => (stderr += chunk));
   const violations: string[] = [];
   const reader = new BoundedMessageReader(child.stdout!);
-  const connection = createMessageConnection(reader, new StreamMessageWriter(child.stdin!));
+  const connection = createMessageConnection(reader, new FramedMessageWriter(child.stdin!));
   reader.onError((error) => {
     if (!(error instanceof ProtocolViolation)) return;
     violations.push(error.message);

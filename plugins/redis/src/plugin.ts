@@ -285,18 +285,31 @@ const getKey = defineAction({
       const key = input.key;
       const itemLimit = input.item_limit ?? 256;
       const budget = { left: input.max_bytes ?? 131_072 };
-      // One round trip for the type and TTL, one for the value (pipelined).
-      const [[, type], [, pttl]] = (await client.pipeline().type(key).pttl(key).exec()) as [[Error | null, string], [Error | null, number]];
+      // One round trip for the common case: type, TTL and a string's length and
+      // bytes go pipelined together (for another type the string reads answer
+      // WRONGTYPE and are ignored; that type's own reads follow). Plain
+      // pipelining, not MULTI, so a user limited to +@read can run it.
+      const [[, type], [, pttl], [sizeError, stringSize], [bytesError, stringBytes]] = (await client
+        .pipeline()
+        .type(key)
+        .pttl(key)
+        .strlen(key)
+        // GETRANGE, not GET: a 1 GB string is never read whole.
+        .getrangeBuffer(key, 0, Math.max(0, budget.left - 1))
+        .exec()) as [[Error | null, string], [Error | null, number], [Error | null, number], [Error | null, Buffer]];
       if (type === 'none') return { key, type, exists: false, truncated: false };
       const ttlMs = pttlToMs(pttl);
       switch (type) {
         case 'string': {
-          // GETRANGE, not GET: a 1 GB string is never read whole.
-          const [[, size], [, bytes]] = (await client
-            .pipeline()
-            .strlen(key)
-            .getrangeBuffer(key, 0, Math.max(0, budget.left - 1))
-            .exec()) as [[Error | null, number], [Error | null, Buffer]];
+          let size = stringSize;
+          let bytes = stringBytes;
+          if (sizeError || bytesError) {
+            // Replaced by another type between TYPE and the reads: read it again.
+            const again = (await client.pipeline().strlen(key).getrangeBuffer(key, 0, Math.max(0, budget.left - 1)).exec()) as [[Error | null, number], [Error | null, Buffer]];
+            const failed = again[0][0] ?? again[1][0];
+            if (failed) throw failed;
+            [[, size], [, bytes]] = again;
+          }
           const out = valueOut(bytes, budget);
           return { key, type, exists: true, ttlMs, size, value: out.value, encoding: out.encoding, truncated: size > bytes.length || out.truncated };
         }
