@@ -4,6 +4,8 @@
 // this process (as the peer server-redis does).
 //   - Streamable HTTP: the SDK's WebStandardStreamableHTTPServerTransport, one
 //     session per initialize, mounted in hono on @hono/node-server (as /mcp is).
+//   - /plain: the same JSON-RPC answered by a hono handler without the SDK (no
+//     sessions, no schema validation, no SSE): what hono and node:http cost alone.
 //   - the stdio bridge's channel: a TCP connection carrying MCP stdio framing into
 //     the SDK's StdioServerTransport (as the Upgrade channel does), reached through
 //     `floor.mjs relay PORT`, a byte relay process standing in for `aip mcp`.
@@ -41,6 +43,13 @@ if (process.argv[2] === 'relay') {
 
   const sessions = new Map();
   const app = new Hono();
+  app.post('/plain', async (c) => {
+    const message = await c.req.json();
+    if (message.id === undefined) return c.body(null, 202);
+    if (message.method === 'initialize') return c.json({ jsonrpc: '2.0', id: message.id, result: { protocolVersion: '2025-06-18', capabilities: { tools: {} }, serverInfo: { name: 'plain', version: '1.0.0' } } });
+    const value = await redis.get(String(message.params?.arguments?.key));
+    return c.json({ jsonrpc: '2.0', id: message.id, result: { content: [{ type: 'text', text: value ?? '' }] } });
+  });
   app.all('/mcp', async (c) => {
     const request = c.req.raw;
     const id = request.headers.get('mcp-session-id');

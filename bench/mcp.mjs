@@ -175,7 +175,8 @@ try {
   const sdkHttp = await connect('bench-http', new StreamableHTTPClientTransport(new URL(`${url}/mcp`), { requestInit: { headers: { Authorization: `Bearer ${token}` } } }));
   const leanHttp = await leanHttpClient(`${url}/mcp`, { authorization: `Bearer ${token}` });
   const floorHttp = await leanHttpClient(`${floor.url}/mcp`);
-  clients.push(leanHttp, floorHttp);
+  const plainHttp = await leanHttpClient(`${floor.url}/plain`);
+  clients.push(leanHttp, floorHttp, plainHttp);
 
   const check = (ok, result) => {
     if (!ok) throw new Error(`unexpected result: ${JSON.stringify(result).slice(0, 300)}`);
@@ -199,6 +200,7 @@ try {
     ['server-redis `get` (peer)', 'stdio', floorGet(peer), [peerTransport.pid]],
     ['floor: SDK server, GET', 'stdio via relay', floorGet(relay), [relayTransport.pid, floorProcess.pid]],
     ['AIPermission get_key', 'stdio (bridge)', viaGateway(bridge), [bridgeTransport.pid, ...gatewayTree]],
+    ['floor: hono JSON, GET', 'HTTP lean', floorGet(plainHttp), [floorProcess.pid]],
     ['floor: SDK server, GET', 'HTTP lean', floorGet(floorHttp), [floorProcess.pid]],
     ['AIPermission get_key', 'HTTP lean', viaGateway(leanHttp), gatewayTree],
     ['AIPermission get_key', 'HTTP SDK client', viaGateway(sdkHttp), gatewayTree],
@@ -236,14 +238,15 @@ try {
     const cpu = cpuMs === undefined ? '-' : cpuMs.toFixed(3);
     console.log(`${name.padEnd(26)} | ${transport.padEnd(15)} | ${fmt(lat.p50)} | ${fmt(lat.p99)} | ${rates.map((r) => fmt(r, 11, 0)).join(' | ')}  | ${cpu.padStart(8)}`);
   }
-  const [, peerRow, relayRow, bridgeRow, floorHttpRow, leanRow, sdkRow, listStdio, listHttp] = rows;
+  const [, peerRow, relayRow, bridgeRow, plainRow, floorHttpRow, leanRow, sdkRow, listStdio, listHttp] = rows;
   console.log(`\nTargets: gateway p50 over stdio vs the peer at c=1: ${(bridgeRow.lat.p50 / peerRow.lat.p50).toFixed(2)}x (target <= 2x)`);
   console.log(`         gateway over HTTP at c=32: ${leanRow.rates[2].toFixed(0)} audited calls/s with the lean client, ${sdkRow.rates[2].toFixed(0)} with the SDK client (target >= 5000)`);
   console.log('\nWhere the time goes (p50 at c=1; CPU per call at c=32):');
   console.log(`  stdio: the peer ${peerRow.lat.p50.toFixed(3)} ms; the same GET behind a relay process and a TCP hop (the bridge's layout, no gateway) ${relayRow.lat.p50.toFixed(3)} ms;`);
   console.log(`         the gateway's MCP layer over the bridge (token check, tool answered from memory) ${listStdio.lat.p50.toFixed(3)} ms; get_key adds the pipeline:`);
   console.log(`         intent commit, JSON-RPC to the sandboxed plugin, Redis, completion commit: ${(bridgeRow.lat.p50 - listStdio.lat.p50).toFixed(3)} ms`);
-  console.log(`  HTTP:  the SDK's Streamable HTTP transport in hono with an in-process GET and nothing else tops out at ${floorHttpRow.rates[2].toFixed(0)} calls/s`);
+  console.log(`  HTTP:  hono answering the same JSON-RPC by hand (no SDK) with an in-process GET: ${plainRow.rates[2].toFixed(0)} calls/s (${plainRow.cpuMs?.toFixed(3) ?? '-'} ms server CPU per call);`);
+  console.log(`         the SDK's Streamable HTTP transport in hono with an in-process GET and nothing else tops out at ${floorHttpRow.rates[2].toFixed(0)} calls/s`);
   console.log(`         (${floorHttpRow.cpuMs?.toFixed(3) ?? '-'} ms server CPU per call); the gateway's MCP layer alone ${listHttp.rates[2].toFixed(0)} calls/s (${listHttp.cpuMs?.toFixed(3) ?? '-'} ms);`);
   console.log(`         get_key ${leanRow.rates[2].toFixed(0)} calls/s (${leanRow.cpuMs?.toFixed(3) ?? '-'} ms incl. the plugin process and SQLCipher's threads)`);
   const written = after.entries - before.entries;
