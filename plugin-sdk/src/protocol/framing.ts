@@ -132,10 +132,7 @@ export class FramedMessageWriter extends AbstractMessageWriter implements Messag
 
   write(message: Message): Promise<void> {
     const body = JSON.stringify(message);
-    const length = Buffer.byteLength(body, 'utf8');
-    const frame = Buffer.allocUnsafe(length + 40);
-    const headerLength = frame.write(`Content-Length: ${length}\r\n\r\n`, 0, 'ascii');
-    frame.write(body, headerLength, 'utf8');
+    const frame = Buffer.from(`Content-Length: ${Buffer.byteLength(body, 'utf8')}\r\n\r\n${body}`, 'utf8');
     return new Promise((resolve, reject) => {
       if (this.writable.destroyed || !this.writable.writable) {
         const error = new Error('the stream is closed');
@@ -143,7 +140,7 @@ export class FramedMessageWriter extends AbstractMessageWriter implements Messag
         reject(error);
         return;
       }
-      this.writable.write(frame.subarray(0, headerLength + length), (error) => {
+      this.writable.write(frame, (error) => {
         if (error) {
           this.fireError(error, message, ++this.errorCount);
           reject(error);

@@ -301,15 +301,11 @@ const getKey = defineAction({
       const ttlMs = pttlToMs(pttl);
       switch (type) {
         case 'string': {
-          let size = stringSize;
-          let bytes = stringBytes;
-          if (sizeError || bytesError) {
-            // Replaced by another type between TYPE and the reads: read it again.
-            const again = (await client.pipeline().strlen(key).getrangeBuffer(key, 0, Math.max(0, budget.left - 1)).exec()) as [[Error | null, number], [Error | null, Buffer]];
-            const failed = again[0][0] ?? again[1][0];
-            if (failed) throw failed;
-            [[, size], [, bytes]] = again;
-          }
+          // The key changed type between TYPE and the reads (a race): say so rather than guess.
+          const raced = sizeError ?? bytesError;
+          if (raced) throw raced;
+          const size = stringSize;
+          const bytes = stringBytes;
           const out = valueOut(bytes, budget);
           return { key, type, exists: true, ttlMs, size, value: out.value, encoding: out.encoding, truncated: size > bytes.length || out.truncated };
         }
