@@ -9,6 +9,7 @@ import { systemClock } from './lib/clock.js';
 import { createHttpApp, listenOnLoopback, type RunningServer } from './http/index.js';
 import { resolveDataDir } from './vault/index.js';
 import { VERSION } from './version.js';
+import { hardenProcess } from './lib/harden.js';
 
 export interface GatewayOptions extends Omit<KernelOptions, 'dataDir' | 'plugins'> {
   dataDir?: string;
@@ -37,6 +38,8 @@ export async function startGateway(options: GatewayOptions = {}): Promise<Gatewa
   const dataDir = resolveDataDir(options.dataDir);
   const clock = options.clock ?? systemClock;
   const log = options.log ?? ((message: string) => process.stderr.write(`[aip] ${message}\n`));
+  // Invariant 8: before the first password can arrive, nothing outside may read or debug this process.
+  for (const problem of hardenProcess().problems) log(`WARNING: ${problem}`);
   const plugins = await createPluginHost({
     dataDir,
     clock,

@@ -4,6 +4,7 @@
  * gateway on loopback and prove the database password from a hidden prompt
  * or --password-stdin, never argv or the environment (invariant 8).
  */
+import { hardenProcess } from '../lib/harden.js';
 import { CliError, EXIT } from './errors.js';
 import { VERSION } from '../version.js';
 import { startCommand, START_USAGE } from './commands/start.js';
@@ -66,6 +67,10 @@ export async function runCli(argv: string[]): Promise<number> {
   }
   return command.run(rest);
 }
+
+// Before anything is read or typed: every aip process may hold a password, a
+// session or a token, so none may be dumpable or open an inspector on SIGUSR1.
+hardenProcess();
 
 runCli(process.argv.slice(2)).then(
   (code) => {
