@@ -7,4 +7,4 @@ cd "$(dirname "$0")/.."
 source .ci/pnpm.sh
 pnpm_ install --frozen-lockfile
 pnpm_ run build
-exec node kernel/dist/cli/main.js start "$@"
+exec node kernel/bin/aip.js start "$@"

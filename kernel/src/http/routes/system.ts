@@ -10,6 +10,7 @@ import { setSessionCookies, SESSION_COOKIE, CSRF_COOKIE } from '../boundary.js';
 import { actorOf, bodySchema, readBody, requireSession, workspaceFor } from '../helpers.js';
 import type { SessionStore } from '../sessions.js';
 import { deleteCookie } from 'hono/cookie';
+import { hardeningState } from '../../lib/harden.js';
 
 const NAME = { type: 'string', minLength: 1, maxLength: 63 } as const;
 const PASSWORD = { type: 'string', minLength: 1, maxLength: 1024 } as const;
@@ -38,6 +39,8 @@ export function systemRoutes(kernel: Kernel, sessions: SessionStore, version: st
       version,
       locked: kernel.unlocked().length === 0,
       databases: databases.map((d) => ({ name: d.name, unlocked: d.unlocked, sizeBytes: d.sizeBytes, modifiedAt: d.modifiedAt, hasSafetyCopy: d.hasSafetyCopy })),
+      // Whether a same-user process could debug or read this one (aip doctor shows it).
+      process: (({ dumpable, sigusr1Ignored, inspectorOpen }) => ({ pid: process.pid, dumpable, sigusr1Ignored, inspectorOpen }))(hardeningState()),
       session: session ? { id: session.id, client: session.client, databases: [...session.databases].filter((name) => kernel.isUnlocked(name)) } : null,
     });
   });
