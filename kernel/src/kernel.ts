@@ -1,7 +1,8 @@
 import { isoAt, systemClock, type Clock } from './lib/clock.js';
 import { errors, KernelError } from './lib/errors.js';
 import { createFailureLimiter } from './lib/rate-limit.js';
-import { createVault, type DatabaseInfo, type Vault } from './vault/index.js';
+import { createPasswordGate, PASSWORD_GATE_DEFAULTS, type PasswordGateOptions } from './lib/password-gate.js';
+import { createHeadRecords, createVault, describeRollback, type DatabaseInfo, type Vault } from './vault/index.js';
 import { createAuditVerifyPool, type AuditVerifyPool } from './audit/index.js';
 import { createEventBus, type EventBus } from './events/index.js';
 import { hashToken, tokenRefusal, tokenState, TOKEN_PATTERN } from './tokens/index.js';
@@ -11,7 +12,9 @@ import { openWorkspace, type Workspace } from './workspace/index.js';
 import { createPipeline, type AuthenticatedToken, type Pipeline } from './pipeline/index.js';
 import { ActionError } from '@aipermission/plugin-sdk';
 
-export type Logger = (message: string, error?: unknown) => void;
+import { createStderrLogger, type Logger } from './lib/log.js';
+
+export type { Logger };
 
 export interface KernelOptions {
   dataDir: string;
@@ -26,6 +29,8 @@ export interface KernelOptions {
   expiryIntervalMs?: number;
   /** How often retention runs (it also runs at every unlock). Hourly: retention is measured in days. */
   retentionIntervalMs?: number;
+  /** The pace of password checks (tests shorten it). */
+  passwordGate?: Partial<PasswordGateOptions>;
 }
 
 export interface Kernel {
@@ -42,12 +47,15 @@ export interface Kernel {
   createDatabase(name: string, password: string): Promise<void>;
   /**
    * Unlocks a database, or proves the password of one already unlocked.
-   * Failed proofs are rate-limited per database.
+   * Password checks wait their turn per database (never refused for what
+   * someone else guessed; see lib/password-gate.ts).
    */
   unlock(name: string, password: string, actor: string): Promise<Workspace>;
   /** Proves the password of an unlocked database (423 when it is locked). */
   provePassword(name: string, password: string, actor: string): Promise<Workspace>;
   lock(name: string, actor: string): Promise<void>;
+  /** Set at unlock when the file is older than what was last seen of it (a rollback); cleared at lock. */
+  rollbackWarning(name: string): string | undefined;
   /** The unlocked workspace, or 423 when the database is locked. */
   workspace(name: string): Workspace;
   unlocked(): Workspace[];
@@ -62,8 +70,6 @@ export interface Kernel {
 
 /** Ten failed token authentications a minute: a real client never fails like that, a guesser is slowed to uselessness. */
 const TOKEN_FAILURES = { maxFailures: 10, windowMs: 60_000 };
-/** Five wrong passwords a minute per database; each is a full key derivation anyway. */
-const PASSWORD_FAILURES = { maxFailures: 5, windowMs: 60_000 };
 /** How long lock waits for running actions to finish before closing under them. */
 const LOCK_DRAIN_MS = 5_000;
 
@@ -74,12 +80,7 @@ const noExecutor: ActionExecutor = {
 
 export function createKernel(options: KernelOptions): Kernel {
   const clock = options.clock ?? systemClock;
-  const log: Logger =
-    options.log ??
-    ((message, error) => {
-      const detail = error instanceof Error ? `: ${error.message}` : '';
-      process.stderr.write(`[aip] ${message}${detail}\n`);
-    });
+  const log: Logger = options.log ?? createStderrLogger();
   const vault = createVault({ dataDir: options.dataDir, clock });
   const events = createEventBus();
   const catalog = options.catalog ?? createStaticCatalog();
@@ -87,8 +88,30 @@ export function createKernel(options: KernelOptions): Kernel {
   const workspaces = new Map<string, Workspace>();
   const opening = new Map<string, Promise<Workspace>>();
   const tokenFailures = createFailureLimiter({ ...TOKEN_FAILURES, clock });
-  const passwordFailures = createFailureLimiter({ ...PASSWORD_FAILURES, clock });
+  const passwordGate = createPasswordGate({ ...PASSWORD_GATE_DEFAULTS, ...options.passwordGate });
   const lockListeners: Array<(name: string) => void> = [];
+  const headRecords = createHeadRecords(options.dataDir);
+  const rollbackWarnings = new Map<string, string>();
+  const recordedSeq = new Map<string, number>();
+
+  /** Counts this open inside the file and compares the file with what was last seen of it outside. */
+  const noteOpen = async (ws: Workspace): Promise<string | undefined> => {
+    const seen = await headRecords.read(ws.databaseId);
+    const row = await ws.db.get<{ value: string }>("SELECT value FROM meta WHERE key = 'open_count'");
+    const openCount = Number(row?.value ?? 0);
+    const head = ws.audit.head();
+    const warning = describeRollback(seen, { openCount, auditSeq: head.seq, auditHash: head.hash });
+    await ws.db.write((tx) => tx.run("INSERT INTO meta (key, value) VALUES ('open_count', ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value", [String(openCount + 1)]));
+    return warning;
+  };
+  /** Keeps the outside record of a database at its current audit head (at unlock, lock, and every few seconds while it moves). */
+  const recordHead = async (ws: Workspace) => {
+    const head = ws.audit.head();
+    if (recordedSeq.get(ws.name) === head.seq) return;
+    const row = await ws.db.get<{ value: string }>("SELECT value FROM meta WHERE key = 'open_count'");
+    await headRecords.write({ databaseId: ws.databaseId, openCount: Number(row?.value ?? 0), auditSeq: head.seq, auditHash: head.hash, at: isoAt(clock.now()) });
+    recordedSeq.set(ws.name, head.seq);
+  };
 
   const tooManyAttempts = (retryMs: number, what: string) =>
     new KernelError('too_many_attempts', `Too many failed ${what}. Try again in ${Math.ceil(retryMs / 1000)} s.`, {
@@ -96,13 +119,11 @@ export function createKernel(options: KernelOptions): Kernel {
       details: { retryAfterSeconds: Math.ceil(retryMs / 1000) },
     });
 
-  const checkPasswordLimit = (name: string) => {
-    const wait = passwordFailures.retryAfterMs(name);
-    if (wait > 0) throw tooManyAttempts(wait, 'password attempts for this database');
-  };
+  const wrongPassword = (name: string) => new KernelError('wrong_password', `That password does not open database "${name}".`, { status: 401 });
 
   const runMaintenance = async (ws: Workspace, retention: boolean) => {
     try {
+      await recordHead(ws);
       await ws.expirePending();
       if (retention) await ws.runRetention();
     } catch (error) {
@@ -135,7 +156,6 @@ export function createKernel(options: KernelOptions): Kernel {
     async unlock(name, password, actor) {
       const existing = workspaces.get(name);
       if (existing) return kernel.provePassword(name, password, actor);
-      checkPasswordLimit(name);
       const inProgress = opening.get(name);
       if (inProgress) {
         // Someone else is unlocking it right now: this caller still has to prove the password.
@@ -143,14 +163,17 @@ export function createKernel(options: KernelOptions): Kernel {
         return kernel.unlock(name, password, actor);
       }
       const open = (async () => {
-        let handle;
-        try {
-          handle = await vault.open(name, password);
-        } catch (error) {
-          if (error instanceof KernelError && error.code === 'wrong_password') passwordFailures.recordFailure(name);
-          throw error;
-        }
-        passwordFailures.reset(name);
+        let handle: Awaited<ReturnType<Vault['open']>> | undefined;
+        const opened = await passwordGate.run(name, async () => {
+          try {
+            handle = await vault.open(name, password);
+            return true;
+          } catch (error) {
+            if (error instanceof KernelError && error.code === 'wrong_password') return false;
+            throw error;
+          }
+        });
+        if (!opened || !handle) throw wrongPassword(name);
         try {
           const ws = await openWorkspace({
             handle,
@@ -160,7 +183,17 @@ export function createKernel(options: KernelOptions): Kernel {
             log,
             catalogFor: (approvals) => (options.plugins ? mergeCatalogs(catalog, options.plugins.catalogFor(() => approvals.list())) : catalog),
           });
+          const rollback = await noteOpen(ws);
           await ws.audit.append({ actor, event: 'database.unlocked', subject: { database: name }, payload: { mcpRunning: ws.mcp.isRunning() } });
+          if (rollback) {
+            rollbackWarnings.set(name, rollback);
+            log(`WARNING: database "${name}": ${rollback}`);
+            await ws.audit.append({ actor: 'system', event: 'database.rollback_suspected', subject: { database: name }, payload: { message: rollback } });
+          } else {
+            rollbackWarnings.delete(name);
+          }
+          recordedSeq.delete(name);
+          await recordHead(ws);
           workspaces.set(name, ws);
           events.emit({ type: 'database.unlocked', database: name, at: isoAt(clock.now()) });
           void runMaintenance(ws, true);
@@ -179,13 +212,10 @@ export function createKernel(options: KernelOptions): Kernel {
     },
     async provePassword(name, password, actor) {
       const ws = kernel.workspace(name);
-      checkPasswordLimit(name);
-      if (!(await ws.handle.verifyPassword(password))) {
-        passwordFailures.recordFailure(name);
+      if (!(await passwordGate.run(name, () => ws.handle.verifyPassword(password)))) {
         await ws.audit.append({ actor, event: 'auth.password_failed', subject: { database: name } }).catch(() => undefined);
-        throw new KernelError('wrong_password', `That password does not open database "${name}".`, { status: 401 });
+        throw wrongPassword(name);
       }
-      passwordFailures.reset(name);
       return ws;
     },
     async lock(name, actor) {
@@ -197,12 +227,16 @@ export function createKernel(options: KernelOptions): Kernel {
       await ws.inflight.drain(LOCK_DRAIN_MS);
       try {
         await ws.audit.append({ actor, event: 'database.locked', subject: { database: name } });
+        await recordHead(ws);
       } catch (error) {
         log(`could not audit locking "${name}"`, error);
       }
+      rollbackWarnings.delete(name);
+      recordedSeq.delete(name);
       await ws.handle.close();
       events.emit({ type: 'database.locked', database: name, at: isoAt(clock.now()) });
     },
+    rollbackWarning: (name) => rollbackWarnings.get(name),
     workspace(name) {
       const ws = workspaces.get(name);
       if (!ws) throw errors.locked(name);

@@ -6,10 +6,11 @@
 import { createKernel, type Kernel, type KernelOptions } from './kernel.js';
 import { createPluginHost, type BwrapMode, type PluginHostOptions } from './plugin-host/index.js';
 import { systemClock } from './lib/clock.js';
-import { createHttpApp, listenOnLoopback, type RunningServer } from './http/index.js';
-import { resolveDataDir } from './vault/index.js';
+import { createHttpApp, listenOnLoopback, loopbackBindAddress, type RunningServer } from './http/index.js';
+import { acquireDataDirLock, resolveDataDir } from './vault/index.js';
 import { VERSION } from './version.js';
 import { hardenProcess } from './lib/harden.js';
+import { createStderrLogger } from './lib/log.js';
 
 export interface GatewayOptions extends Omit<KernelOptions, 'dataDir' | 'plugins'> {
   dataDir?: string;
@@ -37,29 +38,42 @@ export const DEFAULT_HOST = '127.0.0.1';
 export async function startGateway(options: GatewayOptions = {}): Promise<Gateway> {
   const dataDir = resolveDataDir(options.dataDir);
   const clock = options.clock ?? systemClock;
-  const log = options.log ?? ((message: string) => process.stderr.write(`[aip] ${message}\n`));
+  // Every error keeps its cause and stack in the log (the client is told the details are there).
+  const log = options.log ?? createStderrLogger();
   // Invariant 8: before the first password can arrive, nothing outside may read or debug this process.
   for (const problem of hardenProcess().problems) log(`WARNING: ${problem}`);
-  const plugins = await createPluginHost({
-    dataDir,
-    clock,
-    log,
-    kernelInfo: { name: 'aipermission', version: VERSION },
-    ...(options.bwrap ? { bwrap: options.bwrap } : {}),
-    ...(options.builtinPluginsDir ? { builtinRoot: options.builtinPluginsDir } : {}),
-    ...(options.pluginSupervisor ? { supervisor: options.pluginSupervisor } : {}),
-  });
+  // Invariant 7 first: a non-loopback address is refused before anything is opened.
+  const host = loopbackBindAddress(options.host ?? DEFAULT_HOST);
+  // One gateway per data directory (a second one is refused, naming the first).
+  const dirLock = await acquireDataDirLock(dataDir);
+  let plugins: Awaited<ReturnType<typeof createPluginHost>>;
+  try {
+    plugins = await createPluginHost({
+      dataDir,
+      clock,
+      log,
+      kernelInfo: { name: 'aipermission', version: VERSION },
+      ...(options.bwrap ? { bwrap: options.bwrap } : {}),
+      ...(options.builtinPluginsDir ? { builtinRoot: options.builtinPluginsDir } : {}),
+      ...(options.pluginSupervisor ? { supervisor: options.pluginSupervisor } : {}),
+    });
+  } catch (error) {
+    await dirLock.release();
+    throw error;
+  }
   const kernel = createKernel({ ...options, dataDir, clock, log, plugins });
   let port = options.port ?? DEFAULT_PORT;
   const { app, mcp } = createHttpApp({ kernel, getPort: () => port, version: VERSION });
   let server: RunningServer;
   try {
-    server = await listenOnLoopback(app.fetch, { host: options.host ?? DEFAULT_HOST, port, onUpgrade: (request, socket, head) => mcp.handleUpgrade(request, socket, head) });
+    server = await listenOnLoopback(app.fetch, { host, port, onUpgrade: (request, socket, head) => mcp.handleUpgrade(request, socket, head) });
   } catch (error) {
     await kernel.close();
+    await dirLock.release();
     throw error;
   }
   port = server.port;
+  await dirLock.publish({ url: server.url, port: server.port, version: VERSION });
   let closing: Promise<void> | undefined;
   return {
     kernel,
@@ -70,6 +84,7 @@ export async function startGateway(options: GatewayOptions = {}): Promise<Gatewa
         await mcp.closeAll();
         await server.close();
         await kernel.close();
+        await dirLock.release();
       })();
       return closing;
     },

@@ -181,14 +181,15 @@ describe('aip against a running gateway', () => {
     const out = join(dir, 'backup.aipdb');
     const exported = await aip(['db', 'export', 'main', out, '--data-dir', dir, '--password-stdin'], { stdin: pw });
     expect(exported.code).toBe(0);
-    const imported = await aip(['db', 'import', out, '--name', 'copy', '--data-dir', dir, '--password-stdin'], { stdin: pw });
+    // The gateway runs on this data directory, so the import goes through it and needs an existing database's password first.
+    const imported = await aip(['db', 'import', out, '--name', 'copy', '--data-dir', dir, '--url', url, '--password-stdin'], { stdin: `${pw}${pw}` });
     expect(imported.code).toBe(0);
     const status = JSON.parse((await aip(['status', '--url', url, '--json'])).stdout);
     expect(status.databases.map((d: { name: string }) => d.name)).toEqual(['copy', 'main']);
-    // Two databases now: commands ask which one.
-    const ambiguous = await aip(['unlock', '--url', url, '--password-stdin'], { stdin: pw });
-    expect(ambiguous.code).toBe(2);
-    expect(ambiguous.stderr).toMatch(/choose one with --db/);
+    // Two databases now: commands use the first one created, and say so.
+    const chosen = await aip(['unlock', '--url', url, '--password-stdin'], { stdin: pw });
+    expect(chosen.code).toBe(0);
+    expect(chosen.stderr).toMatch(/using database "main", the first one created .*choose with --db/);
   });
 
   it('locks the database', async () => {

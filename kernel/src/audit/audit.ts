@@ -12,7 +12,7 @@ import type { AuditRow, AuditVerifyPool } from './verify-pool.js';
 const TOKEN_ACTOR = /^token:tok_[a-z0-9]+$/;
 
 /** Ids an entry is about; searchable, shown as links in the UI. */
-export type AuditSubject = Partial<Record<'requestId' | 'tokenId' | 'targetId' | 'profileId' | 'grantId' | 'ruleId' | 'messageId' | 'database', string>>;
+export type AuditSubject = Partial<Record<'requestId' | 'tokenId' | 'targetId' | 'profileId' | 'grantId' | 'ruleId' | 'messageId' | 'database' | 'sessionId', string>>;
 
 export interface AuditEntryInput {
   /** Who did it: `operator:<session>`, `token:<id>`, `system`, `cli`. */

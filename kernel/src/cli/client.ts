@@ -23,6 +23,24 @@ export function gatewayUrl(explicit?: string): string {
   return url.origin;
 }
 
+export interface GatewayStatus {
+  version: string;
+  dataDir: string;
+  locked: boolean;
+  databases: Array<{
+    name: string;
+    unlocked: boolean;
+    default: boolean;
+    mcpRunning: boolean;
+    sizeBytes: number;
+    createdAt: string;
+    hasSafetyCopy: boolean;
+    rollbackWarning: string | null;
+  }>;
+  process: { pid: number; dumpable: boolean | null; sigusr1Ignored: boolean; inspectorOpen: boolean };
+  session: { id: string; client: string; databases: string[] } | null;
+}
+
 interface ApiError {
   error?: { code?: string; message?: string };
 }
@@ -112,32 +130,44 @@ export class GatewayClient {
   }
 
   status() {
-    return this.call<{ version: string; locked: boolean; databases: Array<{ name: string; unlocked: boolean; sizeBytes: number; hasSafetyCopy: boolean }> }>('GET', '/api/status');
+    return this.call<GatewayStatus>('GET', '/api/status');
   }
 
   /**
-   * Picks the database: --db, then AIP_DB (a name, not a secret), then the only
-   * one there is. Several and no choice is an error that lists them.
+   * Picks the database: --db, then AIP_DB (a name, not a secret), then the
+   * only one there is, then the default one (the first created, which an
+   * agent cannot pre-date), saying so on stderr. The choice never depends on
+   * which databases are unlocked: an agent can unlock one of its own.
    */
-  async chooseDatabase(explicit: string | undefined, prefer: 'any' | 'unlocked' = 'unlocked'): Promise<string> {
+  async chooseDatabase(explicit: string | undefined): Promise<string> {
     const chosen = explicit ?? process.env.AIP_DB;
     if (chosen) return chosen;
     const { databases } = await this.status();
     if (databases.length === 0) throw new CliError('There is no database yet. Create one with: aip db create main');
     if (databases.length === 1) return databases[0]!.name;
-    const unlocked = databases.filter((d) => d.unlocked);
-    if (prefer === 'unlocked' && unlocked.length === 1) return unlocked[0]!.name;
-    throw new CliError(`Several databases exist (${databases.map((d) => d.name).join(', ')}); choose one with --db NAME.`, EXIT.usage);
+    const fallback = databases.find((d) => d.default) ?? databases[0]!;
+    process.stderr.write(`aip: using database "${fallback.name}", the first one created (there are ${databases.length}: ${databases.map((d) => d.name).join(', ')}; choose with --db NAME).\n`);
+    return fallback.name;
   }
 
   /** Proves the database password for this process's session (the operator, not the agent, is at the keyboard). */
   async prove(database: string, passwords: PasswordSource): Promise<void> {
     const password = await passwords.read(`Password for database "${database}": `);
-    await this.call('POST', `/api/databases/${encodeURIComponent(database)}/session`, { password, client: 'cli' });
+    await this.checkingPassword(() => this.call('POST', `/api/databases/${encodeURIComponent(database)}/session`, { password, client: 'cli' }));
   }
 
-  async unlock(database: string, passwords: PasswordSource): Promise<{ database: { name: string; mcpRunning: boolean } }> {
+  async unlock(database: string, passwords: PasswordSource): Promise<{ database: { name: string; mcpRunning: boolean; rollbackWarning: string | null } }> {
     const password = await passwords.read(`Password for database "${database}": `);
-    return this.call('POST', `/api/databases/${encodeURIComponent(database)}/unlock`, { password, client: 'cli' });
+    return this.checkingPassword(() => this.call('POST', `/api/databases/${encodeURIComponent(database)}/unlock`, { password, client: 'cli' }));
+  }
+
+  /** Password checks wait their turn in the gateway (after someone guessed wrong); say so instead of looking hung. */
+  async checkingPassword<T>(request: () => Promise<T>): Promise<T> {
+    const notice = setTimeout(() => process.stderr.write('aip: waiting for the gateway to check the password (checks run one at a time after wrong guesses)...\n'), 2_000);
+    try {
+      return await request();
+    } finally {
+      clearTimeout(notice);
+    }
   }
 }

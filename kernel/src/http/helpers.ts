@@ -61,6 +61,31 @@ export async function workspaceFor(c: HttpContext, kernel: Kernel): Promise<{ ws
   return { ws: kernel.workspace(name), session, actor: actorOf(session) };
 }
 
+/** The audit actor of a stop (lock, switch off) asked for without a session: some local process, unproven. */
+export const NO_SESSION_ACTOR = 'local:no-session';
+
+/**
+ * For the routes that only ever stop things (lock, MCP switch off): the
+ * unlocked workspace with or without a session. 404/423 as for workspaceFor.
+ */
+export async function unlockedWorkspace(c: HttpContext, kernel: Kernel): Promise<{ ws: Workspace; session: Session | undefined; actor: string }> {
+  const name = c.req.param('db') ?? '';
+  if (!kernel.isUnlocked(name)) {
+    const exists = await kernel.vault.exists(name).catch(() => false);
+    if (!exists) throw new KernelError('database_not_found', `There is no database named "${name}".`, { status: 404 });
+    throw new KernelError('database_locked', `Database "${name}" is locked already.`, { status: 423 });
+  }
+  const session = c.get('session');
+  const proven = session && session.databases.has(name) ? session : undefined;
+  return { ws: kernel.workspace(name), session: proven, actor: proven ? actorOf(proven) : NO_SESSION_ACTOR };
+}
+
+/** The default database: the first one created (its file's birth time, which no process can set), then by name. */
+export function defaultDatabase(databases: ReadonlyArray<{ name: string; createdAt: string }>): string | null {
+  const sorted = [...databases].sort((a, b) => a.createdAt.localeCompare(b.createdAt) || a.name.localeCompare(b.name));
+  return sorted[0]?.name ?? null;
+}
+
 /** Parses an optional integer query parameter within bounds, with a clear error. */
 export function intQuery(c: HttpContext, name: string, min: number, max: number): number | undefined {
   const raw = c.req.query(name);

@@ -11,3 +11,7 @@ export { openSqlCipher, sqliteCode, sqlValue, inlineParams } from './sqlcipher.j
 export type { Sealer } from './seal.js';
 export { passwordProblems, assertPasswordRules, MIN_PASSWORD_LENGTH } from './password-rules.js';
 export { resolveDataDir, assertDatabaseName, databaseNameFromFile, DATABASE_EXTENSION, PLAINTEXT_REFUSED_MESSAGE } from './data-dir.js';
+export { createHeadRecords, describeRollback } from './head-records.js';
+export type { HeadRecord, HeadRecords } from './head-records.js';
+export { acquireDataDirLock, LOCK_FILE, GATEWAY_INFO_FILE } from './data-dir-lock.js';
+export type { DataDirLock } from './data-dir-lock.js';

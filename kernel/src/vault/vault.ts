@@ -18,6 +18,12 @@ export interface DatabaseInfo {
   file: string;
   sizeBytes: number;
   modifiedAt: string;
+  /**
+   * When the file came into being (its birth time where the file system
+   * keeps one, which no process can set; else its change time). Picks the
+   * default database: the first one, which an agent cannot pre-date.
+   */
+  createdAt: string;
   /** A safety copy left by an interrupted password change. */
   hasSafetyCopy: boolean;
 }
@@ -252,6 +258,7 @@ export function createVault(options: { dataDir: string; clock: Clock }): Vault {
             file,
             sizeBytes: info.size,
             modifiedAt: info.mtime.toISOString(),
+            createdAt: (info.birthtimeMs > 0 ? info.birthtime : info.ctime).toISOString(),
             hasSafetyCopy: await pathExists(`${file}${SAFETY_SUFFIX}`),
           });
         } catch {

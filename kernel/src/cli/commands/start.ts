@@ -4,6 +4,9 @@ import { parse } from '../args.js';
 import { CliError, EXIT } from '../errors.js';
 import { isKernelError } from '../../lib/errors.js';
 
+/** How long stopping may take: lock drains running actions for up to 5 s, plugins get their stop escalation. */
+const SHUTDOWN_DEADLINE_MS = 15_000;
+
 export const START_USAGE = 'aip start [--data-dir DIR] [--host 127.0.0.1] [--port 3210]';
 
 /** Runs the gateway in the foreground until SIGINT/SIGTERM. */
@@ -29,13 +32,34 @@ export async function startCommand(argv: string[]): Promise<number> {
     'Stop with Ctrl-C.',
   ];
   process.stdout.write(`${lines.join('\n')}\n`);
-  await new Promise<void>((resolve) => {
+  const code = await new Promise<number>((resolve) => {
+    let stopping = false;
     const stop = (signal: string) => {
+      if (stopping) {
+        // A second Ctrl-C means now: the databases' files are consistent at every commit.
+        process.stdout.write(`${signal} again: exiting without waiting.\n`);
+        resolve(EXIT.error);
+        return;
+      }
+      stopping = true;
       process.stdout.write(`\n${signal}: locking databases and stopping...\n`);
-      void gateway.close().then(resolve, resolve);
+      // Stopping is bounded: a vanished data directory or a wedged plugin must not keep the gateway up.
+      const deadline = setTimeout(() => {
+        process.stderr.write(`aip: the gateway did not stop within ${SHUTDOWN_DEADLINE_MS / 1000} s; exiting anyway.\n`);
+        resolve(EXIT.error);
+      }, SHUTDOWN_DEADLINE_MS);
+      deadline.unref();
+      gateway.close().then(
+        () => resolve(EXIT.ok),
+        (error: unknown) => {
+          process.stderr.write(`aip: stopping the gateway failed: ${error instanceof Error ? error.message : String(error)}\n`);
+          resolve(EXIT.error);
+        },
+      );
     };
-    process.once('SIGINT', () => stop('SIGINT'));
-    process.once('SIGTERM', () => stop('SIGTERM'));
+    process.on('SIGINT', () => stop('SIGINT'));
+    process.on('SIGTERM', () => stop('SIGTERM'));
   });
-  return EXIT.ok;
+  // Exit explicitly: nothing left behind (a socket, a timer) may keep a stopped gateway's process alive.
+  process.exit(code);
 }

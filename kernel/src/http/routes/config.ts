@@ -3,7 +3,7 @@ import type { Kernel } from '../../kernel.js';
 import { SETTINGS_PATCH_SCHEMA } from '../../settings/index.js';
 import { BUILTIN_RULES } from '../../redaction/index.js';
 import type { HttpEnv } from '../context.js';
-import { bodySchema, checkQuery, readBody, workspaceFor } from '../helpers.js';
+import { bodySchema, checkQuery, readBody, unlockedWorkspace, workspaceFor } from '../helpers.js';
 
 const mcpBody = bodySchema<{ running: boolean }>({ running: { type: 'boolean' } }, ['running']);
 const ruleBody = bodySchema<{ name: string; pattern: string; flags?: string; replacement?: string }>(
@@ -38,9 +38,12 @@ export function configRoutes(kernel: Kernel) {
     return c.json({ running: ws.mcp.isRunning() });
   });
 
+  // Switching off only stops agents, so it needs no password (an agent that
+  // sprays wrong passwords must never keep the operator from stopping it);
+  // switching on needs a session that proved this database's password (invariant 8).
   app.put('/databases/:db/mcp', async (c) => {
-    const { ws, actor } = await workspaceFor(c, kernel);
     const body = await readBody(c, mcpBody);
+    const { ws, actor } = body.running ? await workspaceFor(c, kernel) : await unlockedWorkspace(c, kernel);
     await ws.mcp.set(body.running, actor);
     return c.json({ running: ws.mcp.isRunning() });
   });

@@ -7,7 +7,7 @@ import { databaseNameFromFile } from '../../vault/index.js';
 import type { Kernel } from '../../kernel.js';
 import type { HttpContext, HttpEnv } from '../context.js';
 import { setSessionCookies, SESSION_COOKIE, CSRF_COOKIE } from '../boundary.js';
-import { actorOf, bodySchema, readBody, requireSession, workspaceFor } from '../helpers.js';
+import { actorOf, bodySchema, defaultDatabase, NO_SESSION_ACTOR, readBody, requireSession, unlockedWorkspace, workspaceFor } from '../helpers.js';
 import type { SessionStore } from '../sessions.js';
 import { deleteCookie } from 'hono/cookie';
 import { hardeningState } from '../../lib/harden.js';
@@ -34,35 +34,72 @@ export function systemRoutes(kernel: Kernel, sessions: SessionStore, version: st
   app.get('/status', async (c) => {
     const session = c.get('session');
     const databases = await kernel.listDatabases();
+    const first = defaultDatabase(databases);
     return c.json({
       name: 'AIPermission',
       version,
+      // Operator commands learn where the data lives from here, not from their own defaults.
+      dataDir: kernel.dataDir,
       locked: kernel.unlocked().length === 0,
-      databases: databases.map((d) => ({ name: d.name, unlocked: d.unlocked, sizeBytes: d.sizeBytes, modifiedAt: d.modifiedAt, hasSafetyCopy: d.hasSafetyCopy })),
+      databases: databases.map((d) => ({
+        name: d.name,
+        unlocked: d.unlocked,
+        default: d.name === first,
+        // The global stop's state, readable without a password: it only ever tells whether agents can run.
+        mcpRunning: d.unlocked ? kernel.workspace(d.name).mcp.isRunning() : false,
+        sizeBytes: d.sizeBytes,
+        createdAt: d.createdAt,
+        modifiedAt: d.modifiedAt,
+        hasSafetyCopy: d.hasSafetyCopy,
+        rollbackWarning: kernel.rollbackWarning(d.name) ?? null,
+      })),
       // Whether a same-user process could debug or read this one (aip doctor shows it).
       process: (({ dumpable, sigusr1Ignored, inspectorOpen }) => ({ pid: process.pid, dumpable, sigusr1Ignored, inspectorOpen }))(hardeningState()),
       session: session ? { id: session.id, client: session.client, databases: [...session.databases].filter((name) => kernel.isUnlocked(name)) } : null,
     });
   });
 
-  const openSession = (c: HttpContext, name: string, client: 'ui' | 'cli') => {
+  /** Starts (or widens) this client's session and audits it in the database it proved (invariant 8: a session never appears unannounced). */
+  const openSession = async (c: HttpContext, name: string, client: 'ui' | 'cli', via: 'created' | 'unlocked' | 'proved') => {
     const session = sessions.issue(name, client, c.get('session'));
     setSessionCookies(c, session.secret, session.csrf);
+    await kernel
+      .workspace(name)
+      .audit.append({ actor: actorOf(session), event: 'session.started', subject: { database: name, sessionId: session.id }, payload: { client, via, sessionId: session.id, databases: [...session.databases] } });
     return session;
+  };
+
+  /**
+   * Once any database exists, adding another (create or import) needs an
+   * operator session: the first-run setup is open only while there is none,
+   * so an agent cannot plant a database of its own in the operator's gateway.
+   */
+  const requireSessionToAdd = async (c: HttpContext) => {
+    if ((await kernel.listDatabases()).length === 0) return;
+    const session = c.get('session');
+    if (!session || ![...session.databases].some((name) => kernel.isUnlocked(name))) {
+      throw new KernelError(
+        'not_authenticated',
+        'A database already exists, so adding another needs an operator session: unlock or prove the password of an existing database first (aip db create does this for you).',
+        { status: 401 },
+      );
+    }
   };
 
   // First-run setup, or another workspace: create, unlock, and start a session.
   app.post('/databases', async (c) => {
     const body = await readBody(c, createBody);
+    await requireSessionToAdd(c);
     await kernel.createDatabase(body.name, body.password);
     const client = body.client ?? 'ui';
     const ws = await kernel.unlock(body.name, body.password, `operator:${client}`);
-    const session = openSession(c, body.name, client);
+    const session = await openSession(c, body.name, client, 'created');
     return c.json({ database: { name: ws.name, unlocked: true, mcpRunning: ws.mcp.isRunning() }, session: { id: session.id }, csrfToken: session.csrf }, 201);
   });
 
   app.post('/databases/import', async (c) => {
     const body = await readBody(c, importBody);
+    await requireSessionToAdd(c);
     const name = body.name ?? databaseNameFromFile(body.fileName ?? 'imported.aipdb');
     const data = Buffer.from(body.data, 'base64');
     if (data.length === 0) throw new KernelError('invalid_input', 'data must be the .aipdb file, base64-encoded.', { status: 400 });
@@ -82,8 +119,12 @@ export function systemRoutes(kernel: Kernel, sessions: SessionStore, version: st
     const body = await readBody(c, unlockBody);
     const client = body.client ?? 'ui';
     const ws = await kernel.unlock(name, body.password, `operator:${client}`);
-    const session = openSession(c, name, client);
-    return c.json({ database: { name: ws.name, unlocked: true, mcpRunning: ws.mcp.isRunning() }, session: { id: session.id }, csrfToken: session.csrf });
+    const session = await openSession(c, name, client, 'unlocked');
+    return c.json({
+      database: { name: ws.name, unlocked: true, mcpRunning: ws.mcp.isRunning(), rollbackWarning: kernel.rollbackWarning(ws.name) ?? null },
+      session: { id: session.id },
+      csrfToken: session.csrf,
+    });
   });
 
   // Prove the password of an already unlocked database (the CLI does this per command); never unlocks.
@@ -95,14 +136,26 @@ export function systemRoutes(kernel: Kernel, sessions: SessionStore, version: st
       await workspaceFor(c, kernel); // 404 or 423 with the usual message
     }
     const ws = await kernel.provePassword(name, body.password, `operator:${client}`);
-    const session = openSession(c, name, client);
+    const session = await openSession(c, name, client, 'proved');
     return c.json({ database: { name: ws.name, unlocked: true, mcpRunning: ws.mcp.isRunning() }, session: { id: session.id }, csrfToken: session.csrf });
   });
 
+  // Stopping never needs the password (invariant 8 keeps what starts things;
+  // an agent that guesses passwords wrong must not keep the operator from
+  // stopping it). With a session the entry names it; without one it says so.
   app.post('/databases/:db/lock', async (c) => {
-    const { ws, actor } = await workspaceFor(c, kernel);
+    const { ws, actor } = await unlockedWorkspace(c, kernel);
+    await readBody(c, bodySchema({}));
     await kernel.lock(ws.name, actor);
     return c.json({ database: { name: ws.name, unlocked: false } });
+  });
+
+  app.post('/lock', async (c) => {
+    await readBody(c, bodySchema({}));
+    const session = c.get('session');
+    const names = kernel.unlocked().map((ws) => ws.name);
+    for (const name of names) await kernel.lock(name, session?.databases.has(name) ? actorOf(session) : NO_SESSION_ACTOR);
+    return c.json({ locked: names });
   });
 
   app.post('/databases/:db/password', async (c) => {
@@ -118,9 +171,8 @@ export function systemRoutes(kernel: Kernel, sessions: SessionStore, version: st
   app.post('/databases/:db/export', async (c) => {
     const { ws, actor } = await workspaceFor(c, kernel);
     const body = await readBody(c, exportBody);
-    if (!(await ws.handle.verifyPassword(body.password))) {
-      throw new KernelError('wrong_password', `That password does not open database "${ws.name}".`, { status: 401 });
-    }
+    // Through the password gate like every other check: no unthrottled way to test a guess.
+    await kernel.provePassword(ws.name, body.password, actor);
     const dir = await mkdtemp(join(tmpdir(), 'aip-export-'));
     try {
       const file = join(dir, `${ws.name}.aipdb`);
