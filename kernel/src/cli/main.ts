@@ -15,6 +15,7 @@ import { grantCommand, GRANT_USAGE, tokenCommand, TOKEN_USAGE } from './commands
 import { approvalsCommand, APPROVALS_USAGE, auditCommand, AUDIT_USAGE } from './commands/approvals.js';
 import { pluginCommand, PLUGIN_USAGE } from './commands/plugins.js';
 import { mcpCommand, MCP_USAGE } from './commands/mcp.js';
+import { doctorCommand, DOCTOR_USAGE } from './commands/doctor.js';
 
 const COMMANDS: Record<string, { run: (argv: string[]) => Promise<number>; usage: string; summary: string }> = {
   start: { run: startCommand, usage: START_USAGE, summary: 'run the gateway in the foreground (loopback only)' },
@@ -32,6 +33,7 @@ const COMMANDS: Record<string, { run: (argv: string[]) => Promise<number>; usage
   audit: { run: auditCommand, usage: AUDIT_USAGE, summary: 'search the audit log, verify its hash chain' },
   plugin: { run: pluginCommand, usage: PLUGIN_USAGE, summary: 'list, install, remove, verify connectors; scaffold a new one' },
   mcp: { run: mcpCommand, usage: MCP_USAGE, summary: 'the stdio bridge for MCP clients; write client configs; agent instructions' },
+  doctor: { run: doctorCommand, usage: DOCTOR_USAGE, summary: 'check what an agent on this account could do here, and how to close it' },
 };
 
 function help(): string {

@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { constants as fsConstants } from 'node:fs';
-import { copyFile, link, mkdir, readdir, rename, rm, stat, writeFile } from 'node:fs/promises';
+import { chmod, copyFile, link, mkdir, readdir, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { KernelError } from '../lib/errors.js';
 import { isoAt, type Clock } from '../lib/clock.js';
@@ -104,6 +104,8 @@ async function readMeta(db: SqlDb, key: string): Promise<string | undefined> {
  * export never overwrite, and a half-written file never has the final name.
  */
 async function linkNoOverwrite(tmp: string, file: string, exists: () => KernelError): Promise<void> {
+  // SQLite creates files 0644; a database (encrypted or not) is its owner's alone.
+  await chmod(tmp, 0o600);
   try {
     await link(tmp, file);
   } catch (error) {
