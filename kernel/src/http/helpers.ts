@@ -33,9 +33,9 @@ export function requireSession(c: HttpContext, kernel: Kernel): Session {
   const session = c.get('session');
   if (!session) {
     if (kernel.unlocked().length === 0) {
-      throw new KernelError('locked', 'No database is unlocked. Unlock one first (aip unlock, or the web UI).', { status: 423 });
+      throw new KernelError('locked', 'No database is unlocked. Unlock one first (aip unlock).', { status: 423 });
     }
-    throw new KernelError('not_authenticated', 'Prove the database password first (POST /api/databases/<name>/unlock, aip unlock, or the web UI).', { status: 401 });
+    throw new KernelError('not_authenticated', 'Prove the database password first (POST /api/databases/<name>/unlock or aip unlock).', { status: 401 });
   }
   return session;
 }
@@ -50,11 +50,11 @@ export async function workspaceFor(c: HttpContext, kernel: Kernel): Promise<{ ws
   if (!kernel.isUnlocked(name)) {
     const exists = await kernel.vault.exists(name).catch(() => false);
     if (!exists) throw new KernelError('database_not_found', `There is no database named "${name}".`, { status: 404 });
-    throw new KernelError('database_locked', `Database "${name}" is locked. Unlock it first (aip unlock --db ${name}, or the web UI).`, { status: 423 });
+    throw new KernelError('database_locked', `Database "${name}" is locked. Unlock it first (aip unlock --db ${name}).`, { status: 423 });
   }
   const session = c.get('session');
   if (!session || !session.databases.has(name)) {
-    throw new KernelError('not_authenticated', `Prove the password of database "${name}" first (POST /api/databases/${name}/unlock, aip unlock, or the web UI).`, {
+    throw new KernelError('not_authenticated', `Prove the password of database "${name}" first (POST /api/databases/${name}/unlock or aip unlock).`, {
       status: 401,
     });
   }

@@ -30,7 +30,7 @@ export const errors = {
   notFound: (what: string, id: string) => new KernelError('not_found', `${what} ${JSON.stringify(id)} does not exist.`, { status: 404 }),
   conflict: (code: string, message: string) => new KernelError(code, message, { status: 409 }),
   locked: (database: string) =>
-    new KernelError('database_locked', `Database "${database}" is locked. Unlock it first (aip unlock --db ${database}, or the web UI).`, {
+    new KernelError('database_locked', `Database "${database}" is locked. Unlock it first (aip unlock --db ${database}).`, {
       status: 423,
     }),
 };
