@@ -33,8 +33,13 @@ function asAgent(command: string, args: string[]): [string, string[]] {
 }
 
 /** What another process of the same user gets when it opens a file of `pid` under /proc. */
-function readProcAsSameUser(pid: number, file: 'mem' | 'environ'): { ok: boolean; error: string } {
-  const script = `try { require('fs').closeSync(require('fs').openSync('/proc/${pid}/${file}', 'r')); console.log('OPENED') } catch (e) { console.log(e.code) }`;
+function readProcAsSameUser(pid: number, file: 'mem' | 'environ' | 'fd'): { ok: boolean; error: string } {
+  // For fd: whether any of its first 64 open files (databases, sockets) can be opened through /proc.
+  const open =
+    file === 'fd'
+      ? `let n = 0, last; for (let fd = 0; fd < 64; fd++) { try { require('fs').closeSync(require('fs').openSync('/proc/${pid}/fd/' + fd, 'r')); n++ } catch (e) { last = e } } if (!n) throw last`
+      : `require('fs').closeSync(require('fs').openSync('/proc/${pid}/${file}', 'r'))`;
+  const script = `try { ${open}; console.log('OPENED') } catch (e) { console.log(e.code) }`;
   const [command, args] = asAgent(process.execPath, ['-e', script]);
   const result = spawnSync(command, args, { encoding: 'utf8' });
   const out = result.stdout.trim();
@@ -101,11 +106,13 @@ afterAll(async () => {
 });
 
 describe('the gateway against a same-user agent', () => {
-  it('is not dumpable: another process of the same user cannot open its /proc/<pid>/mem or environ', () => {
+  it('is not dumpable: another process of the same user cannot open its /proc/<pid>/mem, environ or fd', () => {
     const mem = readProcAsSameUser(gateway.pid!, 'mem');
     expect(mem.ok, `opening /proc/${gateway.pid}/mem as the same user: ${mem.error}`).toBe(false);
     expect(mem.error).toMatch(/EACCES|EPERM/);
     expect(readProcAsSameUser(gateway.pid!, 'environ').ok).toBe(false);
+    // Its open files (the SQLCipher databases, sockets) are not reachable through /proc either.
+    expect(readProcAsSameUser(gateway.pid!, 'fd').ok).toBe(false);
   });
 
   it('the same check opens the memory of an ordinary node process (the test can tell)', async () => {
@@ -114,6 +121,7 @@ describe('the gateway against a same-user agent', () => {
     children.push(plain);
     await waitForLine(plain, /UP/);
     expect(readProcAsSameUser(plain.pid!, 'mem').ok).toBe(true);
+    expect(readProcAsSameUser(plain.pid!, 'fd').ok).toBe(true);
     await stop(plain);
   });
 
