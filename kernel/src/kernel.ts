@@ -11,7 +11,6 @@ import type { PluginHost } from './plugin-host/index.js';
 import { openWorkspace, type Workspace } from './workspace/index.js';
 import { createPipeline, type AuthenticatedToken, type Pipeline } from './pipeline/index.js';
 import { ActionError } from '@aipermission/plugin-sdk';
-
 import { createStderrLogger, type Logger } from './lib/log.js';
 
 export type { Logger };
@@ -92,25 +91,27 @@ export function createKernel(options: KernelOptions): Kernel {
   const lockListeners: Array<(name: string) => void> = [];
   const headRecords = createHeadRecords(options.dataDir);
   const rollbackWarnings = new Map<string, string>();
-  const recordedSeq = new Map<string, number>();
+  /** Per unlocked database: its open count (as now in the file) and the audit seq last written outside. */
+  const seen = new Map<string, { openCount: number; recordedSeq: number }>();
 
   /** Counts this open inside the file and compares the file with what was last seen of it outside. */
   const noteOpen = async (ws: Workspace): Promise<string | undefined> => {
-    const seen = await headRecords.read(ws.databaseId);
+    const record = await headRecords.read(ws.databaseId);
     const row = await ws.db.get<{ value: string }>("SELECT value FROM meta WHERE key = 'open_count'");
     const openCount = Number(row?.value ?? 0);
     const head = ws.audit.head();
-    const warning = describeRollback(seen, { openCount, auditSeq: head.seq, auditHash: head.hash });
+    const warning = describeRollback(record, { openCount, auditSeq: head.seq, auditHash: head.hash });
     await ws.db.write((tx) => tx.run("INSERT INTO meta (key, value) VALUES ('open_count', ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value", [String(openCount + 1)]));
+    seen.set(ws.name, { openCount: openCount + 1, recordedSeq: -1 });
     return warning;
   };
   /** Keeps the outside record of a database at its current audit head (at unlock, lock, and every few seconds while it moves). */
   const recordHead = async (ws: Workspace) => {
+    const state = seen.get(ws.name);
     const head = ws.audit.head();
-    if (recordedSeq.get(ws.name) === head.seq) return;
-    const row = await ws.db.get<{ value: string }>("SELECT value FROM meta WHERE key = 'open_count'");
-    await headRecords.write({ databaseId: ws.databaseId, openCount: Number(row?.value ?? 0), auditSeq: head.seq, auditHash: head.hash, at: isoAt(clock.now()) });
-    recordedSeq.set(ws.name, head.seq);
+    if (!state || state.recordedSeq === head.seq) return;
+    await headRecords.write({ databaseId: ws.databaseId, openCount: state.openCount, auditSeq: head.seq, auditHash: head.hash, at: isoAt(clock.now()) });
+    state.recordedSeq = head.seq;
   };
 
   const tooManyAttempts = (retryMs: number, what: string) =>
@@ -192,7 +193,6 @@ export function createKernel(options: KernelOptions): Kernel {
           } else {
             rollbackWarnings.delete(name);
           }
-          recordedSeq.delete(name);
           await recordHead(ws);
           workspaces.set(name, ws);
           events.emit({ type: 'database.unlocked', database: name, at: isoAt(clock.now()) });
@@ -232,7 +232,7 @@ export function createKernel(options: KernelOptions): Kernel {
         log(`could not audit locking "${name}"`, error);
       }
       rollbackWarnings.delete(name);
-      recordedSeq.delete(name);
+      seen.delete(name);
       await ws.handle.close();
       events.emit({ type: 'database.locked', database: name, at: isoAt(clock.now()) });
     },
