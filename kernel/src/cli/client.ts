@@ -1,6 +1,7 @@
 import { isLoopbackAddress } from '../http/index.js';
 import { CliError, EXIT } from './errors.js';
 import type { PasswordSource } from './prompt.js';
+import { visibleText } from '../lib/visible-text.js';
 
 export const DEFAULT_URL = 'http://127.0.0.1:3210';
 
@@ -71,7 +72,8 @@ export class GatewayClient {
     }
     if (!response.ok) {
       const error = (parsed as ApiError).error;
-      throw new CliError(error?.message ?? `The gateway answered ${response.status}.`);
+      // A gateway message may quote what an agent or plugin wrote (a name, a plugin's error): shown escaped, on one line (invariant 8).
+      throw new CliError(typeof error?.message === 'string' ? visibleText(error.message) : `The gateway answered ${response.status}.`, EXIT.error, error?.code);
     }
     return parsed as T;
   }

@@ -5,7 +5,7 @@ import { isKernelError } from '../../lib/errors.js';
 import { parse, requirePositional } from '../args.js';
 import { CliError, EXIT } from '../errors.js';
 import { passwordSource, type PasswordSource } from '../prompt.js';
-import { printJson, printTable, say } from '../output.js';
+import { line, printJson, printTable, say } from '../output.js';
 import { GatewayClient, gatewayUrl } from '../client.js';
 
 export const DB_USAGE = `aip db create NAME        create an encrypted database (works without a gateway)
@@ -44,7 +44,7 @@ export async function dbCommand(argv: string[]): Promise<number> {
       const name = requirePositional(positionals, 0, 'the database name', DB_USAGE);
       const password = await newPassword(passwords, values['password-stdin'], `New password for "${name}" (14+ characters, upper, lower, digit)`);
       await wrap(vault.create(name, password));
-      say(`Created encrypted database "${name}" in ${vault.databasesDir}.`);
+      say(line`Created encrypted database "${name}" in ${vault.databasesDir}.`);
       say('There is no way to recover it without this password. Next: aip start, then aip unlock');
       return EXIT.ok;
     }
@@ -59,7 +59,7 @@ export async function dbCommand(argv: string[]): Promise<number> {
       const file = resolve(requirePositional(positionals, 1, 'the output file', DB_USAGE));
       const password = await passwords.read(`Password for database "${name}": `);
       await wrap(vault.exportDatabase(name, password, file));
-      say(`Exported "${name}" to ${file} (encrypted with the same password).`);
+      say(line`Exported "${name}" to ${file} (encrypted with the same password).`);
       return EXIT.ok;
     }
     case 'import': {
@@ -67,7 +67,7 @@ export async function dbCommand(argv: string[]): Promise<number> {
       const name = values.name ?? databaseNameFromFile(file);
       const password = await passwords.read(`Password of the exported database: `);
       await wrap(vault.importDatabase(file, password, name));
-      say(`Imported ${file} as database "${name}". Unlock it with: aip unlock --db ${name}`);
+      say(line`Imported ${file} as database "${name}". Unlock it with: aip unlock --db ${name}`);
       return EXIT.ok;
     }
     case 'password': {
@@ -86,7 +86,7 @@ export async function dbCommand(argv: string[]): Promise<number> {
       } else {
         await wrap(vault.changePassword(name, current, next));
       }
-      say(`Changed the password of "${name}".`);
+      say(line`Changed the password of "${name}".`);
       return EXIT.ok;
     }
     default:

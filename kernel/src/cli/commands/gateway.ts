@@ -2,7 +2,7 @@ import { parse } from '../args.js';
 import { CliError, EXIT } from '../errors.js';
 import { GatewayClient, gatewayUrl } from '../client.js';
 import { passwordSource } from '../prompt.js';
-import { printJson, printTable, say } from '../output.js';
+import { line, printJson, printTable, say } from '../output.js';
 import { asOperator } from '../operator.js';
 
 export const UNLOCK_USAGE = 'aip unlock [--db NAME] [--password-stdin] [--url URL]';
@@ -16,7 +16,7 @@ export async function unlockCommand(argv: string[]): Promise<number> {
   const client = new GatewayClient(gatewayUrl(values.url));
   const db = await client.chooseDatabase(values.db, 'any');
   const result = await client.unlock(db, passwordSource(values['password-stdin']));
-  say(`Unlocked "${db}". MCP switch: ${result.database.mcpRunning ? 'on' : 'off (agents get "stopped"; turn on with: aip switch on)'}.`);
+  say(line`Unlocked "${db}". MCP switch: ` + (result.database.mcpRunning ? 'on.' : 'off (agents get "stopped"; turn on with: aip switch on).'));
   return EXIT.ok;
 }
 
@@ -24,7 +24,7 @@ export async function lockCommand(argv: string[]): Promise<number> {
   const { values } = parse(argv, {}, LOCK_USAGE);
   const op = await asOperator(values);
   await op.client.call('POST', op.path('/lock'));
-  say(`Locked "${op.db}".`);
+  say(line`Locked "${op.db}".`);
   return EXIT.ok;
 }
 
@@ -36,7 +36,7 @@ export async function statusCommand(argv: string[]): Promise<number> {
     printJson({ url: client.baseUrl, ...status });
     return EXIT.ok;
   }
-  say(`AIPermission ${status.version} at ${client.baseUrl}: ${status.locked ? 'locked' : 'unlocked'}`);
+  say(line`AIPermission ${status.version} at ${client.baseUrl}: ${status.locked ? 'locked' : 'unlocked'}`);
   printTable(
     status.databases.map((d) => ({ name: d.name, state: d.unlocked ? 'unlocked' : 'locked', note: d.hasSafetyCopy ? 'a password change was interrupted; unlock to recover' : '' })),
     [['name', 'DATABASE'], ['state', 'STATE'], ['note', '']],
@@ -55,7 +55,7 @@ export async function switchCommand(argv: string[]): Promise<number> {
       ? await op.client.call<{ running: boolean }>('GET', op.path('/mcp'))
       : await op.client.call<{ running: boolean }>('PUT', op.path('/mcp'), { running: sub === 'on' });
   if (values.json) printJson(result);
-  else say(`MCP switch for "${op.db}": ${result.running ? 'on (agents can run what their grants allow)' : 'off (every agent call answers "stopped")'}`);
+  else say(line`MCP switch for "${op.db}": ` + (result.running ? 'on (agents can run what their grants allow)' : 'off (every agent call answers "stopped")'));
   return EXIT.ok;
 }
 
