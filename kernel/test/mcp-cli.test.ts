@@ -192,7 +192,7 @@ describe('aip approvals watch', () => {
     expect(asked.status).toBe('approval_pending');
     const escaped = 'tidy up old sessions\\n    input:  {"harmless":true}\\u{2066}\\u{2069}\\u{61c}\\u{ad}\\u{202e}\\t\\rok';
     const number = (await watch.expect(new RegExp(`\\[(\\d+)\\] ${asked.request_id}  redis\\.delete_keys`), mark))[1];
-    await watch.expect(/    input:  \{"keys":/, mark);
+    await watch.expect(/ {4}input: {2}\{"keys":/, mark);
     const drawn = watch.output.slice(mark);
     const block = drawn.slice(drawn.indexOf(`] ${asked.request_id}`)).split('\n');
     // One reason line holding the whole reason, then the real input: no forged line, nothing hidden.
