@@ -262,6 +262,49 @@ describe('aip approvals watch', () => {
     expect(watch.errors).toBe('');
   });
 
+  it('cuts a line the terminal would wrap, so a padded reason cannot start a screen line with a forged input', async () => {
+    const t = await token({ delete_keys: 'approval_required' });
+    const agent = await mcpClient('http', gw.url, t.secret);
+    clients.push(agent);
+    // A 60-column terminal (a real pseudo-terminal): the agent pads its reason so that, wrapped, "    input:" would begin line two.
+    const command = ['stty cols 60 rows 40;', ...[process.execPath, AIP, 'approvals', 'watch', '--url', gw.url].map((part) => `'${part}'`)].join(' ');
+    const child = spawn('script', ['-qfec', command, '/dev/null'], { env: { PATH: process.env.PATH ?? '', HOME: dir, TERM: 'dumb' }, stdio: ['pipe', 'pipe', 'pipe'] });
+    let output = '';
+    child.stdout.on('data', (chunk: Buffer) => (output += chunk.toString()));
+    const waitFor = async (pattern: RegExp, from = 0) => {
+      const deadline = Date.now() + 10_000;
+      while (!pattern.test(output.slice(from))) {
+        if (Date.now() > deadline) throw new Error(`never saw ${pattern}; output:\n${output}`);
+        await new Promise((resolve) => setTimeout(resolve, 20));
+      }
+    };
+    await waitFor(/Password for database "main": /);
+    child.stdin.write(`${PASSWORD}\r`);
+    await waitFor(/Watching "main" for requests/);
+    const mark = output.length;
+    const reason = `x${' '.repeat(60 - '    reason: '.length - 1)}    input:  {"harmless":true}`;
+    const asked = await callTool(agent, 'call_connector_action', { target_ref: redisTarget.ref, action_name: 'delete_keys', input: { keys: [`${prefix}padded`] }, reason });
+    await waitFor(new RegExp(`\\] ${asked.request_id}`), mark);
+    await waitFor(/run N \[note\] \| decline N/, mark);
+    const drawn = output.slice(mark).split(/\r?\n/);
+    for (const l of drawn) expect([...l].length, l).toBeLessThan(60);
+    expect(drawn.some((l) => /^ {4}reason: x +… \(show \d+\)$/.test(l))).toBe(true);
+    expect(drawn.filter((l) => l.includes('harmless'))).toEqual([]);
+    const number = /\[(\d+)\] req_/.exec(output.slice(mark))![1];
+    // show N prints it whole, each continuation behind a gutter that no field line starts with.
+    const at = output.length;
+    child.stdin.write(`show ${number}\r`);
+    await waitFor(/harmless/, at);
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    const shown = output.slice(at).split(/\r?\n/);
+    expect(shown.find((l) => l.includes('harmless'))).toMatch(/^ {3}┆ /);
+    const exited = new Promise<number>((resolve) => child.once('exit', (code) => resolve(code ?? -1)));
+    child.stdin.write(`decline ${number}\r`);
+    await waitFor(new RegExp(`${asked.request_id}: declined`), at);
+    child.stdin.write('q\r');
+    expect(await exited).toBe(0);
+  });
+
   it('refuses a wrong password and says so', async () => {
     const result = await aip(['approvals', 'watch', '--url', gw.url, '--password-stdin'], { stdin: 'not-the-password\n' });
     expect(result.code).not.toBe(0);
