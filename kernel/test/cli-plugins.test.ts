@@ -5,6 +5,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { Readable, Writable } from 'node:stream';
 import { aip, freePort, waitForLine } from './helpers/cli.js';
+import { operator } from './helpers/mcp.js';
 import { tempDir, PASSWORD } from './helpers/temp.js';
 
 let dir: string;
@@ -108,5 +109,92 @@ describe('from scaffold to installed connector', () => {
     expect((await op('plugin', 'remove', 'demo')).code).toBe(0);
     const { plugins } = JSON.parse((await op('plugin', 'list', '--json')).stdout);
     expect(plugins.map((p: { id: string }) => p.id)).not.toContain('demo');
+  });
+});
+
+describe('what a new user trips over', () => {
+  it('lists every installed kind with its credential kinds and their fields (aip target kinds)', async () => {
+    const kinds = await op('target', 'kinds');
+    expect(kinds.code).toBe(0);
+    expect(kinds.stdout).toMatch(/^redis {2}Redis \S+/m);
+    expect(kinds.stdout).toMatch(/^ {4}password {2}username, password \[secret, required\] {3}\(the default\)$/m);
+    expect(kinds.stdout).toMatch(/^ {4}none {6}no fields$/m);
+    const json = JSON.parse((await op('target', 'kinds', '--json')).stdout);
+    expect(json.find((c: { id: string }) => c.id === 'redis').credentialKinds).toEqual([
+      { kind: 'password', fields: ['username', 'password'], secret: ['password'], required: ['password'] },
+      { kind: 'none', fields: [], secret: [], required: [] },
+    ]);
+    const help = await aip(['profile', '--help']);
+    expect(help.stdout).toMatch(/none {7}a Redis without a password: no --secret-file/);
+    expect(help.stdout).toMatch(/aip target kinds/);
+  });
+
+  it('refuses a target of a kind no connector provides, names the installed kinds and guesses the typo', async () => {
+    const typo = await op('target', 'add', '--kind', 'redsi', '--name', 'typo', '--config', '{"host":"127.0.0.1"}');
+    expect(typo.code).toBe(1);
+    expect(typo.stderr).toMatch(/No installed connector provides the kind "redsi"\. Did you mean "redis"\? Installed kinds: fake, redis\./);
+    const unknown = await op('target', 'add', '--kind', 'mongodb', '--name', 'typo');
+    expect(unknown.stderr).toMatch(/the kind "mongodb"\. Installed kinds: fake, redis\. Install another with aip plugin install/);
+    // The kernel refuses it, so the REST API (and the coming UI) cannot store one either.
+    const rest = await operator(url);
+    await expect(rest.call('POST', rest.db('/targets'), { kind: 'redsi', name: 'typo' })).rejects.toThrow(/Did you mean "redis"/);
+    expect(JSON.parse((await op('target', 'list', '--json')).stdout).map((t: { name: string }) => t.name)).not.toContain('typo');
+  });
+
+  it('lists the credential kinds when a profile leaves the kind out or names one the connector lacks', async () => {
+    const target = JSON.parse((await op('target', 'add', '--kind', 'redis', '--name', 'no-password', '--config', '{"host":"127.0.0.1","port":6379}', '--json')).stdout);
+    // A Redis without a password: no kind and no secret file. The first kind (password) needs a password.
+    const missing = await op('profile', 'add', '--target', target.id, '--label', 'default');
+    expect(missing.code).toBe(1);
+    expect(missing.stderr).toMatch(/No credential kind was given, so the first, "password", was used\./);
+    expect(missing.stderr).toMatch(/credential kinds: password \(username, password \[secret, required\]\); none \(no fields\)\. Name one as credentialKind \(aip profile add --credential-kind KIND\)/);
+    expect(missing.stderr).toMatch(/Every connector's credential kinds and fields: aip target kinds/);
+    const wrong = await op('profile', 'add', '--target', target.id, '--label', 'default', '--credential-kind', 'nonee');
+    expect(wrong.code).toBe(1);
+    expect(wrong.stderr).toMatch(/The redis connector has no credential kind "nonee"\. Did you mean "none"\? The redis connector's credential kinds: password/);
+    const open = await op('profile', 'add', '--target', target.id, '--label', 'default', '--credential-kind', 'none');
+    expect(open.code).toBe(0);
+    expect(open.stdout).toMatch(/credential kind none; secret fields: none/);
+  });
+
+  it("warns that a grant a stricter '*' row overrides has no effect, and shows the effective rule in grant list", async () => {
+    const target = JSON.parse((await op('target', 'add', '--kind', 'redis', '--name', 'grants', '--config', '{"host":"127.0.0.1","port":6379}', '--json')).stdout);
+    const profile = JSON.parse((await op('profile', 'add', '--target', target.id, '--label', 'open', '--credential-kind', 'none', '--json')).stdout);
+    const created = (await op('token', 'create', '--name', 'effective', '--json')).stdout;
+    const tokenId = JSON.parse(created).token.id as string;
+    const grant = (...args: string[]) => op('grant', 'set', '--token', tokenId, '--target', target.id, '--profile', profile.id, ...args);
+    const star = await grant('--action', '*', '--rule', 'approval_required', '--json');
+    const starId = JSON.parse(star.stdout).id as string;
+    expect(star.stderr).toBe('');
+
+    const ping = await grant('--action', 'ping', '--rule', 'always_run');
+    expect(ping.code).toBe(0);
+    expect(ping.stdout).toMatch(/ping -> always_run\./);
+    expect(ping.stderr).toContain(`warning: ping is still approval_required: the stricter row ${starId} (action * -> approval_required) applies too, and the stricter rule wins.`);
+    expect(ping.stderr).toContain(`aip grant remove ${starId}`);
+
+    const listed = await op('grant', 'list', '--token', tokenId);
+    expect(listed.stdout).toMatch(/ EFFECTIVE /);
+    const pingRow = listed.stdout.split('\n').find((l) => / ping +always_run /.test(l));
+    expect(pingRow).toContain(`approval_required (by * row ${starId})`);
+    const listedJson = JSON.parse((await op('grant', 'list', '--token', tokenId, '--json')).stdout) as Array<{ action: string; effectiveRule: string; overriddenBy: { id: string } | null }>;
+    expect(listedJson.find((g) => g.action === 'ping')).toMatchObject({ effectiveRule: 'approval_required', overriddenBy: { id: starId } });
+    expect(listedJson.find((g) => g.action === '*')).toMatchObject({ effectiveRule: 'approval_required', overriddenBy: null });
+
+    // A stricter action row is no override; a stricter '*' row says which rows it now overrides.
+    expect((await grant('--action', 'delete_keys', '--rule', 'blocked')).stderr).toBe('');
+    const tighter = await grant('--action', '*', '--rule', 'blocked');
+    expect(tighter.stderr).toMatch(/note: ping \(row grt_\w+, always_run\) is now blocked: this stricter row overrides it\./);
+    expect(tighter.stderr).not.toMatch(/delete_keys/);
+    // The REST answer carries the effective rule, for the UI.
+    const rest = await operator(url);
+    const answer = await rest.call<{ effectiveRule: string; overriddenBy: { id: string } | null }>('PUT', rest.db('/grants'), {
+      tokenId,
+      targetId: target.id,
+      profileId: profile.id,
+      action: 'info',
+      rule: 'always_run',
+    });
+    expect(answer).toMatchObject({ effectiveRule: 'blocked', overriddenBy: { id: starId, action: '*', rule: 'blocked' } });
   });
 });

@@ -71,3 +71,31 @@ describe('grant evaluation', () => {
     expect(events).toEqual(['grant.created', 'grant.created', 'grant.updated', 'grant.deleted']);
   });
 });
+
+describe('effective rules', () => {
+  it("says a looser action row under a stricter '*' row gets the stricter rule, and names the row that decides", async () => {
+    const star = await set('*', 'approval_required');
+    const echo = (await h.ws.grants.list({ tokenId: f.tokenId })).find((g) => g.action === 'echo')!;
+    // echo -> always_run was set first; the '*' row overrides it.
+    expect(h.ws.grants.effective(echo)).toEqual({ rule: 'approval_required', overriddenBy: { id: star.id, action: '*', rule: 'approval_required' }, expired: false });
+    expect(h.ws.grants.effective(star)).toEqual({ rule: 'approval_required', overriddenBy: null, expired: false });
+    // A stricter action row is its own rule; an equally strict one is no override.
+    const blocked = await set('echo', 'blocked');
+    expect(h.ws.grants.effective(blocked)).toEqual({ rule: 'blocked', overriddenBy: null, expired: false });
+    const same = await set('echo', 'approval_required');
+    expect(h.ws.grants.effective(same).overriddenBy).toBeNull();
+    // The answer is what evaluation decides, for every row.
+    for (const grant of await h.ws.grants.list({ tokenId: f.tokenId })) {
+      expect(h.ws.grants.effective(grant).rule).toBe(await decide(grant.action === '*' ? 'write_thing' : grant.action));
+    }
+  });
+
+  it('says an expired row counts for nothing and which row applies instead', async () => {
+    const star = await set('*', 'blocked');
+    const soon = await set('echo', 'always_run', new Date(h.clock.now() + 60_000).toISOString());
+    h.clock.advance(61_000);
+    expect(h.ws.grants.effective(soon)).toEqual({ rule: 'blocked', overriddenBy: { id: star.id, action: '*', rule: 'blocked' }, expired: true });
+    await h.ws.grants.remove(star.id, 'operator:test');
+    expect(h.ws.grants.effective(soon)).toEqual({ rule: 'denied', overriddenBy: null, expired: true });
+  });
+});

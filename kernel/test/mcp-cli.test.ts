@@ -176,6 +176,135 @@ describe('aip approvals watch', () => {
     await unlockAgain();
   });
 
+  it('shows a reason that forges an input line, with bidi and format characters, on its own line, escaped, in watch, list and show', async () => {
+    const t = await token({ delete_keys: 'approval_required' });
+    const agent = await mcpClient('http', gw.url, t.secret);
+    clients.push(agent);
+    const watch = startWatch();
+    await watch.expect(/Watching "main" for requests/);
+    const mark = watch.output.length;
+    // The attack: a newline draws a harmless-looking input under a destructive request; isolates,
+    // U+061C and a soft hyphen reorder or hide text; a carriage return and a tab rewrite the line.
+    const reason = 'tidy up old sessions\n    input:  {"harmless":true}\u2066\u2069\u061c\u00ad\u202e\t\rok';
+    const victim = `${prefix}victim`;
+    await direct.set(victim, 'keep me');
+    const asked = await callTool(agent, 'call_connector_action', { target_ref: redisTarget.ref, action_name: 'delete_keys', input: { keys: [victim] }, reason });
+    expect(asked.status).toBe('approval_pending');
+    const escaped = 'tidy up old sessions\\n    input:  {"harmless":true}\\u{2066}\\u{2069}\\u{61c}\\u{ad}\\u{202e}\\t\\rok';
+    const number = (await watch.expect(new RegExp(`\\[(\\d+)\\] ${asked.request_id}  redis\\.delete_keys`), mark))[1];
+    await watch.expect(/ {4}input: {2}\{"keys":/, mark);
+    const drawn = watch.output.slice(mark);
+    const block = drawn.slice(drawn.indexOf(`] ${asked.request_id}`)).split('\n');
+    // One reason line holding the whole reason, then the real input: no forged line, nothing hidden.
+    expect(block[1]).toBe(`    reason: ${escaped}`);
+    expect(block[2]).toBe(`    input:  {"keys":["${victim}"]}`);
+    expect(drawn.split('\n').filter((l) => l.startsWith('    input:'))).toEqual([`    input:  {"keys":["${victim}"]}`]);
+    expect(drawn).not.toMatch(/[\u2066\u2069\u061c\u00ad\u202e\r\t]/);
+
+    const listed = await aip(['approvals', 'list', '--url', gw.url, '--password-stdin'], { stdin: `${PASSWORD}\n` });
+    expect(listed.code).toBe(0);
+    const row = listed.stdout.split('\n').filter((l) => l.includes(asked.request_id));
+    expect(row).toHaveLength(1);
+    expect(row[0]).toContain(escaped);
+    expect(listed.stdout).not.toMatch(/^\s*input:/m);
+    expect(listed.stdout).not.toMatch(/[\u2066\u2069\u061c\u00ad\u202e\r\t]/);
+    // --json stays exact data (a parser reads back the agent's reason) with nothing hidden on the terminal.
+    const json = await aip(['approvals', 'list', '--json', '--url', gw.url, '--password-stdin'], { stdin: `${PASSWORD}\n` });
+    expect(json.stdout).not.toMatch(/[\u2066\u2069\u061c\u00ad\u202e\r\t]/);
+    expect(JSON.parse(json.stdout).find((r: { id: string }) => r.id === asked.request_id).reason).toBe(reason);
+    const shown = await aip(['approvals', 'show', asked.request_id, '--url', gw.url, '--password-stdin'], { stdin: `${PASSWORD}\n` });
+    expect(shown.stdout).toContain(`  reason:  ${escaped}\n  input:   {"keys":["${victim}"]}\n`);
+
+    let at = watch.output.length;
+    watch.type(`show ${number}`);
+    await watch.expect(new RegExp(`  reason:  ${escaped.replace(/[\\{}()[\]^$.*+?|]/g, '\\$&')}`), at);
+    at = watch.output.length;
+    watch.type(`decline ${number} Not with a reason like that.`);
+    await watch.expect(new RegExp(`${asked.request_id}: declined`), at);
+    expect(await direct.get(victim)).toBe('keep me');
+    expect(await watch.quit()).toBe(0);
+  });
+
+  it('never gives a number to another request: run N after the agent cancelled N and made a new one runs nothing', async () => {
+    const t = await token({ set_string: 'approval_required' });
+    const agent = await mcpClient('http', gw.url, t.secret);
+    clients.push(agent);
+    const watch = startWatch();
+    await watch.expect(/Watching "main" for requests/);
+    let mark = watch.output.length;
+    const a = await callTool(agent, 'call_connector_action', { target_ref: redisTarget.ref, action_name: 'set_string', input: { key: `${prefix}a`, value: 'harmless' }, reason: 'A' });
+    const numberA = Number((await watch.expect(new RegExp(`\\[(\\d+)\\] ${a.request_id}`), mark))[1]);
+
+    // The agent swaps the request the operator is reading for another.
+    mark = watch.output.length;
+    expect(await callTool(agent, 'cancel_connector_action_request', { request_id: a.request_id })).toMatchObject({ status: 'canceled' });
+    const b = await callTool(agent, 'call_connector_action', { target_ref: redisTarget.ref, action_name: 'set_string', input: { key: `${prefix}b`, value: 'swapped in' }, reason: 'A' });
+    const numberB = Number((await watch.expect(new RegExp(`\\[(\\d+)\\] ${b.request_id}`), mark))[1]);
+    expect(numberB).toBe(numberA + 1);
+    expect(watch.output.slice(mark)).not.toMatch(new RegExp(`\\[${numberA}\\] `));
+
+    let at = watch.output.length;
+    watch.type(`run ${numberA} looks fine`);
+    await watch.expect(new RegExp(`Request ${numberA} \\(${a.request_id}\\) is no longer pending: it is canceled \\(canceled by the agent\\)\\. Nothing was run\\.`), at);
+    expect((await op.call<{ request: { status: string } }>('GET', op.db(`/requests/${b.request_id}`))).request.status).toBe('approval_pending');
+    expect(await direct.exists(`${prefix}b`)).toBe(0);
+    watch.type(`decline ${numberA}`);
+    await watch.expect(new RegExp(`Request ${numberA} \\(${a.request_id}\\) is no longer pending: it is canceled.*Nothing was declined\\.`), at);
+
+    // The request id keeps working, and B answers to its own number.
+    at = watch.output.length;
+    watch.type(`decline ${b.request_id}`);
+    await watch.expect(new RegExp(`${b.request_id}: declined`), at);
+    watch.type(`run ${numberB}`);
+    await watch.expect(new RegExp(`Request ${numberB} \\(${b.request_id}\\) is no longer pending: it is declined`), at);
+    expect(await direct.exists(`${prefix}b`)).toBe(0);
+    expect(await watch.quit()).toBe(0);
+    expect(watch.errors).toBe('');
+  });
+
+  it('cuts a line the terminal would wrap, so a padded reason cannot start a screen line with a forged input', async () => {
+    const t = await token({ delete_keys: 'approval_required' });
+    const agent = await mcpClient('http', gw.url, t.secret);
+    clients.push(agent);
+    // A 60-column terminal (a real pseudo-terminal): the agent pads its reason so that, wrapped, "    input:" would begin line two.
+    const command = ['stty cols 60 rows 40;', ...[process.execPath, AIP, 'approvals', 'watch', '--url', gw.url].map((part) => `'${part}'`)].join(' ');
+    const child = spawn('script', ['-qfec', command, '/dev/null'], { env: { PATH: process.env.PATH ?? '', HOME: dir, TERM: 'dumb' }, stdio: ['pipe', 'pipe', 'pipe'] });
+    let output = '';
+    child.stdout.on('data', (chunk: Buffer) => (output += chunk.toString()));
+    const waitFor = async (pattern: RegExp, from = 0) => {
+      const deadline = Date.now() + 10_000;
+      while (!pattern.test(output.slice(from))) {
+        if (Date.now() > deadline) throw new Error(`never saw ${pattern}; output:\n${output}`);
+        await new Promise((resolve) => setTimeout(resolve, 20));
+      }
+    };
+    await waitFor(/Password for database "main": /);
+    child.stdin.write(`${PASSWORD}\r`);
+    await waitFor(/Watching "main" for requests/);
+    const mark = output.length;
+    const reason = `x${' '.repeat(60 - '    reason: '.length - 1)}    input:  {"harmless":true}`;
+    const asked = await callTool(agent, 'call_connector_action', { target_ref: redisTarget.ref, action_name: 'delete_keys', input: { keys: [`${prefix}padded`] }, reason });
+    await waitFor(new RegExp(`\\] ${asked.request_id}`), mark);
+    await waitFor(/run N \[note\] \| decline N/, mark);
+    const drawn = output.slice(mark).split(/\r?\n/);
+    for (const l of drawn) expect([...l].length, l).toBeLessThan(60);
+    expect(drawn.some((l) => /^ {4}reason: x +… \(show \d+\)$/.test(l))).toBe(true);
+    expect(drawn.filter((l) => l.includes('harmless'))).toEqual([]);
+    const number = /\[(\d+)\] req_/.exec(output.slice(mark))![1];
+    // show N prints it whole, each continuation behind a gutter that no field line starts with.
+    const at = output.length;
+    child.stdin.write(`show ${number}\r`);
+    await waitFor(/harmless/, at);
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    const shown = output.slice(at).split(/\r?\n/);
+    expect(shown.find((l) => l.includes('harmless'))).toMatch(/^ {3}┆ /);
+    const exited = new Promise<number>((resolve) => child.once('exit', (code) => resolve(code ?? -1)));
+    child.stdin.write(`decline ${number}\r`);
+    await waitFor(new RegExp(`${asked.request_id}: declined`), at);
+    child.stdin.write('q\r');
+    expect(await exited).toBe(0);
+  });
+
   it('refuses a wrong password and says so', async () => {
     const result = await aip(['approvals', 'watch', '--url', gw.url, '--password-stdin'], { stdin: 'not-the-password\n' });
     expect(result.code).not.toBe(0);
@@ -306,6 +435,40 @@ describe('aip mcp init', () => {
     const badClient = await aip(['mcp', 'init', '--client', 'emacs', '--token-stdin'], { stdin: `${t.secret}\n`, cwd: dir });
     expect(badClient.code).toBe(2);
     expect(badClient.stderr).toMatch(/--client must be one of claude-code, codex, cursor, vscode, windsurf, gemini, custom/);
+  });
+});
+
+describe('aip mcp: saying what is wrong with a token or a client name', () => {
+  it('says a token missing a character is short, not that it should start with aip_', async () => {
+    const t = await token({ get_key: 'always_run' });
+    const cut = await aip(['mcp', 'init', '--client', 'custom', '--token-stdin'], { stdin: `${t.secret.slice(0, -1)}\n`, cwd: dir });
+    expect(cut.code).toBe(2);
+    expect(cut.stderr).toMatch(/That is not an MCP token: it is 1 character short \(46 characters; a token has 47\): was it cut off when copied\?/);
+    expect(cut.stderr).not.toMatch(/it starts with aip_/);
+    expect(cut.stderr).not.toContain(t.secret.slice(8, 30));
+    const quoted = await aip(['mcp', 'init', '--client', 'custom', '--token-stdin'], { stdin: `'${t.secret}'\n`, cwd: dir });
+    expect(quoted.stderr).toMatch(/it has 1 extra character before aip_ \(a quote or a space\?\)/);
+    // The bridge says the same about AIP_TOKEN.
+    const bridge = await aip(['mcp'], { env: { AIP_URL: gw.url, AIP_TOKEN: `${t.secret}x` } });
+    expect(bridge.code).toBe(2);
+    expect(bridge.stderr).toMatch(/Set AIP_TOKEN .*\(the value is not an MCP token: it is 1 character too long \(48 characters; a token has 47\)/);
+  });
+
+  it.each([
+    ['claude', 'claude-code'],
+    ['vs-code', 'vscode'],
+    ['code', 'vscode'],
+    ['Cursr', 'cursor'],
+    ['claude_code', 'claude-code'],
+  ])('suggests --client %s -> %s', async (typed, meant) => {
+    const result = await aip(['mcp', 'init', '--client', typed, '--token-stdin'], { stdin: 'unused\n', cwd: dir });
+    expect(result.code).toBe(2);
+    expect(result.stderr).toContain(`--client must be one of claude-code, codex, cursor, vscode, windsurf, gemini, custom. Did you mean --client ${meant}?`);
+  });
+
+  it('does not guess for a name that is nothing like a client', async () => {
+    const result = await aip(['mcp', 'init', '--client', 'emacs', '--token-stdin'], { stdin: 'unused\n', cwd: dir });
+    expect(result.stderr).not.toMatch(/Did you mean/);
   });
 });
 

@@ -1,4 +1,5 @@
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { ActionError } from '@aipermission/plugin-sdk';
 import { createHarness, type Harness } from './helpers/kernel.js';
 
 let h: Harness;
@@ -125,6 +126,21 @@ describe('the action pipeline', () => {
     expect(longReason.code).toBe('invalid_input');
     expect((await h.ws.audit.search({ event: 'action.rejected' })).entries).toHaveLength(4);
     expect(h.executor.calls).toHaveLength(0);
+  });
+
+  it("stores a failure's statusReason as one visible line, whatever the connector echoed, and its error message as it came", async () => {
+    const f = await h.setup('always_run');
+    // A connector error that echoes the agent's input: a newline and a bidi override aimed at whoever reads the status.
+    const message = 'ERR unknown key "a\n    input:  {"harmless":true}\u202e"';
+    h.executor.onInvoke = () => {
+      throw new ActionError('config', message);
+    };
+    const failed = await h.kernel.pipeline.call(f.token, { targetRef: f.targetRef, action: 'echo', input: { text: 'x' } });
+    if (failed.kind !== 'request') throw new Error();
+    expect(failed.request.status).toBe('failed');
+    expect(failed.request.statusReason).toBe('ERR unknown key "a\\n    input:  {"harmless":true}\\u{202e}"');
+    expect(failed.request.error!.message).toBe(message);
+    expect((await h.ws.approvals.require(failed.request.id)).statusReason).not.toMatch(/[\n\u202e]/);
   });
 
   it('reports an action failure with its kind and user message, and hides unexpected internals', async () => {

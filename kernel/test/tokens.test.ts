@@ -1,7 +1,7 @@
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { createHarness, type Harness } from './helpers/kernel.js';
 import { PASSWORD, OTHER_PASSWORD } from './helpers/temp.js';
-import { hashToken } from '../src/tokens/index.js';
+import { hashToken, tokenProblem } from '../src/tokens/index.js';
 
 let h: Harness;
 beforeEach(async () => {
@@ -96,5 +96,28 @@ describe('MCP tokens', () => {
     await h.kernel.lock('main', 'operator:test');
     expect(() => h.kernel.authenticateToken(secret)).toThrow(expect.objectContaining({ code: 'invalid_token' }));
     await h.kernel.unlock('main', PASSWORD, 'operator:test');
+  });
+});
+
+describe('what is wrong with something that should be a token', () => {
+  const good = `aip_${'Ab0-_'.repeat(8)}xyz`;
+  it.each([
+    ['a token', good, undefined],
+    ['a token missing its last character', good.slice(0, -1), /it is 1 character short \(46 characters; a token has 47\): was it cut off when copied\?/],
+    ['a token with a character too many', `${good}x`, /it is 1 character too long \(48 characters; a token has 47\)/],
+    ['a token pasted with its quote', `"${good}"`, /it has 1 extra character before aip_ \(a quote or a space\?\)/],
+    ['a token with a space in it', `${good.slice(0, 20)} ${good.slice(21)}`, /it has a space or line break at position 21/],
+    ['a token with a character base64url has not', `${good.slice(0, 10)}+${good.slice(11)}`, /it has a character that is not a letter, digit, - or _ at position 11/],
+    ['something else entirely', 'hunter2', /it does not start with aip_/],
+    ['nothing', '', /it is empty/],
+  ])('names the problem with %s', (_what, text, expected) => {
+    const problem = tokenProblem(text);
+    if (expected === undefined) expect(problem).toBeUndefined();
+    else {
+      expect(problem).toMatch(expected);
+      expect(problem).toMatch(/a token is aip_ followed by 43 letters, digits, - or _ \(47 characters in all\)/i);
+      // The message can be shown and logged: it names counts and positions, never the token's characters.
+      if (text.length > 12) expect(problem).not.toContain(text.slice(4, 12));
+    }
   });
 });

@@ -1,6 +1,7 @@
 import { isLoopbackAddress } from '../http/index.js';
 import { CliError, EXIT } from './errors.js';
 import type { PasswordSource } from './prompt.js';
+import { visibleText } from '../lib/visible-text.js';
 
 export const DEFAULT_URL = 'http://127.0.0.1:3210';
 
@@ -89,7 +90,8 @@ export class GatewayClient {
     }
     if (!response.ok) {
       const error = (parsed as ApiError).error;
-      throw new CliError(error?.message ?? `The gateway answered ${response.status}.`);
+      // A gateway message may quote what an agent or plugin wrote (a name, a plugin's error): shown escaped, on one line (invariant 8).
+      throw new CliError(typeof error?.message === 'string' ? visibleText(error.message) : `The gateway answered ${response.status}.`, EXIT.error, error?.code);
     }
     return parsed as T;
   }
@@ -146,7 +148,7 @@ export class GatewayClient {
     if (databases.length === 0) throw new CliError('There is no database yet. Create one with: aip db create main');
     if (databases.length === 1) return databases[0]!.name;
     const fallback = databases.find((d) => d.default) ?? databases[0]!;
-    process.stderr.write(`aip: using database "${fallback.name}", the first one created (there are ${databases.length}: ${databases.map((d) => d.name).join(', ')}; choose with --db NAME).\n`);
+    process.stderr.write(`${visibleText(`aip: using database "${fallback.name}", the first one created (there are ${databases.length}: ${databases.map((d) => d.name).join(', ')}; choose with --db NAME).`)}\n`);
     return fallback.name;
   }
 

@@ -3,6 +3,8 @@ export class CliError extends Error {
   constructor(
     message: string,
     readonly exitCode = 1,
+    /** The gateway's error code, when the gateway refused. */
+    readonly code?: string,
   ) {
     super(message);
     this.name = 'CliError';

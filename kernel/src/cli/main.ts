@@ -7,6 +7,7 @@
 import { hardenProcess } from '../lib/harden.js';
 import { CliError, EXIT } from './errors.js';
 import { VERSION } from '../version.js';
+import { visibleText } from '../lib/visible-text.js';
 import { startCommand, START_USAGE } from './commands/start.js';
 import { dbCommand, DB_USAGE } from './commands/db.js';
 import { lockCommand, settingsCommand, SETTINGS_USAGE, statusCommand, switchCommand, SWITCH_USAGE, unlockCommand, UNLOCK_USAGE, LOCK_USAGE, STATUS_USAGE } from './commands/gateway.js';
@@ -83,7 +84,7 @@ runCli(process.argv.slice(2)).then(
       process.stderr.write(`aip: ${error.message}\n`);
       process.exitCode = error.exitCode;
     } else {
-      process.stderr.write(`aip: unexpected error: ${error instanceof Error ? error.message : String(error)}\n`);
+      process.stderr.write(`aip: unexpected error: ${visibleText(error instanceof Error ? error.message : String(error))}\n`);
       process.exitCode = EXIT.error;
     }
   },

@@ -52,6 +52,11 @@ export interface ConnectorDescriptor {
   actions: ReadonlyMap<string, ActionDescriptor>;
   /** Names of secret fields per credential kind (from the schema's secret marks). */
   secretFields(credentialKind: string): string[] | undefined;
+  /**
+   * Every field of a credential kind, for help and errors. Optional: a
+   * plugin's descriptor carries its manifest instead (see credentialKindsOf).
+   */
+  credentialFields?(credentialKind: string): { fields: string[]; secret: string[]; required: string[] } | undefined;
   validateTargetConfig(config: unknown): string | undefined;
   validateCredential(credentialKind: string, config: unknown, secret: unknown): string | undefined;
 }
@@ -113,10 +118,18 @@ export function defineStaticConnector(definition: StaticConnectorDefinition): Co
     });
   }
   const targetValidator = validatorFor(definition.targetSchema);
+  const propertiesOf = (schema: object | undefined) => Object.keys((schema as { properties?: object } | undefined)?.properties ?? {});
+  const requiredOf = (schema: object | undefined) => (schema as { required?: string[] } | undefined)?.required ?? [];
   const credentialValidators = new Map(
     Object.entries(definition.credentialSchemas ?? {}).map(([kind, schemas]) => [
       kind,
-      { config: validatorFor(schemas.config), secret: validatorFor(schemas.secret), secretFields: Object.keys((schemas.secret as { properties?: object })?.properties ?? {}) },
+      {
+        config: validatorFor(schemas.config),
+        secret: validatorFor(schemas.secret),
+        secretFields: propertiesOf(schemas.secret),
+        fields: [...propertiesOf(schemas.config), ...propertiesOf(schemas.secret)],
+        required: [...requiredOf(schemas.config), ...requiredOf(schemas.secret)],
+      },
     ]),
   );
   return {
@@ -125,7 +138,12 @@ export function defineStaticConnector(definition: StaticConnectorDefinition): Co
     title: definition.title ?? definition.id,
     manifestHash: canonicalHash(definition),
     actions,
+    credentialKinds: [...credentialValidators.keys()],
     secretFields: (kind) => credentialValidators.get(kind)?.secretFields,
+    credentialFields(kind) {
+      const validators = credentialValidators.get(kind);
+      return validators ? { fields: validators.fields, secret: validators.secretFields, required: validators.required } : undefined;
+    },
     validateTargetConfig: targetValidator,
     validateCredential(kind, config, secret) {
       if (credentialValidators.size === 0) return undefined;

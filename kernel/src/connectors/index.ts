@@ -7,3 +7,5 @@ export { createStaticCatalog, defineStaticConnector, mergeCatalogs, KERNEL_LIMIT
 export type { ActionDescriptor, ActionRisk, ConnectorCatalog, ConnectorDescriptor, StaticConnectorDefinition, StaticActionDefinition } from './catalog.js';
 export type { ActionExecutor, Invocation, ProgressUpdate } from './executor.js';
 export { OutcomeUnknown } from './executor.js';
+export { credentialKindsOf, describeCredentialKinds, installedKinds } from './credential-kinds.js';
+export type { CredentialKindInfo } from './credential-kinds.js';

@@ -88,6 +88,20 @@ export interface GrantStore {
   evaluate(tokenId: string, targetId: string, profileId: string, action: string, q?: SqlQueries): Promise<GrantDecision>;
   /** Re-reads the grants inside a transaction whose cascade removed some (target or profile deleted). */
   reload(tx: SqlTx): Promise<void>;
+  /**
+   * What a row decides now, with every row it combines with (from the mirror):
+   * its action's effective rule, and the stricter row that overrides it, if
+   * one does. A `*` row's rule is what the actions without a row of their own get.
+   */
+  effective(grant: Grant): EffectiveGrant;
+}
+
+/** A grant row's effect: `overriddenBy` names the row whose rule applies instead of this row's (stricter wins), or null. */
+export interface EffectiveGrant {
+  rule: GrantRule | 'denied';
+  overriddenBy: { id: string; action: string; rule: GrantRule } | null;
+  /** This row has expired, so it counts for nothing. */
+  expired: boolean;
 }
 
 export async function createGrantStore(deps: {
@@ -218,6 +232,19 @@ export async function createGrantStore(deps: {
     },
     cachedForToken(tokenId) {
       return byToken.get(tokenId) ?? [];
+    },
+    effective(grant) {
+      const nowMs = clock.now();
+      const expired = grant.expiresAt !== null && Date.parse(grant.expiresAt) <= nowMs;
+      const rows = (mirror.get(key(grant.tokenId, grant.targetId, grant.profileId)) ?? []).filter((row) => row.action === grant.action || row.action === ANY_ACTION);
+      const decision = evaluateRows(rows, nowMs);
+      // An equally strict row is no override: this row's rule is the rule either way.
+      const overridden = decision.grant !== undefined && decision.grant.id !== grant.id && (expired || STRICTNESS[decision.grant.rule] > STRICTNESS[grant.rule]);
+      return {
+        rule: decision.decision,
+        overriddenBy: overridden ? { id: decision.grant!.id, action: decision.grant!.action, rule: decision.grant!.rule } : null,
+        expired,
+      };
     },
     async evaluate(tokenId, targetId, profileId, action, q) {
       if (!q) {

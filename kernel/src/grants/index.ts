@@ -4,4 +4,4 @@
  * No row means denied; the strictest applicable row wins.
  */
 export { createGrantStore, grantRefusal, GRANT_RULES, ANY_ACTION } from './grants.js';
-export type { Grant, GrantRule, GrantDecision, GrantStore, GrantSetInput, GrantChange } from './grants.js';
+export type { Grant, GrantRule, GrantDecision, GrantStore, GrantSetInput, GrantChange, EffectiveGrant } from './grants.js';

@@ -3,6 +3,7 @@ import { canonicalHash, canonicalJson, sha256Hex } from '../lib/canonical.mjs';
 import { isoAt, type Clock } from '../lib/clock.js';
 import { errors, KernelError } from '../lib/errors.js';
 import { newId } from '../lib/ids.js';
+import { visibleText } from '../lib/visible-text.js';
 import { auditUnavailable } from '../audit/index.js';
 import { grantRefusal } from '../grants/index.js';
 import { KERNEL_LIMITS, OutcomeUnknown, type ActionDescriptor, type ActionExecutor, type ConnectorDescriptor, type ProgressUpdate } from '../connectors/index.js';
@@ -215,14 +216,16 @@ export function createPipeline(deps: {
         return await ws.approvals.finishBatched(
           row,
           'failed',
-          { error: canonicalJson(error), finished_at: finishedIso, status_reason: error.message },
+          // status_reason is the sentence displays show beside the status: a plugin's words (which may echo the agent's input) made
+          // one visible line, so no display can be handed a forged line (invariant 8). error.message stays as the plugin wrote it.
+          { error: canonicalJson(error), finished_at: finishedIso, status_reason: visibleText(error.message) },
           { actor: `token:${row.token_id}`, event: 'action.failed', payload: { action: row.action, durationMs, error } },
         );
       }
       return await ws.approvals.finishBatched(
         row,
         'outcome_unknown',
-        { finished_at: finishedIso, status_reason: outcome.reason },
+        { finished_at: finishedIso, status_reason: visibleText(outcome.reason) },
         { actor: 'system', event: 'action.outcome_unknown', payload: { action: row.action, durationMs, reason: outcome.reason } },
       );
     } catch (error) {

@@ -4,7 +4,8 @@ import { errors, KernelError } from '../lib/errors.js';
 import { newId } from '../lib/ids.js';
 import type { SqlDb, SqlQueries, SqlTx, Sealer } from '../vault/index.js';
 import type { Audit } from '../audit/index.js';
-import type { ConnectorCatalog } from '../connectors/index.js';
+import { credentialKindsOf, describeCredentialKinds, installedKinds, type ConnectorCatalog } from '../connectors/index.js';
+import { closestName } from '../lib/closest-name.js';
 
 export interface Target {
   id: string;
@@ -176,10 +177,40 @@ export async function createTargetStore(deps: {
     const problem = connector?.validateTargetConfig(config);
     if (problem) throw new KernelError('invalid_target_config', `The ${kind} target configuration is invalid: ${problem}`);
   };
-  const validateCredential = (kind: string, credentialKind: string, config: Record<string, unknown>, secret: Record<string, unknown>) => {
+  /** A target of a kind no installed connector provides could never run anything: refused, with the kinds there are. */
+  const requireKnownKind = (kind: string) => {
+    if (catalog.get(kind)) return;
+    const kinds = installedKinds(catalog);
+    const guess = closestName(kind, kinds);
+    throw new KernelError(
+      'unknown_connector_kind',
+      `No installed connector provides the kind "${kind}".${guess ? ` Did you mean "${guess}"?` : ''} ${
+        kinds.length ? `Installed kinds: ${kinds.join(', ')}.` : 'No connectors are installed.'
+      } Install another with aip plugin install.`,
+      { status: 400 },
+    );
+  };
+  /**
+   * Checks a profile's fields against its credential kind. When the kind was
+   * left out (the connector's first was taken) or is not one the connector
+   * has, the error lists every kind with its fields, so the operator sees at
+   * once that e.g. a Redis without a password takes the kind "none".
+   */
+  const validateCredential = (kind: string, credentialKind: string, config: Record<string, unknown>, secret: Record<string, unknown>, defaulted: boolean) => {
     const connector = catalog.get(kind);
-    const problem = connector?.validateCredential(credentialKind, config, secret);
-    if (problem) throw new KernelError('invalid_credential', `The ${kind} credential profile is invalid: ${problem}`);
+    if (!connector) return;
+    const kinds = credentialKindsOf(connector);
+    const known = kinds.length === 0 || kinds.some((k) => k.kind === credentialKind);
+    const listing = () => `The ${kind} connector's credential kinds: ${describeCredentialKinds(kinds)}. Name one as credentialKind (aip profile add --credential-kind KIND).`;
+    if (!known) {
+      const guess = closestName(credentialKind, kinds.map((k) => k.kind));
+      throw new KernelError('invalid_credential', `The ${kind} connector has no credential kind "${credentialKind}".${guess ? ` Did you mean "${guess}"?` : ''} ${listing()}`);
+    }
+    const problem = connector.validateCredential(credentialKind, config, secret);
+    if (problem) {
+      const hint = defaulted && kinds.length > 1 ? ` No credential kind was given, so the first, "${credentialKind}", was used. ${listing()}` : '';
+      throw new KernelError('invalid_credential', `The ${kind} credential profile is invalid: ${problem}${hint}`);
+    }
   };
 
   const store: TargetStore = {
@@ -203,7 +234,8 @@ export async function createTargetStore(deps: {
       return target;
     },
     async createTarget(input, actor) {
-      if (!KIND_PATTERN.test(input.kind)) throw errors.invalid(`"${input.kind}" is not a connector kind (lowercase letters, digits, - and _).`);
+      if (!KIND_PATTERN.test(input.kind)) throw errors.invalid(`${JSON.stringify(input.kind)} is not a connector kind (lowercase letters, digits, - and _).`);
+      requireKnownKind(input.kind);
       const config = input.config ?? {};
       if (!isPlainObject(config)) throw errors.invalid('A target config must be a JSON object.');
       validateTarget(input.kind, config);
@@ -308,7 +340,7 @@ export async function createTargetStore(deps: {
       if (!isPlainObject(config) || !isPlainObject(secret)) throw errors.invalid('Profile config and secret must be JSON objects.');
       // The connector's first credential kind unless the caller names one.
       const credentialKind = input.credentialKind ?? catalog.get(target.kind)?.credentialKinds?.[0] ?? 'default';
-      validateCredential(target.kind, credentialKind, config, secret);
+      validateCredential(target.kind, credentialKind, config, secret, input.credentialKind === undefined);
       const now = isoAt(clock.now());
       const id = newId('prf');
       const row: ProfileRow = {
@@ -356,7 +388,7 @@ export async function createTargetStore(deps: {
         const currentSecret = row.secret ? (JSON.parse(sealer.open(row.secret, secretAad(id))) as Record<string, unknown>) : {};
         const secret = patch.secret ?? currentSecret;
         if (!isPlainObject(secret)) throw errors.invalid('Profile secret must be a JSON object.');
-        validateCredential(target!.kind, row.credential_kind, config, secret);
+        validateCredential(target!.kind, row.credential_kind, config, secret, false);
         if (patch.config !== undefined && canonicalJson(config) !== row.config) {
           next.config = canonicalJson(config);
           next.config_revision = row.config_revision + 1;

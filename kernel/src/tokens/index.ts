@@ -4,5 +4,5 @@
  * constant time. Cross-database authentication (and its rate limit) lives in
  * the kernel, which sees every unlocked database.
  */
-export { createTokenStore, hashToken, tokenState, tokenRefusal, TOKEN_PATTERN } from './tokens.js';
+export { createTokenStore, hashToken, tokenState, tokenRefusal, tokenProblem, TOKEN_PATTERN, TOKEN_FORMAT } from './tokens.js';
 export type { TokenStore, TokenRecord, TokenState } from './tokens.js';

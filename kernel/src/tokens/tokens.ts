@@ -8,6 +8,36 @@ import type { Audit } from '../audit/index.js';
 
 /** `aip_` + 32 random bytes, base64url (43 characters). */
 export const TOKEN_PATTERN = /^aip_[A-Za-z0-9_-]{43}$/;
+const TOKEN_BODY_LENGTH = 43;
+export const TOKEN_FORMAT = `aip_ followed by ${TOKEN_BODY_LENGTH} letters, digits, - or _ (${TOKEN_BODY_LENGTH + 4} characters in all)`;
+
+/**
+ * What is wrong with a string that should be a token, as a sentence for the
+ * person who pasted it (a lost or extra character, a quote, a space), or
+ * undefined when it has the token format. It names positions and counts,
+ * never the token's characters, so the message can be shown and logged.
+ */
+export function tokenProblem(text: string): string | undefined {
+  if (TOKEN_PATTERN.test(text)) return undefined;
+  if (text === '') return `it is empty; a token is ${TOKEN_FORMAT}`;
+  if (!text.startsWith('aip_')) {
+    const at = text.indexOf('aip_');
+    return at > 0
+      ? `it has ${at} extra character${at === 1 ? '' : 's'} before aip_ (a quote or a space?); a token is ${TOKEN_FORMAT}`
+      : `it does not start with aip_; a token is ${TOKEN_FORMAT}`;
+  }
+  const body = [...text.slice(4)];
+  const bad = body.findIndex((char) => !/^[A-Za-z0-9_-]$/.test(char));
+  if (bad >= 0) {
+    const char = body[bad]!;
+    const what = /\s/.test(char) ? 'a space or line break' : /^["'`]$/.test(char) ? 'a quote' : 'a character that is not a letter, digit, - or _';
+    return `it has ${what} at position ${bad + 5}; a token is ${TOKEN_FORMAT}`;
+  }
+  const missing = TOKEN_BODY_LENGTH - body.length;
+  return missing > 0
+    ? `it is ${missing} character${missing === 1 ? '' : 's'} short (${text.length} characters; a token has ${TOKEN_BODY_LENGTH + 4}): was it cut off when copied? A token is ${TOKEN_FORMAT}`
+    : `it is ${-missing} character${missing === -1 ? '' : 's'} too long (${text.length} characters; a token has ${TOKEN_BODY_LENGTH + 4}): was something pasted with it? A token is ${TOKEN_FORMAT}`;
+}
 /** How much of a token is kept for display: enough to tell tokens apart, far too little to use. */
 const DISPLAY_PREFIX_LENGTH = 12;
 /** last_used_at is written at most this often per token so the hot path does not write on every call. */

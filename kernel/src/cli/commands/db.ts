@@ -6,7 +6,7 @@ import { isKernelError } from '../../lib/errors.js';
 import { parse, requirePositional } from '../args.js';
 import { CliError, EXIT } from '../errors.js';
 import { passwordSource, type PasswordSource } from '../prompt.js';
-import { printJson, printTable, say } from '../output.js';
+import { line, printJson, printTable, say } from '../output.js';
 import { GatewayClient, gatewayUrl, type GatewayStatus } from '../client.js';
 
 export const DB_USAGE = `aip db create NAME        create an encrypted database
@@ -74,7 +74,7 @@ export async function dbCommand(argv: string[]): Promise<number> {
   const { values, positionals } = parse(rest, { name: { type: 'string' } }, DB_USAGE);
   if (!['create', 'list', 'export', 'import', 'password'].includes(sub ?? '')) throw new CliError(`Unknown db command "${sub ?? ''}".\n\n${DB_USAGE}`, EXIT.usage);
   const location = await locate(values);
-  if (!values.json) process.stderr.write(`aip: ${location.note}\n`);
+  if (!values.json) process.stderr.write(`${line`aip: ${location.note}`}\n`);
   const vault = createVault({ dataDir: location.dataDir, clock: systemClock });
   const passwords = passwordSource(values['password-stdin']);
   switch (sub) {
@@ -84,13 +84,13 @@ export async function dbCommand(argv: string[]): Promise<number> {
         await proveForAdding(location.gateway, passwords);
         const password = await newPassword(passwords, values['password-stdin'], `New password for "${name}" (14+ characters, upper, lower, digit)`);
         await location.gateway.client.call('POST', '/api/databases', { name, password, client: 'cli' });
-        say(`Created encrypted database "${name}" in ${vault.databasesDir} and unlocked it in the gateway.`);
-        say('There is no way to recover it without this password. MCP starts switched off: aip switch on --db ' + name);
+        say(line`Created encrypted database "${name}" in ${vault.databasesDir} and unlocked it in the gateway.`);
+        say(line`There is no way to recover it without this password. MCP starts switched off: aip switch on --db ${name}`);
         return EXIT.ok;
       }
       const password = await newPassword(passwords, values['password-stdin'], `New password for "${name}" (14+ characters, upper, lower, digit)`);
       await wrap(vault.create(name, password));
-      say(`Created encrypted database "${name}" in ${vault.databasesDir}.`);
+      say(line`Created encrypted database "${name}" in ${vault.databasesDir}.`);
       say('There is no way to recover it without this password. Next: aip start, then aip unlock');
       return EXIT.ok;
     }
@@ -116,7 +116,7 @@ export async function dbCommand(argv: string[]): Promise<number> {
       const file = resolve(requirePositional(positionals, 1, 'the output file', DB_USAGE));
       const password = await passwords.read(`Password for database "${name}": `);
       await wrap(vault.exportDatabase(name, password, file));
-      say(`Exported "${name}" to ${file} (encrypted with the same password).`);
+      say(line`Exported "${name}" to ${file} (encrypted with the same password).`);
       return EXIT.ok;
     }
     case 'import': {
@@ -126,15 +126,15 @@ export async function dbCommand(argv: string[]): Promise<number> {
         await proveForAdding(location.gateway, passwords);
         const password = await passwords.read(`Password of the exported database: `);
         const data = (await readFile(file).catch(() => {
-          throw new CliError(`${file} cannot be read.`);
+          throw new CliError(line`${file} cannot be read.`);
         })).toString('base64');
         await location.gateway.client.call('POST', '/api/databases/import', { name, password, data });
-        say(`Imported ${file} as database "${name}". Unlock it with: aip unlock --db ${name}`);
+        say(line`Imported ${file} as database "${name}". Unlock it with: aip unlock --db ${name}`);
         return EXIT.ok;
       }
       const password = await passwords.read(`Password of the exported database: `);
       await wrap(vault.importDatabase(file, password, name));
-      say(`Imported ${file} as database "${name}". Unlock it with: aip unlock --db ${name}`);
+      say(line`Imported ${file} as database "${name}". Unlock it with: aip unlock --db ${name}`);
       return EXIT.ok;
     }
     case 'password': {
@@ -149,7 +149,7 @@ export async function dbCommand(argv: string[]): Promise<number> {
       } else {
         await wrap(vault.changePassword(name, current, next));
       }
-      say(`Changed the password of "${name}".`);
+      say(line`Changed the password of "${name}".`);
       return EXIT.ok;
     }
     default:

@@ -8,7 +8,7 @@ import { resolveDataDir } from '../../vault/index.js';
 import { parse } from '../args.js';
 import { EXIT } from '../errors.js';
 import { GatewayClient, gatewayUrl, type GatewayStatus } from '../client.js';
-import { printJson, say } from '../output.js';
+import { line, printJson, say } from '../output.js';
 
 export const DOCTOR_USAGE = `aip doctor [--url URL] [--data-dir DIR] [--json]
 Checks what an agent running as your user could do to this installation (docs/security.md,
@@ -167,8 +167,8 @@ export async function doctorCommand(argv: string[]): Promise<number> {
   else {
     const label: Record<Level, string> = { ok: 'OK  ', warn: 'WARN', fail: 'FAIL', info: 'INFO' };
     for (const check of checks) {
-      say(`${label[check.level]}  ${check.name}: ${check.detail}`);
-      if (check.fix && check.level !== 'ok') say(`      what to do: ${check.fix}`);
+      say(`${label[check.level]}  ${line`${check.name}: ${check.detail}`}`);
+      if (check.fix && check.level !== 'ok') say(line`      what to do: ${check.fix}`);
     }
     const warnings = checks.filter((check) => check.level === 'warn').length;
     const failures = checks.filter((check) => check.level === 'fail').length;

@@ -2,7 +2,7 @@ import { parse } from '../args.js';
 import { CliError, EXIT } from '../errors.js';
 import { GatewayClient, gatewayUrl } from '../client.js';
 import { passwordSource } from '../prompt.js';
-import { printJson, printTable, say } from '../output.js';
+import { line, printJson, printTable, say } from '../output.js';
 import { asOperator } from '../operator.js';
 
 export const UNLOCK_USAGE = 'aip unlock [--db NAME] [--password-stdin] [--url URL]';
@@ -20,8 +20,8 @@ export async function unlockCommand(argv: string[]): Promise<number> {
   const client = new GatewayClient(gatewayUrl(values.url));
   const db = await client.chooseDatabase(values.db);
   const result = await client.unlock(db, passwordSource(values['password-stdin']));
-  say(`Unlocked "${db}". MCP switch: ${result.database.mcpRunning ? 'on' : 'off (agents get "stopped"; turn on with: aip switch on)'}.`);
-  if (result.database.rollbackWarning) process.stderr.write(`aip: WARNING: ${result.database.rollbackWarning}\n`);
+  say(line`Unlocked "${db}". MCP switch: ` + (result.database.mcpRunning ? 'on.' : 'off (agents get "stopped"; turn on with: aip switch on).'));
+  if (result.database.rollbackWarning) process.stderr.write(line`aip: WARNING: ${result.database.rollbackWarning}` + '\n');
   return EXIT.ok;
 }
 
@@ -30,11 +30,11 @@ export async function lockCommand(argv: string[]): Promise<number> {
   const client = new GatewayClient(gatewayUrl(values.url));
   if (values.db) {
     await client.call('POST', `/api/databases/${encodeURIComponent(values.db)}/lock`, {});
-    say(`Locked "${values.db}".`);
+    say(line`Locked "${values.db}".`);
     return EXIT.ok;
   }
   const { locked } = await client.call<{ locked: string[] }>('POST', '/api/lock', {});
-  say(locked.length ? `Locked ${locked.map((name) => `"${name}"`).join(', ')}.` : 'Nothing was unlocked.');
+  say(locked.length ? `Locked ${locked.map((name) => line`"${name}"`).join(', ')}.` : 'Nothing was unlocked.');
   return EXIT.ok;
 }
 
@@ -46,10 +46,10 @@ export async function statusCommand(argv: string[]): Promise<number> {
     printJson({ url: client.baseUrl, ...status });
     return EXIT.ok;
   }
-  say(`AIPermission ${status.version} at ${client.baseUrl}: ${status.locked ? 'locked' : 'unlocked'}`);
-  say(`Data directory: ${status.dataDir}`);
+  say(line`AIPermission ${status.version} at ${client.baseUrl}: ${status.locked ? 'locked' : 'unlocked'}`);
+  say(line`Data directory: ${status.dataDir}`);
   const hardened = status.process.dumpable === false && status.process.sigusr1Ignored && !status.process.inspectorOpen;
-  say(`Gateway process ${status.process.pid}: ${hardened ? 'hardened (not dumpable, no inspector)' : 'NOT hardened: run aip doctor'}`);
+  say(line`Gateway process ${status.process.pid}: ` + (hardened ? 'hardened (not dumpable, no inspector)' : 'NOT hardened: run aip doctor'));
   printTable(
     status.databases.map((d) => ({
       name: `${d.name}${d.default && status.databases.length > 1 ? ' (default)' : ''}`,
@@ -72,13 +72,13 @@ export async function switchCommand(argv: string[]): Promise<number> {
     const op = await asOperator(values);
     const result = await op.client.call<{ running: boolean }>('PUT', op.path('/mcp'), { running: true });
     if (values.json) printJson(result);
-    else say(`MCP switch for "${op.db}": ${describe(result.running)}`);
+    else say(line`MCP switch for "${op.db}": ` + describe(result.running));
     return EXIT.ok;
   }
   const client = new GatewayClient(gatewayUrl(values.url));
   const status = await client.status();
   const unlocked = status.databases.filter((d) => d.unlocked && (!values.db || d.name === values.db));
-  if (values.db && !status.databases.some((d) => d.name === values.db)) throw new CliError(`There is no database named "${values.db}".`);
+  if (values.db && !status.databases.some((d) => d.name === values.db)) throw new CliError(line`There is no database named "${values.db}".`);
   if (sub === 'status') {
     if (values.json) printJson(status.databases.map((d) => ({ name: d.name, unlocked: d.unlocked, running: d.mcpRunning })));
     else printTable(status.databases.map((d) => ({ name: d.name, mcp: d.unlocked ? describe(d.mcpRunning) : 'locked (nothing runs)' })), [['name', 'DATABASE'], ['mcp', 'MCP SWITCH']], 'No databases yet.');
@@ -87,7 +87,7 @@ export async function switchCommand(argv: string[]): Promise<number> {
   // Off needs no password (it only ever stops agents) and covers every unlocked database unless one is named.
   for (const d of unlocked) await client.call('PUT', `/api/databases/${encodeURIComponent(d.name)}/mcp`, { running: false });
   if (values.json) printJson(unlocked.map((d) => ({ name: d.name, running: false })));
-  else say(unlocked.length ? `MCP switch off for ${unlocked.map((d) => `"${d.name}"`).join(', ')}: every agent call answers "stopped".` : 'No database is unlocked: nothing can run.');
+  else say(unlocked.length ? `MCP switch off for ${unlocked.map((d) => line`"${d.name}"`).join(', ')}: every agent call answers "stopped".` : 'No database is unlocked: nothing can run.');
   return EXIT.ok;
 }
 

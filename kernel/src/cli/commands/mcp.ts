@@ -7,7 +7,8 @@ import { request as httpRequest } from 'node:http';
 import { createInterface } from 'node:readline';
 import type { Duplex } from 'node:stream';
 import { isJSONRPCRequest } from '@modelcontextprotocol/sdk/types.js';
-import { TOKEN_PATTERN } from '../../tokens/index.js';
+import { TOKEN_PATTERN, tokenProblem } from '../../tokens/index.js';
+import { closestName } from '../../lib/closest-name.js';
 import { MCP_INSTRUCTIONS } from '../../mcp/instructions.js';
 import { STREAM_UPGRADE_PROTOCOL } from '../../mcp/constants.js';
 import { parse } from '../args.js';
@@ -59,7 +60,8 @@ export async function runBridge(): Promise<number> {
   const base = gatewayUrl(process.env.AIP_URL?.replace(/\/mcp\/?$/, ''));
   const token = process.env.AIP_TOKEN ?? '';
   if (!TOKEN_PATTERN.test(token)) {
-    throw new CliError('Set AIP_TOKEN to an MCP token (aip_...) in the MCP client\'s configuration for this server. aip mcp init writes it for you.', EXIT.usage);
+    const problem = token === '' ? 'it is not set' : `the value is not an MCP token: ${tokenProblem(token)}`;
+    throw new CliError(`Set AIP_TOKEN to an MCP token (aip_...) in the MCP client's configuration for this server (${problem}). aip mcp init writes it for you.`, EXIT.usage);
   }
   const url = new URL(base);
   const outcome = await new Promise<{ socket: Duplex; head: Buffer } | { refused: string }>((resolve) => {
@@ -109,6 +111,8 @@ export async function runBridge(): Promise<number> {
 type Client = 'claude-code' | 'codex' | 'cursor' | 'vscode' | 'windsurf' | 'gemini' | 'custom';
 const CLIENTS: Client[] = ['claude-code', 'codex', 'cursor', 'vscode', 'windsurf', 'gemini', 'custom'];
 const SERVER_NAME = 'aipermission';
+/** Names people type for a client that edit distance would not find (`code` is closer to codex). */
+const CLIENT_ALIASES: Record<string, Client> = { claude: 'claude-code', claudecode: 'claude-code', code: 'vscode', 'vs-code': 'vscode', 'visual-studio-code': 'vscode', 'gemini-cli': 'gemini' };
 
 interface ClientConfig {
   /** Where the client reads its MCP servers from (project or user level, as each client does). */
@@ -244,10 +248,13 @@ async function initCommand(argv: string[]): Promise<number> {
     MCP_USAGE,
   );
   const client = values.client as Client | undefined;
-  if (!client || !CLIENTS.includes(client)) throw new CliError(`--client must be one of ${CLIENTS.join(', ')}.\n\nUsage: ${MCP_USAGE}`, EXIT.usage);
+  if (!client || !CLIENTS.includes(client)) {
+    const guess = client ? (CLIENT_ALIASES[client.toLowerCase()] ?? closestName(client, CLIENTS)) : undefined;
+    throw new CliError(`--client must be one of ${CLIENTS.join(', ')}.${guess ? ` Did you mean --client ${guess}?` : ''}\n\nUsage: ${MCP_USAGE}`, EXIT.usage);
+  }
   const url = `${gatewayUrl(values.url)}/mcp`;
   const token = (await passwordSource(values['token-stdin'], '--token-stdin').read('MCP token (aip_...): ')).trim();
-  if (!TOKEN_PATTERN.test(token)) throw new CliError('That is not an MCP token: it starts with aip_ (create one with aip token create).', EXIT.usage);
+  if (!TOKEN_PATTERN.test(token)) throw new CliError(`That is not an MCP token: ${tokenProblem(token)}. Copy it again from aip token create (it is shown once; create another if it is lost).`, EXIT.usage);
 
   const config = configFor(client, process.cwd());
   if (!config) {

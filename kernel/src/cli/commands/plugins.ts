@@ -1,7 +1,7 @@
 import { resolve } from 'node:path';
 import { parse, requirePositional } from '../args.js';
 import { CliError, EXIT } from '../errors.js';
-import { printJson, printTable, say } from '../output.js';
+import { line, printJson, printTable, say } from '../output.js';
 import { asOperator } from '../operator.js';
 import { confirm } from '../prompt.js';
 import { scaffoldPlugin } from '../scaffold.js';
@@ -25,18 +25,19 @@ interface PluginSummary {
   credentials?: Record<string, { fields: string[]; secret: string[] }>;
 }
 
+/** What the operator is asked to trust. Every word of it is the plugin's own (its manifest): escaped, one line per field (invariant 8). */
 function describePlugin(plugin: PluginSummary, integrity: string, sandbox: { level: string }): string {
   const lines = [
-    `${plugin.title} (${plugin.id} ${plugin.version})`,
-    plugin.description ? `  ${plugin.description}` : '',
-    `  integrity: ${integrity}`,
-    `  sandbox:   ${sandbox.level}`,
-    `  transports: ${(plugin.transports ?? []).join(', ')}`,
+    line`${plugin.title} (${plugin.id} ${plugin.version})`,
+    plugin.description ? line`  ${plugin.description}` : '',
+    line`  integrity: ${integrity}`,
+    line`  sandbox:   ${sandbox.level}`,
+    line`  transports: ${(plugin.transports ?? []).join(', ')}`,
     '  actions:',
-    ...(plugin.actions ?? []).map((a) => `    ${a.risk.padEnd(11)} ${a.name}  ${a.title}`),
+    ...(plugin.actions ?? []).map((a) => line`    ${a.risk.padEnd(11)} ${a.name}  ${a.title}`),
     '  at each call it receives, from the one credential profile the call uses:',
     ...Object.entries(plugin.credentials ?? {}).map(
-      ([kind, c]) => `    ${kind}: ${c.fields.map((f) => (c.secret.includes(f) ? `${f} (secret)` : f)).join(', ') || '(nothing)'}`,
+      ([kind, c]) => line`    ${kind}: ${c.fields.map((f) => (c.secret.includes(f) ? `${f} (secret)` : f)).join(', ') || '(nothing)'}`,
     ),
   ];
   return lines.filter((line) => line !== '').join('\n');
@@ -49,9 +50,9 @@ export async function pluginCommand(argv: string[]): Promise<number> {
     case 'new': {
       const name = requirePositional(positionals, 0, 'the connector name', PLUGIN_USAGE);
       const dir = await scaffoldPlugin(name, values.dir ? resolve(values.dir) : resolve(name));
-      say(`Created connector "${name}" in ${dir}.`);
-      say(`Next: cd ${dir} && npm install && npm test    (builds it and runs the conformance suite)`);
-      say(`Then: aip plugin install ${dir}`);
+      say(line`Created connector "${name}" in ${dir}.`);
+      say(line`Next: cd ${dir} && npm install && npm test    (builds it and runs the conformance suite)`);
+      say(line`Then: aip plugin install ${dir}`);
       return EXIT.ok;
     }
     case 'list': {
@@ -87,14 +88,14 @@ export async function pluginCommand(argv: string[]): Promise<number> {
         { source: local },
       );
       process.stderr.write(`${describePlugin(inspected.plugin, inspected.integrity, inspected.sandbox)}\n`);
-      if (inspected.replaces) process.stderr.write(`  replaces version ${inspected.replaces.version}; pending approvals for it will go stale\n`);
+      if (inspected.replaces) process.stderr.write(line`  replaces version ${inspected.replaces.version}; pending approvals for it will go stale\n`);
       if (inspected.requireBwrap && !inspected.sandbox.bwrap) process.stderr.write('  warning: this database requires bubblewrap for third-party connectors, which is not available here: it will not run\n');
-      if (!values.yes && !(await confirm(`Install ${inspected.plugin.id} ${inspected.plugin.version} and trust it in database "${op.db}"?`))) {
+      if (!values.yes && !(await confirm(line`Install ${inspected.plugin.id} ${inspected.plugin.version} and trust it in database "${op.db}"?`))) {
         say('Not installed.');
         return EXIT.error;
       }
       await op.client.call('POST', op.path('/plugins'), { inspection: inspected.inspection, integrity: inspected.integrity });
-      say(`Installed and approved ${inspected.plugin.id} ${inspected.plugin.version} in "${op.db}".`);
+      say(line`Installed and approved ${inspected.plugin.id} ${inspected.plugin.version} in "${op.db}".`);
       return EXIT.ok;
     }
     case 'remove':
@@ -106,30 +107,31 @@ export async function pluginCommand(argv: string[]): Promise<number> {
       const path = op.path(`/plugins/${encodeURIComponent(id)}`);
       if (sub === 'remove') {
         await op.client.call('DELETE', path);
-        say(`Removed ${id}; its pending approvals are now stale.`);
+        say(line`Removed ${id}; its pending approvals are now stale.`);
         return EXIT.ok;
       }
       if (sub === 'restart') {
         await op.client.call('POST', `${path}/restart`);
-        say(`Restarted ${id} (it starts again on its next call).`);
+        say(line`Restarted ${id} (it starts again on its next call).`);
         return EXIT.ok;
       }
       if (sub === 'log') {
         const { lines } = await op.client.call<{ lines: string[] }>('GET', `${path}/log`);
         if (values.json) printJson(lines);
-        else say(lines.length ? lines.join('\n') : '(no log lines)');
+        // The plugin's stderr, line by line: each line escaped, so a plugin cannot forge lines or rewrite the terminal.
+        else say(lines.length ? lines.map((text) => line`${text}`).join('\n') : '(no log lines)');
         return EXIT.ok;
       }
       const report = await op.client.call<{ intact: boolean; integrity: string; approvedIntegrity: string | null; version: string }>('POST', `${path}/verify`);
       if (values.json) printJson(report);
       if (report.intact) {
-        if (!values.json) say(`${id} ${report.version}: files intact (${report.integrity}).`);
+        if (!values.json) say(line`${id} ${report.version}: files intact (${report.integrity}).`);
         return EXIT.ok;
       }
       process.stderr.write(
         report.approvedIntegrity
-          ? `${id} ${report.version}: files CHANGED since approval (now ${report.integrity}, approved ${report.approvedIntegrity}). It will not start until re-approved: aip plugin install <its source>\n`
-          : `${id} ${report.version}: not approved in this database.\n`,
+          ? line`${id} ${report.version}: files CHANGED since approval (now ${report.integrity}, approved ${report.approvedIntegrity}). It will not start until re-approved: aip plugin install <its source>\n`
+          : line`${id} ${report.version}: not approved in this database.\n`,
       );
       return EXIT.error;
     }

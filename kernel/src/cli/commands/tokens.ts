@@ -1,6 +1,6 @@
 import { parse, requireOption, requirePositional } from '../args.js';
 import { CliError, EXIT } from '../errors.js';
-import { printJson, printTable, say } from '../output.js';
+import { line, printJson, printTable, say } from '../output.js';
 import { asOperator } from '../operator.js';
 
 export const TOKEN_USAGE = `aip token create --name NAME [--expires 30d]   prints the token alone on the last line
@@ -32,7 +32,7 @@ export async function tokenCommand(argv: string[]): Promise<number> {
         printJson(created);
         return EXIT.ok;
       }
-      say(`Created token ${created.token.id} "${created.token.name}" (expires: ${created.token.expiresAt ?? 'never'}).`);
+      say(line`Created token ${created.token.id} "${created.token.name}" (expires: ${created.token.expiresAt ?? 'never'}).`);
       say('Copy it now: only its hash is stored, it cannot be shown again. Grant it access with: aip grant set ...');
       say(created.secret);
       return EXIT.ok;
@@ -48,7 +48,7 @@ export async function tokenCommand(argv: string[]): Promise<number> {
       const id = requirePositional(positionals, 0, 'the token id', TOKEN_USAGE);
       const op = await asOperator(values);
       await op.client.call('POST', op.path(`/tokens/${encodeURIComponent(id)}/revoke`));
-      say(`Revoked token ${id}; its pending approvals are now stale.`);
+      say(line`Revoked token ${id}; its pending approvals are now stale.`);
       return EXIT.ok;
     }
     default:
@@ -74,9 +74,26 @@ export async function grantCommand(argv: string[]): Promise<number> {
         ...expiresIn(values.expires, GRANT_USAGE),
       };
       const op = await asOperator(values);
-      const { grant } = await op.client.call<{ grant: { id: string; action: string; rule: string; expiresAt: string | null } }>('PUT', op.path('/grants'), body);
+      const result = await op.client.call<{
+        grant: { id: string; action: string; rule: string; expiresAt: string | null };
+        effectiveRule: string;
+        overriddenBy: { id: string; action: string; rule: string } | null;
+        overrides: Array<{ id: string; action: string; rule: string }>;
+      }>('PUT', op.path('/grants'), body);
+      const { grant } = result;
       if (values.json) printJson(grant);
-      else say(`Grant ${grant.id}: ${grant.action} -> ${grant.rule}${grant.expiresAt ? ` until ${grant.expiresAt}` : ''}.`);
+      else say(line`Grant ${grant.id}: ${grant.action} -> ${grant.rule}` + (grant.expiresAt ? line` until ${grant.expiresAt}` : '') + '.');
+      // Stricter wins (deny wins): a rule that another row overrides does nothing until that row changes. Say so rather than let it look set.
+      if (result.overriddenBy) {
+        const by = result.overriddenBy;
+        process.stderr.write(
+          line`warning: ${grant.action} is still ${result.effectiveRule}: the stricter row ${by.id} (action ${by.action} -> ${by.rule}) applies too, and the stricter rule wins. ` +
+            line`To loosen it, change that row (aip grant set ... --action ${by.action}) or remove it (aip grant remove ${by.id}).\n`,
+        );
+      }
+      for (const other of result.overrides) {
+        process.stderr.write(line`note: ${other.action} (row ${other.id}, ${other.rule}) is now ${result.effectiveRule}: this stricter row overrides it.\n`);
+      }
       return EXIT.ok;
     }
     case 'list': {
@@ -86,8 +103,12 @@ export async function grantCommand(argv: string[]): Promise<number> {
       if (values.json) printJson(grants);
       else
         printTable(
-          grants.map((g) => ({ ...g, state: g.expired ? 'expired' : 'active' })),
-          [['id', 'ID'], ['tokenId', 'TOKEN'], ['targetId', 'TARGET'], ['profileId', 'PROFILE'], ['action', 'ACTION'], ['rule', 'RULE'], ['expiresAt', 'EXPIRES'], ['state', 'STATE']],
+          grants.map((g) => {
+            const by = g.overriddenBy as { id: string; action: string } | null;
+            // EFFECTIVE is what the row's action gets now; a row a stricter one overrides names it.
+            return { ...g, state: g.expired ? 'expired' : 'active', effective: `${String(g.effectiveRule ?? g.rule)}${by ? ` (by ${by.action} row ${by.id})` : ''}` };
+          }),
+          [['id', 'ID'], ['tokenId', 'TOKEN'], ['targetId', 'TARGET'], ['profileId', 'PROFILE'], ['action', 'ACTION'], ['rule', 'RULE'], ['effective', 'EFFECTIVE'], ['expiresAt', 'EXPIRES'], ['state', 'STATE']],
           'No grants: every call is refused until you add one with aip grant set.',
         );
       return EXIT.ok;
@@ -96,7 +117,7 @@ export async function grantCommand(argv: string[]): Promise<number> {
       const id = requirePositional(positionals, 0, 'the grant id', GRANT_USAGE);
       const op = await asOperator(values);
       await op.client.call('DELETE', op.path(`/grants/${encodeURIComponent(id)}`));
-      say(`Removed grant ${id}.`);
+      say(line`Removed grant ${id}.`);
       return EXIT.ok;
     }
     default:

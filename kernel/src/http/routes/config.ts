@@ -2,6 +2,7 @@ import { Hono } from 'hono';
 import type { Kernel } from '../../kernel.js';
 import { SETTINGS_PATCH_SCHEMA } from '../../settings/index.js';
 import { BUILTIN_RULES } from '../../redaction/index.js';
+import { credentialKindsOf } from '../../connectors/index.js';
 import type { HttpEnv } from '../context.js';
 import { bodySchema, checkQuery, readBody, unlockedWorkspace, workspaceFor } from '../helpers.js';
 
@@ -72,7 +73,10 @@ export function configRoutes(kernel: Kernel) {
         id: connector.id,
         version: connector.version,
         title: connector.title,
+        ...(connector.description ? { description: connector.description } : {}),
         manifestHash: connector.manifestHash,
+        // What a credential profile of each kind takes; the first kind is the default.
+        credentialKinds: credentialKindsOf(connector),
         actions: [...connector.actions.values()].map((action) => ({
           name: action.name,
           title: action.title,

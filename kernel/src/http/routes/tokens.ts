@@ -60,9 +60,14 @@ export function tokenRoutes(kernel: Kernel) {
       ...(c.req.query('targetId') ? { targetId: c.req.query('targetId')! } : {}),
       ...(c.req.query('profileId') ? { profileId: c.req.query('profileId')! } : {}),
     };
-    const now = kernel.clock.now();
     const grants = await ws.grants.list(filter);
-    return c.json({ grants: grants.map((grant) => ({ ...grant, expired: grant.expiresAt !== null && Date.parse(grant.expiresAt) <= now })) });
+    // Each row with what it decides now: a row a stricter one overrides says so, so no display shows a rule that does not apply.
+    return c.json({
+      grants: grants.map((grant) => {
+        const effective = ws.grants.effective(grant);
+        return { ...grant, expired: effective.expired, effectiveRule: effective.rule, overriddenBy: effective.overriddenBy };
+      }),
+    });
   });
 
   app.put('/databases/:db/grants', async (c) => {
@@ -72,7 +77,15 @@ export function tokenRoutes(kernel: Kernel) {
       { tokenId: body.tokenId, targetId: body.targetId, profileId: body.profileId, action: body.action, rule: body.rule, expiresAt: expiryFrom(kernel, body) },
       actor,
     );
-    return c.json({ grant });
+    const effective = ws.grants.effective(grant);
+    // The rows of the same token x target x profile whose rule this one now overrides (a stricter "*" row overrides looser action rows).
+    const overrides = (await ws.grants.list({ tokenId: grant.tokenId, targetId: grant.targetId, profileId: grant.profileId }))
+      .filter((other) => {
+        const theirs = ws.grants.effective(other);
+        return other.id !== grant.id && !theirs.expired && theirs.overriddenBy?.id === grant.id;
+      })
+      .map((other) => ({ id: other.id, action: other.action, rule: other.rule }));
+    return c.json({ grant, effectiveRule: effective.rule, overriddenBy: effective.overriddenBy, overrides });
   });
 
   app.delete('/databases/:db/grants/:id', async (c) => {
