@@ -15,6 +15,13 @@ export async function startCommand(argv: string[]): Promise<number> {
   const port = values.port === undefined ? DEFAULT_PORT : Number(values.port);
   if (!Number.isInteger(port) || port < 0 || port > 65_535) throw new CliError(`--port must be a number from 0 to 65535, not "${values.port}".`, EXIT.usage);
   const dataDir = resolveDataDir(values['data-dir']);
+  // Signals are ours from the first moment: one that arrives while the gateway starts is handled once it has.
+  let pending: string | undefined;
+  let onSignal = (signal: string) => {
+    pending ??= signal;
+  };
+  process.on('SIGINT', () => onSignal('SIGINT'));
+  process.on('SIGTERM', () => onSignal('SIGTERM'));
   let gateway;
   try {
     gateway = await startGateway({ dataDir, host: values.host ?? DEFAULT_HOST, port });
@@ -57,8 +64,8 @@ export async function startCommand(argv: string[]): Promise<number> {
         },
       );
     };
-    process.on('SIGINT', () => stop('SIGINT'));
-    process.on('SIGTERM', () => stop('SIGTERM'));
+    onSignal = stop;
+    if (pending) stop(pending);
   });
   // Exit explicitly: nothing left behind (a socket, a timer) may keep a stopped gateway's process alive.
   process.exit(code);
