@@ -10,6 +10,7 @@ import { isJSONRPCRequest } from '@modelcontextprotocol/sdk/types.js';
 import { TOKEN_PATTERN } from '../../tokens/index.js';
 import { MCP_INSTRUCTIONS } from '../../mcp/instructions.js';
 import { STREAM_UPGRADE_PROTOCOL } from '../../mcp/constants.js';
+import { parseLine } from '../../mcp/jsonrpc.js';
 import { parse } from '../args.js';
 import { CliError, EXIT } from '../errors.js';
 import { gatewayUrl } from '../client.js';
@@ -22,6 +23,14 @@ aip mcp init --client CLIENT [--print] [--force] [--file PATH] [--token-stdin] [
                                           writes CLIENT's MCP config: claude-code, codex, cursor, vscode, windsurf, gemini, custom
 aip mcp instructions                      prints guidance for agents (paste it into the agent's rules)`;
 
+/**
+ * After stdin ends, how long the bridge waits for the gateway to send the
+ * answers still in flight and close: longer than the gateway's own drain
+ * (1 s) so it normally closes first, and under the 2 s MCP clients give a
+ * stdio server to exit before they kill it.
+ */
+const BRIDGE_DRAIN_MS = 1500;
+
 /** The `aip` launcher, so a client can start the bridge without aip on its PATH. */
 function aipLauncher(): string {
   return fileURLToPath(new URL('../../../bin/aip.js', import.meta.url));
@@ -33,16 +42,13 @@ function aipLauncher(): string {
 function answerWithError(message: string): Promise<number> {
   process.stderr.write(`aip mcp: ${message}\n`);
   const input = createInterface({ input: process.stdin, terminal: false });
+  const reply = (answer: object) => process.stdout.write(`${JSON.stringify(answer)}\n`);
   input.on('line', (line) => {
-    let parsed: unknown;
-    try {
-      parsed = JSON.parse(line);
-    } catch {
-      return;
-    }
-    for (const item of Array.isArray(parsed) ? parsed : [parsed]) {
-      if (isJSONRPCRequest(item)) process.stdout.write(`${JSON.stringify({ jsonrpc: '2.0', id: item.id, error: { code: -32001, message } })}\n`);
-    }
+    if (line.trim() === '') return;
+    // The same framing answers as the gateway's: -32700 for a line that is not JSON, -32600 for one that is not JSON-RPC.
+    const parsed = parseLine(line);
+    if ('error' in parsed) reply(parsed.error);
+    else if (isJSONRPCRequest(parsed.message)) reply({ jsonrpc: '2.0', id: parsed.message.id, error: { code: -32001, message } });
   });
   return new Promise((resolve) => input.once('close', () => resolve(EXIT.error)));
 }
@@ -93,13 +99,36 @@ export async function runBridge(): Promise<number> {
   const { socket, head } = outcome;
   (socket as Duplex & { setNoDelay?: (on: boolean) => void }).setNoDelay?.(true);
   if (head.length > 0) process.stdout.write(head);
+  // When the client closes stdin, pipe() half-closes the connection: the
+  // gateway then ends this session once its answers in flight are sent.
   process.stdin.pipe(socket);
   socket.pipe(process.stdout);
   return new Promise<number>((resolve) => {
+    let stdinEnded = false;
+    let drain: NodeJS.Timeout | undefined;
+    let done = false;
+    const finish = (code: number) => {
+      if (done) return;
+      done = true;
+      clearTimeout(drain);
+      process.stdin.unpipe(socket);
+      process.stdin.destroy();
+      socket.destroy();
+      resolve(code);
+    };
+    process.stdin.once('end', () => {
+      // The client is done (MCP stdio shutdown starts by closing our stdin) or
+      // died. Answers still in flight get a bounded moment, then the bridge
+      // exits by itself, before a client's 2 s wait runs out.
+      stdinEnded = true;
+      drain = setTimeout(() => finish(EXIT.ok), BRIDGE_DRAIN_MS);
+    });
+    // The client stopped reading our stdout: nobody is left to answer.
+    process.stdout.once('error', () => finish(EXIT.ok));
     socket.on('error', (error) => process.stderr.write(`aip mcp: connection to the gateway failed: ${error.message}\n`));
-    socket.on('close', () => {
-      if (!process.stdin.readableEnded) process.stderr.write('aip mcp: the gateway closed the connection (stopped, restarted, or the database was locked).\n');
-      resolve(EXIT.ok);
+    socket.once('close', () => {
+      if (!stdinEnded) process.stderr.write('aip mcp: the gateway closed the connection (stopped, restarted, or the database was locked).\n');
+      finish(EXIT.ok);
     });
   });
 }
