@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import type { IncomingMessage } from 'node:http';
-import type { Duplex, Readable, Writable } from 'node:stream';
+import type { Duplex } from 'node:stream';
 import { Server } from '@modelcontextprotocol/sdk/server/index.js';
 import { WebStandardStreamableHTTPServerTransport } from '@modelcontextprotocol/sdk/server/webStandardStreamableHttp.js';
 import type { Transport } from '@modelcontextprotocol/sdk/shared/transport.js';
@@ -214,8 +214,14 @@ export function createMcpEndpoint(kernel: Kernel, options: { getPort: () => numb
     }
     const checked = (Array.isArray(body) ? body : [body]).map(checkMessage);
     const errors = checked.flatMap((c) => ('error' in c ? [c.error] : []));
-    // JSON-RPC answers a batch with an array; a batch with an invalid member is refused whole, with one error per invalid member.
-    if (errors.length > 0) return { refused: jsonRpcAnswer(400, Array.isArray(body) ? errors : errors[0]!) };
+    if (errors.length > 0) {
+      // A well-formed request with bad params is answered like any JSON-RPC
+      // error (HTTP 200, so the client matches it to its request); framing
+      // errors are HTTP 400, as the SDK answers them. A batch with an invalid
+      // member is refused whole, with one error per invalid member.
+      if (!Array.isArray(body) && errors[0]!.error.code === ErrorCode.InvalidParams) return { refused: jsonRpcAnswer(200, errors[0]!) };
+      return { refused: jsonRpcAnswer(400, Array.isArray(body) ? errors : errors[0]!) };
+    }
     return { body, messages: checked.flatMap((c) => ('message' in c ? [c.message] : [])) };
   };
 
@@ -263,7 +269,7 @@ export function createMcpEndpoint(kernel: Kernel, options: { getPort: () => numb
       // A new session starts with initialize; one with bad params is told what is wrong (-32602), not "send initialize".
       const init = parsed.messages.find((message) => isJSONRPCRequest(message) && message.method === 'initialize') as JSONRPCRequest | undefined;
       const problem = init && paramsProblem(init);
-      if (init && problem) return jsonRpcAnswer(400, errorMessage(readableId(init), ErrorCode.InvalidParams, problem));
+      if (init && problem) return jsonRpcAnswer(200, errorMessage(readableId(init), ErrorCode.InvalidParams, problem));
       if (!parsed.messages.some((message) => isInitializeRequest(message))) {
         return jsonRpcError(400, -32000, 'No session: send an initialize request first, then use the Mcp-Session-Id it returns.');
       }

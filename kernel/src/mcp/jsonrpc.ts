@@ -1,11 +1,13 @@
 import { ErrorCode, JSONRPCMessageSchema, type JSONRPCMessage } from '@modelcontextprotocol/sdk/types.js';
+import { metaProblem } from './params.js';
 
 /**
  * JSON-RPC 2.0 framing checks the gateway owns on both MCP channels (HTTP and
  * the bridge's stream), so a malformed message gets the error JSON-RPC
  * requires instead of silence or a misleading code: -32700 when the text is
- * not JSON, -32600 when the JSON is not a JSON-RPC message, with the
- * message's id when one can be read and `null` otherwise.
+ * not JSON, -32600 when the JSON is not a JSON-RPC message, -32602 for a
+ * request whose params break MCP's common fields, with the message's id
+ * when one can be read and `null` otherwise.
  * Kept free of the server so the CLI bridge uses the same answers.
  */
 
@@ -26,8 +28,8 @@ export function readableId(value: unknown): string | number | null {
   return typeof id === 'string' || (typeof id === 'number' && Number.isInteger(id)) ? id : null;
 }
 
-/** Why a parsed JSON value is not one JSON-RPC message, in words a client developer can act on. */
-function whyInvalid(value: unknown): string {
+/** Why a parsed JSON value is not one JSON-RPC 2.0 message (its structure), in words a client developer can act on; undefined when the structure is fine. */
+function structureProblem(value: unknown): string | undefined {
   if (value === null || typeof value !== 'object' || Array.isArray(value)) return 'a JSON-RPC message is a JSON object.';
   const message = value as Record<string, unknown>;
   if (message.jsonrpc !== '2.0') return 'the "jsonrpc" member must be the string "2.0".';
@@ -41,19 +43,36 @@ function whyInvalid(value: unknown): string {
     }
     const extra = Object.keys(message).filter((key) => !['jsonrpc', 'id', 'method', 'params'].includes(key));
     if (extra.length > 0) return `unknown member(s) ${extra.map((key) => `"${key.slice(0, 40)}"`).join(', ')}; a request has jsonrpc, id, method and params.`;
-  } else if (!('result' in message) && !('error' in message)) {
-    return 'it has no "method" (a request or notification) and no "result" or "error" (a response).';
+    return undefined;
   }
-  const parsed = JSONRPCMessageSchema.safeParse(value);
-  const issue = parsed.success ? undefined : parsed.error.issues[0];
-  return issue ? `${issue.path.length > 0 ? `${issue.path.join('.')}: ` : ''}${issue.message}` : 'it does not match any JSON-RPC message shape.';
+  if (!('result' in message) && !('error' in message)) return 'it has no "method" (a request or notification) and no "result" or "error" (a response).';
+  return undefined;
 }
 
-/** One parsed JSON value as a JSON-RPC message, or the -32600 error to answer it with. */
+function firstIssue(value: unknown): string {
+  const parsed = JSONRPCMessageSchema.safeParse(value);
+  const issue = parsed.success ? undefined : parsed.error.issues[0];
+  return issue ? `${issue.path.length > 0 ? `${issue.path.join('.')}: ` : ''}${issue.message}.` : 'it does not match any JSON-RPC message shape.';
+}
+
+/**
+ * One parsed JSON value as a JSON-RPC message, or the error to answer it
+ * with: -32600 when its JSON-RPC structure is wrong; -32602 for a request
+ * whose structure is right but whose params break MCP's common fields
+ * (`_meta`), which the SDK checks as part of the message.
+ */
 export function checkMessage(value: unknown): { message: JSONRPCMessage } | { error: JsonRpcErrorMessage } {
   const parsed = JSONRPCMessageSchema.safeParse(value);
   if (parsed.success) return { message: parsed.data };
-  return { error: errorMessage(readableId(value), ErrorCode.InvalidRequest, `Invalid Request: ${whyInvalid(value)}`) };
+  const id = readableId(value);
+  const structure = structureProblem(value);
+  if (structure) return { error: errorMessage(id, ErrorCode.InvalidRequest, `Invalid Request: ${structure}`) };
+  const message = value as { method?: string; params?: Record<string, unknown> };
+  if (typeof message.method === 'string' && id !== null) {
+    const problem = metaProblem(message.params ?? {}) ?? firstIssue(value);
+    return { error: errorMessage(id, ErrorCode.InvalidParams, `Invalid params for ${message.method.slice(0, 100)}: ${problem}`) };
+  }
+  return { error: errorMessage(id, ErrorCode.InvalidRequest, `Invalid Request: ${firstIssue(value)}`) };
 }
 
 /** The -32700 answer to text that is not JSON. */

@@ -30,8 +30,8 @@ function kindOf(value: unknown): string {
   return `a ${typeof value}`;
 }
 
-/** What is wrong with `_meta` when it is there, in words. */
-function metaProblem(params: Record<string, unknown>): string | undefined {
+/** What is wrong with `_meta` (MCP's common request field) when it is there, in words. */
+export function metaProblem(params: Record<string, unknown>): string | undefined {
   if (!('_meta' in params)) return undefined;
   const meta = params._meta;
   if (!isObject(meta)) return `params._meta must be an object (it is ${kindOf(meta)}).`;

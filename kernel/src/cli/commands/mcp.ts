@@ -1,4 +1,3 @@
-import { execFileSync } from 'node:child_process';
 import { chmod, mkdir, readFile, writeFile } from 'node:fs/promises';
 import { homedir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
@@ -16,6 +15,7 @@ import { CliError, EXIT } from '../errors.js';
 import { gatewayUrl } from '../client.js';
 import { passwordSource } from '../prompt.js';
 import { say } from '../output.js';
+import { gitStatusOf } from '../safe-git.js';
 
 export const MCP_USAGE = `aip mcp                                   the stdio bridge for MCP clients that only speak stdio;
                                           reads AIP_URL (default http://127.0.0.1:3210) and AIP_TOKEN from the environment
@@ -239,28 +239,23 @@ function customSnippet(url: string, token: string): string {
   ].join('\n');
 }
 
-/** Whether git tracks this file (a token must not land in a repository). */
-function trackedByGit(file: string): boolean {
-  try {
-    execFileSync('git', ['-C', dirname(file), 'ls-files', '--error-unmatch', file], { stdio: 'ignore' });
-    return true;
-  } catch {
-    return false;
+/**
+ * Refuses a file git tracks (a token must not land in a repository), or one
+ * git cannot tell about, unless --force. Returns whether git ignores it.
+ */
+function checkWritable(file: string, force: boolean): boolean | undefined {
+  const git = gitStatusOf(file);
+  if (force) return git.ignored;
+  if (git.tracked === true) {
+    throw new CliError(`${file} is tracked by git: writing a token there would put it in the repository. Use --print and configure it elsewhere, or --force if you really mean it.`, EXIT.error);
   }
-}
-
-function ignoredByGit(file: string): boolean | undefined {
-  try {
-    execFileSync('git', ['-C', dirname(file), 'rev-parse', '--is-inside-work-tree'], { stdio: 'ignore' });
-  } catch {
-    return undefined; // not in a repository
+  if (git.tracked === undefined) {
+    throw new CliError(
+      `git could not tell whether ${file} is tracked (git said: ${git.problem ?? 'nothing'}), so no token is written there. Fix the repository, use --print and configure it elsewhere, or --force if you really mean it.`,
+      EXIT.error,
+    );
   }
-  try {
-    execFileSync('git', ['-C', dirname(file), 'check-ignore', '-q', file], { stdio: 'ignore' });
-    return true;
-  } catch {
-    return false;
-  }
+  return git.ignored;
 }
 
 async function initCommand(argv: string[]): Promise<number> {
@@ -275,32 +270,38 @@ async function initCommand(argv: string[]): Promise<number> {
   const client = values.client as Client | undefined;
   if (!client || !CLIENTS.includes(client)) throw new CliError(`--client must be one of ${CLIENTS.join(', ')}.\n\nUsage: ${MCP_USAGE}`, EXIT.usage);
   const url = `${gatewayUrl(values.url)}/mcp`;
+  const config = configFor(client, process.cwd());
+  const file = config && !values.print ? (values.file ? resolve(values.file) : config.file) : undefined;
+  // Everything that runs git, or could refuse, happens before the token is
+  // read: no child process ever runs while the token is in this process.
+  const ignored = file ? checkWritable(file, values.force === true) : undefined;
+  const alreadyThere = async () => {
+    const existing = file ? await readFile(file, 'utf8').catch(() => undefined) : undefined;
+    if (file && existing && config!.alreadyConfigured(existing) && !values.force) {
+      throw new CliError(`${file} already has an "${SERVER_NAME}" server; pass --force to replace it.`, EXIT.error);
+    }
+    return existing;
+  };
+  await alreadyThere();
   const token = (await passwordSource(values['token-stdin'], '--token-stdin').read('MCP token (aip_...): ')).trim();
   if (!TOKEN_PATTERN.test(token)) throw new CliError('That is not an MCP token: it starts with aip_ (create one with aip token create).', EXIT.usage);
 
-  const config = configFor(client, process.cwd());
   if (!config) {
     process.stdout.write(customSnippet(url, token));
     return EXIT.ok;
   }
-  const file = values.file ? resolve(values.file) : config.file;
-  if (values.print) {
+  if (!file) {
     process.stdout.write(config.snippet(url, token));
     return EXIT.ok;
   }
-  if (trackedByGit(file) && !values.force) {
-    throw new CliError(`${file} is tracked by git: writing a token there would put it in the repository. Use --print and configure it elsewhere, or --force if you really mean it.`, EXIT.error);
-  }
-  const existing = await readFile(file, 'utf8').catch(() => undefined);
-  if (existing && config.alreadyConfigured(existing) && !values.force) {
-    throw new CliError(`${file} already has an "${SERVER_NAME}" server; pass --force to replace it.`, EXIT.error);
-  }
+  // Read again: the file may have changed while the token was typed.
+  const existing = await alreadyThere();
   await mkdir(dirname(file), { recursive: true });
   await writeFile(file, config.render(existing, url, token), { mode: 0o600 });
   // An existing file keeps its mode on write: it holds a token now, so only its owner may read it.
   await chmod(file, 0o600);
   say(`Wrote the ${client} MCP configuration to ${file}.`);
-  if (ignoredByGit(file) === false) say(`Note: ${file} is not ignored by git; add it to .gitignore so the token is never committed.`);
+  if (ignored === false) say(`Note: ${file} is not ignored by git; add it to .gitignore so the token is never committed.`);
   say('Restart the client (or reload its MCP servers) to connect. Agents should follow: aip mcp instructions');
   return EXIT.ok;
 }
