@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { request as httpRequest } from 'node:http';
-import { connect } from 'node:net';
+import { connect, type Socket } from 'node:net';
 import { join } from 'node:path';
 import { aip } from './helpers/cli.js';
 import { operator, startGatewayProcess, type RunningGateway } from './helpers/mcp.js';
@@ -251,5 +251,84 @@ describe('body caps hold while the body streams in', () => {
     expect(closed).toBe(true);
     expect(accepted).toBeLessThan(MAX_ACCEPTED_BYTES);
     expect(growth).toBeLessThan(MAX_GROWTH_BYTES);
+  });
+});
+
+describe('many slow bodies at once', () => {
+  it('holds only a bounded amount for bodies still arriving, however many connections send them', async () => {
+    const url = new URL(gw.url);
+    const CONNECTIONS = 48;
+    // Each just under the 2 MiB cap, and never finished: an agent holding memory hostage.
+    const body = Buffer.concat([Buffer.from(INIT_PREFIX), Buffer.alloc(2 * 1024 * 1024 - 64 * 1024, 'a')]);
+    const sockets: Socket[] = [];
+    const answers: string[] = [];
+    const growth = await peakGrowthDuring(async () => {
+      await Promise.all(
+        Array.from({ length: CONNECTIONS }, () => {
+          const socket = connect({ host: url.hostname, port: Number(url.port) });
+          sockets.push(socket);
+          let received = '';
+          socket.on('data', (data: Buffer) => (received += data.toString('latin1')));
+          socket.on('error', () => undefined);
+          socket.on('close', () => answers.push(received));
+          socket.write(
+            [`POST /mcp HTTP/1.1`, `Host: ${url.host}`, 'Content-Type: application/json', 'Accept: application/json, text/event-stream', `Authorization: Bearer ${secret}`, 'Transfer-Encoding: chunked', '', ''].join('\r\n'),
+          );
+          return new Promise<void>((resolve) => socket.write(Buffer.concat([Buffer.from(`${body.length.toString(16)}\r\n`), body, Buffer.from('\r\n')]), () => resolve()));
+        }),
+      );
+      // Let the gateway take in what it will.
+      await new Promise((resolve) => setTimeout(resolve, 1500));
+    });
+    for (const socket of sockets) socket.destroy();
+    expect(growth).toBeLessThan(MAX_GROWTH_BYTES);
+    // The ones past the shared budget were told to come back later, and hung up on.
+    const busy = answers.filter((answer) => answer.startsWith('HTTP/1.1 503'));
+    expect(busy.length).toBeGreaterThan(0);
+    expect(busy[0]).toMatch(/retry-after: 1/i);
+    expect(busy[0]).toMatch(/too many large requests at once; retry in a moment/);
+    // And the gateway still answers normally.
+    const response = await fetch(`${gw.url}/mcp`, { method: 'POST', headers: { ...mcpHeaders(), 'content-type': 'application/json' }, body: `${INIT_PREFIX}"}}` });
+    expect(response.status).toBe(200);
+    await response.body?.cancel();
+  });
+});
+
+describe('many unfinished bridge lines at once', () => {
+  it('holds only a bounded amount for lines still arriving on bridge connections, closing the ones past it', async () => {
+    const url = new URL(gw.url);
+    const CONNECTIONS = 24;
+    // Each under the 4 MiB line cap, and never ended by a newline.
+    const line = Buffer.alloc(3 * 1024 * 1024 + 512 * 1024, 'a');
+    const closedByGateway: boolean[] = [];
+    const sockets: Socket[] = [];
+    const growth = await peakGrowthDuring(async () => {
+      await Promise.all(
+        Array.from(
+          { length: CONNECTIONS },
+          () =>
+            new Promise<void>((resolve, reject) => {
+              const request = httpRequest({ host: url.hostname, port: url.port, path: '/mcp', agent: false, headers: { Connection: 'Upgrade', Upgrade: 'aip-mcp-stdio', Authorization: `Bearer ${secret}` } });
+              request.on('error', reject);
+              request.on('upgrade', (_response, socket: Socket) => {
+                sockets.push(socket);
+                socket.on('error', () => undefined);
+                socket.resume();
+                socket.once('close', () => closedByGateway.push(true));
+                socket.write(line, () => resolve());
+                // A connection the gateway closes never completes the write: count it as done.
+                socket.once('close', () => resolve());
+              });
+              request.end();
+            }),
+        ),
+      );
+      await new Promise((resolve) => setTimeout(resolve, 1500));
+    });
+    const closed = closedByGateway.length;
+    for (const socket of sockets) socket.destroy();
+    expect(growth).toBeLessThan(MAX_GROWTH_BYTES);
+    expect(closed).toBeGreaterThan(0);
+    expect(closed).toBeLessThan(CONNECTIONS);
   });
 });

@@ -27,6 +27,7 @@ import { checkMessage, errorMessage, parseError, readableId, type JsonRpcErrorMe
 import { paramsProblem } from './params.js';
 import { readBodyWithin } from './read-body.js';
 import { StreamTransport } from './stream-transport.js';
+import { ByteBudget } from './byte-budget.js';
 
 /** Sessions one token may hold; a client that opens more loses its least recently used one. */
 export const MAX_SESSIONS_PER_TOKEN = 32;
@@ -40,6 +41,12 @@ export const MAX_MCP_BODY_BYTES = 2 * 1024 * 1024;
  * own wait, and well under the 2 s clients give a stdio server to exit.
  */
 export const STREAM_DRAIN_MS = 1000;
+/**
+ * What all MCP messages still being read (HTTP bodies and bridge lines) may
+ * hold in memory together: 16 requests at the 2 MiB cap. Real MCP messages
+ * are a few KiB, so only a flood of large, slow messages ever meets it.
+ */
+export const MAX_BUFFERED_MCP_BYTES = 32 * 1024 * 1024;
 
 interface McpSession {
   id: string;
@@ -121,6 +128,7 @@ function bearerChallenge(error: 'invalid_token' | undefined, description: string
  */
 export function createMcpEndpoint(kernel: Kernel, options: { getPort: () => number }) {
   const tools = createTools(kernel);
+  const budget = new ByteBudget(MAX_BUFFERED_MCP_BYTES);
   const sessions = new Map<string, McpSession>();
   /** The stdio bridge's connections: one MCP server each, bound to its token. */
   const streams = new Set<{ owner: string; database: string; socket: Duplex; opened: number; end: () => void }>();
@@ -198,9 +206,13 @@ export function createMcpEndpoint(kernel: Kernel, options: { getPort: () => numb
    * SDK transport only ever gets a parsed, well-formed body.
    */
   const readMessages = async (request: Request, read: { whole: boolean }): Promise<{ body: unknown; messages: JSONRPCMessage[] } | { refused: Response }> => {
-    const outcome = await readBodyWithin(request, MAX_MCP_BODY_BYTES);
+    const outcome = await readBodyWithin(request, MAX_MCP_BODY_BYTES, budget);
     if ('tooLarge' in outcome) {
       return { refused: jsonRpcError(413, -32000, `The request body is over ${MAX_MCP_BODY_BYTES} bytes (the MCP request cap); send a smaller request.`) };
+    }
+    if ('aborted' in outcome) return { refused: jsonRpcError(400, -32000, 'The request body ended before it was complete.') };
+    if ('busy' in outcome) {
+      return { refused: jsonRpcError(503, -32000, 'The gateway is reading too many large requests at once; retry in a moment.', { 'retry-after': '1' }) };
     }
     read.whole = true;
     let body: unknown;
@@ -333,7 +345,7 @@ export function createMcpEndpoint(kernel: Kernel, options: { getPort: () => numb
 
       const server = createServer();
       // A message larger than the HTTP body cap (plus one in flight) closes the connection.
-      const transport = new StreamTransport(socket, { maxLineBytes: MAX_MCP_BODY_BYTES * 2, drainMs: STREAM_DRAIN_MS });
+      const transport = new StreamTransport(socket, { maxLineBytes: MAX_MCP_BODY_BYTES * 2, drainMs: STREAM_DRAIN_MS, budget });
       const authInfo = { token: rawToken, clientId: auth.token.id, scopes: [] as string[], extra: { database: auth.workspace.name } };
       // The transport ends the connection (the peer half-closed or went, an overflow, close()); the session goes with it.
       // (server.connect chains this with the server's own onclose.)

@@ -2,12 +2,15 @@ import type { Duplex } from 'node:stream';
 import type { Transport } from '@modelcontextprotocol/sdk/shared/transport.js';
 import { isJSONRPCErrorResponse, isJSONRPCRequest, isJSONRPCResultResponse, type JSONRPCMessage, type RequestId } from '@modelcontextprotocol/sdk/types.js';
 import { parseLine, type JsonRpcErrorMessage } from './jsonrpc.js';
+import type { ByteBudget } from './byte-budget.js';
 
 export interface StreamTransportOptions {
   /** The largest message (one line) accepted; a longer one, or one that never ends, closes the connection. */
   maxLineBytes: number;
   /** After the peer half-closes, how long answers to its requests still in flight may take before the connection ends. */
   drainMs: number;
+  /** Shared with every other message being read: the bytes of an unfinished line count against it; what does not fit closes the connection. */
+  budget?: ByteBudget;
 }
 
 /**
@@ -23,7 +26,8 @@ const LINGER_MS = 2000;
  * drops malformed lines without an answer, and never notices the peer
  * half-closing, this one:
  * - bounds each line as it arrives (no copy until the line is whole; a line
- *   over the cap closes the connection);
+ *   over the cap closes the connection): invariant 8, an agent's endless line
+ *   costs the gateway at most the cap;
  * - answers a line that is not JSON with -32700 and a message that is not
  *   JSON-RPC with -32600, as JSON-RPC requires (id when readable, else null);
  * - ends the session when the peer half-closes (the bridge's stdin ended):
@@ -91,16 +95,23 @@ export class StreamTransport implements Transport {
       start = newline + 1;
       if (this.pendingBytes + piece.length > this.options.maxLineBytes) return this.overflow();
       const line = this.pending.length === 0 ? piece : Buffer.concat([...this.pending, piece]);
-      this.pending = [];
-      this.pendingBytes = 0;
+      this.dropPending();
       this.handleLine(line);
     }
     if (this.closed || start >= chunk.length) return;
     const rest = chunk.subarray(start);
     if (this.pendingBytes + rest.length > this.options.maxLineBytes) return this.overflow();
-    this.pending.push(rest);
+    if (this.options.budget && !this.options.budget.take(rest.length)) return this.overflow();
+    // A tail of a chunk is copied: its subarray would keep the whole chunk alive, uncounted.
+    this.pending.push(start === 0 ? chunk : Buffer.from(rest));
     this.pendingBytes += rest.length;
   };
+
+  private dropPending(): void {
+    this.options.budget?.give(this.pendingBytes);
+    this.pending = [];
+    this.pendingBytes = 0;
+  }
 
   private handleLine(raw: Buffer): void {
     const text = raw.toString('utf8').replace(/\r$/, '');
@@ -116,8 +127,8 @@ export class StreamTransport implements Transport {
   }
 
   /**
-   * A message over the cap (ended or not): stop reading and close the
-   * connection. Nothing past the cap is buffered or read. No answer is
+   * A message over the cap (ended or not), or over what the shared budget has
+   * left: stop reading and close the connection. Nothing past the cap is buffered or read. No answer is
    * written first: a peer that is not reading would then never see the
    * connection end (its unread answer holds back the end of the stream).
    */
@@ -142,8 +153,7 @@ export class StreamTransport implements Transport {
     this.socket.off('data', this.onData);
     // Nothing more is read: whatever the peer still sends stays unread.
     this.socket.pause();
-    this.pending = [];
-    this.pendingBytes = 0;
+    this.dropPending();
     if (!this.socket.destroyed) {
       this.socket.end();
       const destroy = () => this.socket.destroy();
