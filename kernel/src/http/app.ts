@@ -81,8 +81,10 @@ export function createHttpApp(options: HttpAppOptions): { app: Hono<HttpEnv>; se
   app.notFound((c) => c.json(errorBody('not_found', `No route for ${c.req.method} ${c.req.path}. See docs/api.md.`), 404));
 
   app.onError((error, c) => {
-    // An error answered before the body was read in full (refused early, or
-    // over its cap) ends the connection, so the rest of it is never read.
+    // Any error on a request that carries a body ends the connection: it may
+    // come before the body was read in full (refused early, or over its cap),
+    // and the rest must never be read or drained (invariant 8: a flood costs
+    // at most the cap).
     if (c.req.header('transfer-encoding') !== undefined || Number(c.req.header('content-length') ?? '0') > 0) c.header('Connection', 'close');
     if (isKernelError(error)) {
       if (error.status === 429 && typeof error.details?.retryAfterSeconds === 'number') c.header('Retry-After', String(error.details.retryAfterSeconds));
