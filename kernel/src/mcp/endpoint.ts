@@ -91,9 +91,9 @@ function invalidParams(request: JSONRPCRequest): { code: number; message: string
   return problem ? { code: ErrorCode.InvalidParams, message: problem } : undefined;
 }
 
-/** Whether a request may carry a body (an answer sent before reading it all closes the connection). */
-function mayHaveBody(request: Request): boolean {
-  return request.body !== null && request.method !== 'GET' && request.method !== 'HEAD';
+/** Whether a request carries a body (an answer sent before reading it all closes the connection). */
+function hasBody(request: Request): boolean {
+  return request.headers.has('transfer-encoding') || Number(request.headers.get('content-length') ?? '0') > 0;
 }
 
 /** The token of an `Authorization: Bearer …` header, or undefined. */
@@ -374,7 +374,7 @@ export function createMcpEndpoint(kernel: Kernel, options: { getPort: () => numb
       const response = await answer(request, read);
       // An answer given before the whole body was read (refused early, or
       // over the cap) ends the connection: the rest is never read or drained.
-      if (mayHaveBody(request) && !read.whole) response.headers.set('connection', 'close');
+      if (hasBody(request) && !read.whole) response.headers.set('connection', 'close');
       return response;
     },
     async closeAll() {

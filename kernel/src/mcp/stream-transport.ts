@@ -101,7 +101,7 @@ export class StreamTransport implements Transport {
     if (this.closed || start >= chunk.length) return;
     const rest = chunk.subarray(start);
     if (this.pendingBytes + rest.length > this.options.maxLineBytes) return this.overflow();
-    if (this.options.budget && !this.options.budget.take(rest.length)) return this.overflow();
+    if (this.options.budget && !this.options.budget.take(rest.length)) return this.overflow('a message past the budget shared by all messages being read');
     // A tail of a chunk is copied: its subarray would keep the whole chunk alive, uncounted.
     this.pending.push(start === 0 ? chunk : Buffer.from(rest));
     this.pendingBytes += rest.length;
@@ -128,12 +128,13 @@ export class StreamTransport implements Transport {
 
   /**
    * A message over the cap (ended or not), or over what the shared budget has
-   * left: stop reading and close the connection. Nothing past the cap is buffered or read. No answer is
-   * written first: a peer that is not reading would then never see the
-   * connection end (its unread answer holds back the end of the stream).
+   * left: stop reading and close the connection. Nothing past the cap is
+   * buffered or read. No answer is written first: a peer that is not reading
+   * would then never see the connection end (its unread answer holds back
+   * the end of the stream).
    */
-  private overflow(): void {
-    this.onerror?.(new Error(`a message over ${this.options.maxLineBytes} bytes closed the connection`));
+  private overflow(reason = `a message over ${this.options.maxLineBytes} bytes`): void {
+    this.onerror?.(new Error(`${reason} closed the connection`));
     this.finish();
   }
 
