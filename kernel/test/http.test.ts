@@ -62,6 +62,18 @@ describe('loopback boundary', () => {
     expect((await client.get('/api/status', { 'sec-fetch-site': 'cross-site' })).status).toBe(403);
   });
 
+  it('keeps the boundary in front of the OAuth paths MCP clients probe', async () => {
+    for (const path of ['/.well-known/oauth-protected-resource', '/.well-known/oauth-authorization-server/mcp', '/register', '/token']) {
+      expect((await new TestClient(app, { remoteAddress: '192.168.1.20' }).get(path)).status, path).toBe(403);
+      expect((await new TestClient(app).get(path, { host: 'evil.example' })).status, path).toBe(403);
+      expect((await new TestClient(app).get(path, { origin: 'https://evil.example' })).status, path).toBe(403);
+    }
+    const allowed = await new TestClient(app).get('/.well-known/openid-configuration');
+    expect(allowed.status).toBe(404);
+    expect(allowed.headers.get('x-content-type-options')).toBe('nosniff');
+    expect(await jsonOf(allowed)).toEqual({ error: 'oauth_not_supported', error_description: expect.stringMatching(/does not use OAuth/) });
+  });
+
   it('sets security headers on every answer', async () => {
     const response = await new TestClient(app).get('/api/status');
     expect(response.headers.get('x-content-type-options')).toBe('nosniff');

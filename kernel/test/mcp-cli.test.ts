@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { execFileSync, spawn } from 'node:child_process';
-import { mkdir, readFile, stat, writeFile } from 'node:fs/promises';
+import { execFileSync, spawn, spawnSync } from 'node:child_process';
+import { mkdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { createServer, request as httpRequest, type Server } from 'node:http';
 import type { Duplex } from 'node:stream';
 import { networkInterfaces } from 'node:os';
@@ -436,6 +436,80 @@ describe('aip mcp init', () => {
     expect(badClient.code).toBe(2);
     expect(badClient.stderr).toMatch(/--client must be one of claude-code, codex, cursor, vscode, windsurf, gemini, custom/);
   });
+
+  /**
+   * A repository an agent booby-trapped: every git setting that runs a
+   * program (fsmonitor, hooks, pager), in the repository's config, in
+   * ~/.gitconfig (both are the agent's to write) and in the caller's
+   * environment, points at a script that leaves a marker.
+   */
+  async function trappedRepo(name: string) {
+    const project = await repo(name);
+    const marker = join(dir, `${name}-ran`);
+    const trap = join(dir, `${name}-trap.sh`);
+    await writeFile(trap, `#!/bin/sh\necho "$0 $*" >> '${marker}'\ncat > /dev/null 2>&1 || true\n`, { mode: 0o755 });
+    const hooks = join(dir, `${name}-hooks`);
+    await mkdir(hooks);
+    for (const hook of ['post-index-change', 'reference-transaction', 'post-checkout', 'pre-commit']) await writeFile(join(hooks, hook), `#!/bin/sh\n'${trap}' hook\n`, { mode: 0o755 });
+    for (const [key, value] of [['core.fsmonitor', trap], ['core.hooksPath', hooks], ['core.pager', trap], ['pager.ls-files', trap]]) {
+      execFileSync('git', ['-C', project, 'config', key!, value!]);
+    }
+    const home = join(dir, `${name}-home`);
+    await mkdir(home);
+    await writeFile(join(home, '.gitconfig'), `[core]\n\tfsmonitor = ${trap}\n\tpager = ${trap}\n`);
+    const env = { HOME: home, GIT_CONFIG_COUNT: '1', GIT_CONFIG_KEY_0: 'core.fsmonitor', GIT_CONFIG_VALUE_0: trap, GIT_PAGER: trap, PAGER: trap };
+    // The trap works: plain git in this repository runs it.
+    spawnSync('git', ['-C', project, 'ls-files', '--error-unmatch', 'x'], { env: { ...process.env, ...env }, stdio: 'ignore' });
+    expect(await readFile(marker, 'utf8')).toMatch(/trap/);
+    await rm(marker);
+    return { project, marker, env };
+  }
+
+  it('runs git with no program of the repository\'s or the user\'s config, and still tells tracked and ignored files apart', async () => {
+    const t = await token({ get_key: 'always_run' });
+    const { project, marker, env } = await trappedRepo('trapped');
+    // Not ignored: written, with the note.
+    const written = await aip(['mcp', 'init', '--client', 'cursor', '--url', gw.url, '--token-stdin'], { stdin: `${t.secret}\n`, cwd: project, env });
+    expect(written.code, written.stderr).toBe(0);
+    expect(written.stdout).toMatch(/not ignored by git; add it to \.gitignore/);
+    // Ignored: written, no note.
+    await writeFile(join(project, '.gitignore'), '.vscode/\n');
+    const ignored = await aip(['mcp', 'init', '--client', 'vscode', '--url', gw.url, '--token-stdin'], { stdin: `${t.secret}\n`, cwd: project, env });
+    expect(ignored.code, ignored.stderr).toBe(0);
+    expect(ignored.stdout).not.toMatch(/not ignored/);
+    // Tracked: refused.
+    await mkdir(join(project, '.gemini'));
+    await writeFile(join(project, '.gemini', 'settings.json'), '{}');
+    execFileSync('git', ['-C', project, '-c', 'core.fsmonitor=false', '-c', 'core.hooksPath=/dev/null', 'add', '.gemini/settings.json']);
+    const tracked = await aip(['mcp', 'init', '--client', 'gemini', '--url', gw.url, '--token-stdin'], { stdin: `${t.secret}\n`, cwd: project, env });
+    expect(tracked.code).not.toBe(0);
+    expect(tracked.stderr).toMatch(/tracked by git/);
+    // None of it ran the trap.
+    expect(await readFile(marker, 'utf8').catch(() => 'nothing ran')).toBe('nothing ran');
+  });
+
+  it('checks git before it reads the token: a tracked file is refused before any token is asked for', async () => {
+    const project = await repo('order');
+    await writeFile(join(project, '.mcp.json'), '{}');
+    execFileSync('git', ['-C', project, 'add', '.mcp.json']);
+    // No token on stdin at all: the refusal comes first, so no git ever runs while a token is in memory.
+    const refused = await aip(['mcp', 'init', '--client', 'claude-code', '--url', gw.url, '--token-stdin'], { stdin: '', cwd: project });
+    expect(refused.code).not.toBe(0);
+    expect(refused.stderr).toMatch(/tracked by git/);
+  });
+
+  it('refuses to write when git cannot tell whether the file is tracked, and says why', async () => {
+    const t = await token({ get_key: 'always_run' });
+    const project = await repo('broken');
+    // A repository git refuses to read (a format it does not know): tracked or not is unknown, so nothing is written.
+    execFileSync('git', ['-C', project, 'config', 'core.repositoryformatversion', '99']);
+    const refused = await aip(['mcp', 'init', '--client', 'cursor', '--url', gw.url, '--token-stdin'], { stdin: `${t.secret}\n`, cwd: project });
+    expect(refused.code).not.toBe(0);
+    expect(refused.stderr).toMatch(/git could not tell whether .*mcp\.json is tracked.*--print.*--force/s);
+    await expect(stat(join(project, '.cursor', 'mcp.json'))).rejects.toThrow(/ENOENT/);
+    const forced = await aip(['mcp', 'init', '--client', 'cursor', '--force', '--url', gw.url, '--token-stdin'], { stdin: `${t.secret}\n`, cwd: project });
+    expect(forced.code, forced.stderr).toBe(0);
+  });
 });
 
 describe('aip mcp: saying what is wrong with a token or a client name', () => {
@@ -556,6 +630,53 @@ describe('aip mcp instructions and the bridge', () => {
     await unlockAgain();
   });
 
+  it('exits at once with code 0 when the client closes its stdin, and the gateway ends that session', async () => {
+    const t = await token({ get_key: 'always_run' });
+    const bridge = startBridge(t.secret);
+    bridge.send({ jsonrpc: '2.0', id: 1, method: 'initialize', params: { protocolVersion: '2025-06-18', capabilities: {}, clientInfo: { name: 'raw', version: '1' } } });
+    expect(await bridge.next()).toMatchObject({ id: 1, result: { serverInfo: { name: 'aipermission' } } });
+    const started = Date.now();
+    bridge.child.stdin.end();
+    // MCP clients wait 2 s for a stdio server to exit after closing its stdin, then kill it.
+    expect(await bridge.exited(1500)).toBe(0);
+    expect(Date.now() - started).toBeLessThan(1000);
+    expect(bridge.stderr).toBe('');
+  });
+
+  it('answers what was piped in before stdin closed, then exits', async () => {
+    const t = await token({ get_key: 'always_run' });
+    const bridge = startBridge(t.secret);
+    bridge.send({ jsonrpc: '2.0', id: 1, method: 'initialize', params: { protocolVersion: '2025-06-18', capabilities: {}, clientInfo: { name: 'pipe', version: '1' } } });
+    bridge.send({ jsonrpc: '2.0', method: 'notifications/initialized' });
+    bridge.send({ jsonrpc: '2.0', id: 2, method: 'tools/list' });
+    bridge.child.stdin.end();
+    // The bound includes the bridge's own start-up (stdin ends before it is even connected).
+    expect(await bridge.exited(10_000)).toBe(0);
+    const answers = bridge.stdout.trim().split('\n').map((line) => JSON.parse(line) as { id: number });
+    expect(answers.map((answer) => answer.id)).toEqual([1, 2]);
+  });
+
+  it('never keeps a closed bridge: 32 bridges that came and went do not evict a live one', async () => {
+    const t = await token({ get_key: 'always_run' });
+    const live = await mcpClient('stdio', gw.url, t.secret);
+    clients.push(live);
+    const host = new URL(gw.url).host;
+    for (let i = 0; i < 32; i += 1) {
+      // What a bridge does when its client goes: half-close the connection.
+      const { socket } = (await upgrade({ Host: host, Authorization: `Bearer ${t.secret}` })) as { socket: Duplex };
+      socket.on('error', () => undefined);
+      const closed = new Promise<boolean>((resolve) => {
+        socket.once('close', () => resolve(true));
+        setTimeout(() => resolve(false), 1000);
+      });
+      socket.resume();
+      socket.end(`${JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'ping' })}\n`);
+      // Left half-open it would sit in CLOSE-WAIT on the gateway, holding one of the token's 32 sessions.
+      expect(await closed, `the gateway kept half-closed bridge connection ${i + 1} open`).toBe(true);
+    }
+    expect((await callTool(live, 'list_connector_targets')).targets).toHaveLength(1);
+  });
+
   it('relays a gateway that is not there as a clear error to the client', async () => {
     const t = await token({ get_key: 'always_run' });
     const transport = new StdioClientTransport({ command: process.execPath, args: [AIP, 'mcp'], env: { AIP_URL: 'http://127.0.0.1:9', AIP_TOKEN: t.secret, PATH: process.env.PATH ?? '' }, stderr: 'pipe' });
@@ -564,6 +685,53 @@ describe('aip mcp instructions and the bridge', () => {
     await client.close().catch(() => undefined);
   });
 });
+
+/** `aip mcp` as a live process speaking raw lines: what it printed, and a way to send and to wait for the next answer. */
+function startBridge(secret: string) {
+  const child = spawn(process.execPath, [AIP, 'mcp'], { env: { AIP_URL: gw.url, AIP_TOKEN: secret, PATH: process.env.PATH ?? '' }, stdio: ['pipe', 'pipe', 'pipe'] });
+  let stdout = '';
+  let stderr = '';
+  let read = 0;
+  child.stdout.on('data', (chunk: Buffer) => (stdout += chunk.toString()));
+  child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
+  const exit = new Promise<number>((resolve) => child.once('exit', (code) => resolve(code ?? -1)));
+  return {
+    child,
+    get stdout() {
+      return stdout;
+    },
+    get stderr() {
+      return stderr;
+    },
+    send(message: unknown) {
+      child.stdin.write(`${typeof message === 'string' ? message : JSON.stringify(message)}\n`);
+    },
+    /** The next line the bridge prints, parsed. */
+    async next(timeoutMs = 10_000): Promise<Record<string, unknown>> {
+      const deadline = Date.now() + timeoutMs;
+      for (;;) {
+        const newline = stdout.indexOf('\n', read);
+        if (newline >= 0) {
+          const line = stdout.slice(read, newline);
+          read = newline + 1;
+          return JSON.parse(line) as Record<string, unknown>;
+        }
+        if (Date.now() > deadline) throw new Error(`the bridge printed nothing more; stderr: ${stderr}`);
+        await new Promise((resolve) => setTimeout(resolve, 10));
+      }
+    },
+    /** The exit code, or a failure after `timeoutMs` (the bridge is then killed). */
+    async exited(timeoutMs: number): Promise<number> {
+      const timer = new Promise<number>((resolve) => setTimeout(() => resolve(-999), timeoutMs));
+      const code = await Promise.race([exit, timer]);
+      if (code === -999) {
+        child.kill('SIGKILL');
+        throw new Error(`the bridge did not exit within ${timeoutMs} ms`);
+      }
+      return code;
+    },
+  };
+}
 
 /** A non-loopback IPv4 address of this machine, if it has one. */
 /** Opens the bridge channel by hand: the 101 socket, or the refusal's status and JSON-RPC error message. */

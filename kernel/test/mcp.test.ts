@@ -2,9 +2,13 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { cp, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Redis } from 'ioredis';
-import type { Client } from '@modelcontextprotocol/sdk/client/index.js';
+import { request as httpRequest } from 'node:http';
+import { Client } from '@modelcontextprotocol/sdk/client/index.js';
+import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
+import type { OAuthClientProvider } from '@modelcontextprotocol/sdk/client/auth.js';
+import { CallToolResultSchema, ListToolsResultSchema } from '@modelcontextprotocol/sdk/types.js';
 import { aip } from './helpers/cli.js';
-import { callTool, mcpClient, operator, startGatewayProcess, type RunningGateway, type TransportKind } from './helpers/mcp.js';
+import { callTool, mcpClient, operator, rawSession, startGatewayProcess, type RunningGateway, type TransportKind } from './helpers/mcp.js';
 import { FIXTURES } from './helpers/plugins.js';
 import { tempDir, PASSWORD } from './helpers/temp.js';
 
@@ -284,6 +288,58 @@ describe.each(['http', 'stdio'] as const)('MCP over %s', (kind) => {
     expect(after - before).toBe(4);
   });
 
+  it('answers text that is not JSON with -32700 and id null, and JSON that is not JSON-RPC with -32600 and its id', async () => {
+    const t = await token({ get_key: 'always_run' });
+    const raw = await rawSession(kind, gw.url, t.secret);
+    try {
+      const error = (code: number, id: string | number | null, message: RegExp) => ({ jsonrpc: '2.0', id, error: { code, message: expect.stringMatching(message) } });
+      expect((await raw.exchange('{"jsonrpc":"2.0","id":1,"method":')).answers).toEqual([error(-32700, null, /^Parse error/)]);
+      expect((await raw.exchange('{"jsonrpc":"2.0","id":7}')).answers).toEqual([error(-32600, 7, /^Invalid Request: .*no "method"/)]);
+      expect((await raw.exchange('{"jsonrpc":"2.0","id":"x8","method":42}')).answers).toEqual([error(-32600, 'x8', /"method" member must be a string/)]);
+      expect((await raw.exchange('{"jsonrpc":"1.0","id":9,"method":"ping"}')).answers).toEqual([error(-32600, 9, /"jsonrpc" member must be the string "2\.0"/)]);
+      expect((await raw.exchange('{"jsonrpc":"2.0","id":{"x":1},"method":"ping"}')).answers).toEqual([error(-32600, null, /"id" member must be a string or an integer/)]);
+      expect((await raw.exchange('{"jsonrpc":"2.0","id":10,"method":"ping","params":"x"}')).answers).toEqual([error(-32600, 10, /"params" member must be an object/)]);
+      expect((await raw.exchange('"hello"')).answers).toEqual([error(-32600, null, /a JSON-RPC message is a JSON object/)]);
+      // A valid notification gets no answer, even one this server does not know.
+      expect((await raw.exchange('{"jsonrpc":"2.0","method":"notifications/whatever"}')).answers).toEqual([]);
+      // An unknown method still gets the SDK's -32601, and the session goes on.
+      expect((await raw.exchange('{"jsonrpc":"2.0","id":11,"method":"no/such"}')).answers).toEqual([error(-32601, 11, /not found/i)]);
+      expect((await raw.exchange('{"jsonrpc":"2.0","id":12,"method":"ping"}')).answers).toEqual([{ jsonrpc: '2.0', id: 12, result: {} }]);
+    } finally {
+      await raw.close();
+    }
+  });
+
+  it('answers bad tools/call params with -32602 and a sentence, never an internal error with a schema dump', async () => {
+    const t = await token({ get_key: 'always_run' });
+    const client = await connect(kind, t.secret);
+    const call = (params: unknown) => client.request({ method: 'tools/call', params } as never, CallToolResultSchema);
+    const invalid = (message: RegExp) => ({ code: -32602, message: expect.stringMatching(message) });
+    await expect(call({ arguments: {} })).rejects.toMatchObject(invalid(/Invalid params for tools\/call: params\.name is missing; it names the tool to call/));
+    await expect(call({ name: 42 })).rejects.toMatchObject(invalid(/params\.name must be a string, the name of the tool to call \(it is a number\)/));
+    await expect(call({ name: 'list_connector_targets', arguments: 'SET x y' })).rejects.toMatchObject(invalid(/params\.arguments must be an object of the tool's arguments, or left out \(it is a string\)/));
+    await expect(call({ name: 'list_connector_targets', arguments: [1] })).rejects.toMatchObject(invalid(/it is an array/));
+    await expect(call({ name: 'list_connector_targets', _meta: { progressToken: { x: 1 } } })).rejects.toMatchObject(invalid(/progressToken must be a string or an integer/));
+    for (const params of [{ arguments: {} }, { name: 42 }]) {
+      const error = (await call(params).catch((e: unknown) => e)) as Error;
+      expect(error.message).not.toMatch(/invalid_type|"expected"|"path"/);
+    }
+    // The well-formed call still works on the same session.
+    expect((await callTool(client, 'list_connector_targets')).targets).toHaveLength(1);
+  });
+
+  it('refuses a tools/list cursor with -32602: the server lists every tool at once and never hands one out', async () => {
+    const t = await token({ get_key: 'always_run' });
+    const client = await connect(kind, t.secret);
+    await expect(client.request({ method: 'tools/list', params: { cursor: 'page-2' } }, ListToolsResultSchema)).rejects.toMatchObject({
+      code: -32602,
+      message: expect.stringMatching(/invalid cursor: this server lists every tool in one page and never hands out a cursor/),
+    });
+    const { tools, nextCursor } = await client.listTools();
+    expect(tools).toHaveLength(7);
+    expect(nextCursor).toBeUndefined();
+  });
+
   it('serves several clients with their own tokens at once', async () => {
     const tokens = await Promise.all(Array.from({ length: 5 }, () => token({ get_key: 'always_run' })));
     for (let i = 0; i < tokens.length; i += 1) await direct.set(`${prefix}c${i}`, `value-${i}`);
@@ -384,3 +440,144 @@ describe('MCP: the boundary', () => {
     expect((await callTool(client, 'list_connector_targets')).targets).toHaveLength(1);
   });
 });
+
+describe('MCP: JSON-RPC edges', () => {
+  it('still answers a JSON-RPC batch over HTTP, and refuses a batch with an invalid member, naming it', async () => {
+    const t = await token({ get_key: 'always_run' });
+    const raw = await rawSession('http', gw.url, t.secret);
+    try {
+      const both = await raw.exchange(JSON.stringify([{ jsonrpc: '2.0', id: 'a', method: 'ping' }, { jsonrpc: '2.0', id: 'b', method: 'ping' }]));
+      expect(both.answers.map((answer: { id: string }) => answer.id).sort()).toEqual(['a', 'b']);
+      const mixed = await raw.exchange(JSON.stringify([{ jsonrpc: '2.0', id: 'c', method: 'ping' }, { jsonrpc: '2.0', id: 'd' }]));
+      expect(mixed.status).toBe(400);
+      expect(mixed.answers).toEqual([{ jsonrpc: '2.0', id: 'd', error: { code: -32600, message: expect.stringMatching(/no "method"/) } }]);
+      const empty = await raw.exchange('[]');
+      expect(empty.answers).toEqual([{ jsonrpc: '2.0', id: null, error: { code: -32600, message: expect.stringMatching(/empty batch/) } }]);
+    } finally {
+      await raw.close();
+    }
+  });
+
+  it('tells an initialize with bad params what is wrong (-32602), instead of "send initialize first"', async () => {
+    const t = await token({ get_key: 'always_run' });
+    const response = await fetch(`${gw.url}/mcp`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${t.secret}`, 'content-type': 'application/json', accept: 'application/json, text/event-stream' },
+      body: JSON.stringify({ jsonrpc: '2.0', id: 'i1', method: 'initialize', params: { capabilities: {}, clientInfo: { name: 'x', version: '1' } } }),
+    });
+    expect(response.headers.get('mcp-session-id')).toBeNull();
+    expect(await response.json()).toEqual({ jsonrpc: '2.0', id: 'i1', error: { code: -32602, message: expect.stringMatching(/^Invalid params for initialize: params\.protocolVersion must be/) } });
+  });
+
+  it('says over the stdio bridge that batches are one message per line there', async () => {
+    const t = await token({ get_key: 'always_run' });
+    const raw = await rawSession('stdio', gw.url, t.secret);
+    try {
+      const batch = await raw.exchange(JSON.stringify([{ jsonrpc: '2.0', id: 'a', method: 'ping' }]));
+      expect(batch.answers).toEqual([{ jsonrpc: '2.0', id: null, error: { code: -32600, message: expect.stringMatching(/batches .* are not supported on this channel; send one message per line/) } }]);
+    } finally {
+      await raw.close();
+    }
+  });
+});
+
+describe('MCP: clients meet a bad token (there is no OAuth)', () => {
+  const BAD = `aip_${'x'.repeat(43)}`;
+
+  it('answers the OAuth discovery and registration paths with a plain "no OAuth here", behind the same boundary', async () => {
+    for (const path of [
+      '/.well-known/oauth-protected-resource',
+      '/.well-known/oauth-protected-resource/mcp',
+      '/.well-known/oauth-authorization-server',
+      '/.well-known/oauth-authorization-server/mcp',
+      '/.well-known/openid-configuration',
+      '/.well-known/openid-configuration/mcp',
+      '/mcp/.well-known/openid-configuration',
+    ]) {
+      const response = await fetch(`${gw.url}${path}`, { headers: { 'mcp-protocol-version': '2025-06-18' } });
+      expect(response.status, path).toBe(404);
+      expect(await response.json()).toEqual({ error: 'oauth_not_supported', error_description: expect.stringMatching(/^AIPermission does not use OAuth: .*Authorization: Bearer aip_/) });
+    }
+    // RFC 7591: a refused registration is a 400 with an error code the client shows with its description.
+    const register = await fetch(`${gw.url}/register`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ client_name: 'x', redirect_uris: ['http://127.0.0.1:1/cb'] }) });
+    expect(register.status).toBe(400);
+    expect(await register.json()).toEqual({ error: 'invalid_client_metadata', error_description: expect.stringMatching(/^AIPermission does not use OAuth/) });
+    const authorize = await fetch(`${gw.url}/authorize?response_type=code&client_id=x`);
+    expect(authorize.status).toBe(400);
+    expect(await authorize.json()).toMatchObject({ error: 'invalid_request' });
+    const tokenEndpoint = await fetch(`${gw.url}/token`, { method: 'POST', headers: { 'content-type': 'application/x-www-form-urlencoded' }, body: 'grant_type=authorization_code&code=x' });
+    expect(tokenEndpoint.status).toBe(400);
+    expect(await tokenEndpoint.json()).toMatchObject({ error: 'unsupported_grant_type' });
+    // Invariant 7 holds on these paths too: a foreign Origin or Host is refused before any answer.
+    expect((await fetch(`${gw.url}/.well-known/oauth-protected-resource`, { headers: { origin: 'https://evil.example' } })).status).toBe(403);
+    expect(await statusWithHost('/register', 'evil.example')).toBe(403);
+  });
+
+  it('names the cause in the 401 challenge, and offers nothing to discover', async () => {
+    const headers = { 'content-type': 'application/json', accept: 'application/json, text/event-stream' };
+    const body = JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'initialize', params: { protocolVersion: '2025-06-18', capabilities: {}, clientInfo: { name: 'x', version: '1' } } });
+    const bad = await fetch(`${gw.url}/mcp`, { method: 'POST', headers: { ...headers, authorization: `Bearer ${BAD}` }, body });
+    expect(bad.status).toBe(401);
+    const challenge = bad.headers.get('www-authenticate')!;
+    expect(challenge).toMatch(/^Bearer realm="aipermission", error="invalid_token", error_description="The MCP token is not valid [^"]*AIPermission does not use OAuth[^"]*"$/);
+    expect(challenge).not.toMatch(/resource_metadata|scope=/);
+    const none = await fetch(`${gw.url}/mcp`, { method: 'POST', headers, body });
+    expect(none.status).toBe(401);
+    // No credentials at all: no error code (RFC 6750 section 3.1), still the reason.
+    expect(none.headers.get('www-authenticate')).toMatch(/^Bearer realm="aipermission", error_description="This endpoint needs an MCP token[^"]*"$/);
+  });
+
+  it('ends a bad token in a clear error for the SDK client, with or without an OAuth provider, never in a registration or a browser', async () => {
+    const url = new URL(`${gw.url}/mcp`);
+    const plain = new Client({ name: 'no-auth', version: '1' });
+    await expect(plain.connect(new StreamableHTTPClientTransport(url, { requestInit: { headers: { Authorization: `Bearer ${BAD}` } } }))).rejects.toThrow(/The MCP token is not valid/);
+
+    const seen: string[] = [];
+    const redirected: URL[] = [];
+    let registered = false;
+    const provider: OAuthClientProvider = {
+      redirectUrl: 'http://127.0.0.1:1/callback',
+      clientMetadata: { client_name: 'test-oauth', redirect_uris: ['http://127.0.0.1:1/callback'] },
+      clientInformation: () => undefined,
+      saveClientInformation: () => {
+        registered = true;
+      },
+      tokens: () => undefined,
+      saveTokens: () => undefined,
+      redirectToAuthorization: (authorizationUrl) => {
+        redirected.push(authorizationUrl);
+      },
+      saveCodeVerifier: () => undefined,
+      codeVerifier: () => 'verifier',
+    };
+    const recording: typeof fetch = async (input, init) => {
+      const response = await fetch(input, init);
+      seen.push(`${init?.method ?? 'GET'} ${new URL(String(input instanceof Request ? input.url : input)).pathname} ${response.status}`);
+      return response;
+    };
+    const oauth = new Client({ name: 'with-auth', version: '1' });
+    const failure = (await oauth
+      .connect(new StreamableHTTPClientTransport(url, { authProvider: provider, fetch: recording, requestInit: { headers: { Authorization: `Bearer ${BAD}` } } }))
+      .catch((error: unknown) => error)) as Error;
+    expect(failure).toBeInstanceOf(Error);
+    expect(failure.message).toMatch(/^AIPermission does not use OAuth: an MCP client sends a static MCP token/);
+    expect(registered).toBe(false);
+    expect(redirected).toEqual([]);
+    // Every OAuth probe got the plain answer: nothing was found to follow.
+    expect(seen).toContain('POST /register 400');
+    expect(seen.filter((line) => line.includes('/.well-known/')).every((line) => line.endsWith(' 404'))).toBe(true);
+  });
+});
+
+/** A GET with a chosen Host header (fetch sends the URL's own). */
+function statusWithHost(path: string, host: string): Promise<number> {
+  const url = new URL(gw.url);
+  return new Promise((resolve, reject) => {
+    const request = httpRequest({ host: url.hostname, port: url.port, path, headers: { host } }, (response) => {
+      response.resume();
+      resolve(response.statusCode ?? 0);
+    });
+    request.on('error', reject);
+    request.end();
+  });
+}

@@ -13,6 +13,7 @@ import { tokenRoutes } from './routes/tokens.js';
 import { requestRoutes } from './routes/requests.js';
 import { eventRoutes } from './routes/events.js';
 import { pluginRoutes } from './routes/plugins.js';
+import { noOAuthRoutes } from './routes/no-oauth.js';
 import { createMcpEndpoint, type McpEndpoint } from '../mcp/index.js';
 
 /** 256 KiB: every operator request is a small JSON document (a target config, a grant, a note). */
@@ -68,6 +69,8 @@ export function createHttpApp(options: HttpAppOptions): { app: Hono<HttpEnv>; se
   // Origin were checked above, as the MCP spec requires against DNS rebinding.
   const mcp = createMcpEndpoint(kernel, { getPort: options.getPort });
   app.all('/mcp', (c) => mcp.handle(c.req.raw));
+  // The OAuth paths MCP clients probe after a 401: answered so they report the real cause (no OAuth here).
+  app.route('/', noOAuthRoutes());
 
   app.get('/', (c) =>
     c.text(
@@ -78,6 +81,11 @@ export function createHttpApp(options: HttpAppOptions): { app: Hono<HttpEnv>; se
   app.notFound((c) => c.json(errorBody('not_found', `No route for ${c.req.method} ${c.req.path}. See docs/api.md.`), 404));
 
   app.onError((error, c) => {
+    // Any error on a request that carries a body ends the connection: it may
+    // come before the body was read in full (refused early, or over its cap),
+    // and the rest must never be read or drained (invariant 8: a flood costs
+    // at most the cap).
+    if (c.req.header('transfer-encoding') !== undefined || Number(c.req.header('content-length') ?? '0') > 0) c.header('Connection', 'close');
     if (isKernelError(error)) {
       if (error.status === 429 && typeof error.details?.retryAfterSeconds === 'number') c.header('Retry-After', String(error.details.retryAfterSeconds));
       return c.json(errorBody(error.code, error.message), error.status as 400);

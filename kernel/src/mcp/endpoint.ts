@@ -1,18 +1,33 @@
 import { randomUUID } from 'node:crypto';
 import type { IncomingMessage } from 'node:http';
-import type { Duplex, Readable, Writable } from 'node:stream';
+import type { Duplex } from 'node:stream';
 import { Server } from '@modelcontextprotocol/sdk/server/index.js';
-import { StdioServerTransport } from '@modelcontextprotocol/sdk/server/stdio.js';
 import { WebStandardStreamableHTTPServerTransport } from '@modelcontextprotocol/sdk/server/webStandardStreamableHttp.js';
-import { CallToolRequestSchema, ListToolsRequestSchema, isInitializeRequest, isJSONRPCRequest, type JSONRPCMessage } from '@modelcontextprotocol/sdk/types.js';
+import type { Transport } from '@modelcontextprotocol/sdk/shared/transport.js';
+import {
+  CallToolRequestSchema,
+  ErrorCode,
+  ListToolsRequestSchema,
+  isInitializeRequest,
+  isJSONRPCRequest,
+  type JSONRPCMessage,
+  type JSONRPCRequest,
+  type MessageExtraInfo,
+} from '@modelcontextprotocol/sdk/types.js';
 import { isGatewayHost, isLoopbackAddress } from '../http/boundary.js';
 import { isKernelError, KernelError } from '../lib/errors.js';
 import type { Kernel } from '../kernel.js';
 import { VERSION } from '../version.js';
+import { NO_OAUTH_HINT } from './no-oauth.js';
 import { createTools } from './tools.js';
 import { toCallToolResult } from './format.js';
 import { MCP_INSTRUCTIONS } from './instructions.js';
 import { STREAM_UPGRADE_PROTOCOL } from './constants.js';
+import { checkMessage, errorMessage, parseError, readableId, type JsonRpcErrorMessage } from './jsonrpc.js';
+import { paramsProblem } from './params.js';
+import { readBodyWithin } from './read-body.js';
+import { StreamTransport } from './stream-transport.js';
+import { ByteBudget } from './byte-budget.js';
 
 /** Sessions one token may hold; a client that opens more loses its least recently used one. */
 export const MAX_SESSIONS_PER_TOKEN = 32;
@@ -20,6 +35,18 @@ export const MAX_SESSIONS_PER_TOKEN = 32;
 export const SESSION_IDLE_MS = 30 * 60_000;
 /** Largest MCP request body: the 1 MiB input cap plus JSON-RPC envelope. */
 export const MAX_MCP_BODY_BYTES = 2 * 1024 * 1024;
+/**
+ * After a bridge's stdin ends, how long answers to its requests still in
+ * flight may take before the gateway ends the connection. Under the bridge's
+ * own wait, and well under the 2 s clients give a stdio server to exit.
+ */
+export const STREAM_DRAIN_MS = 1000;
+/**
+ * What all MCP messages still being read (HTTP bodies and bridge lines) may
+ * hold in memory together: 16 requests at the 2 MiB cap. Real MCP messages
+ * are a few KiB, so only a flood of large, slow messages ever meets it.
+ */
+export const MAX_BUFFERED_MCP_BYTES = 32 * 1024 * 1024;
 
 interface McpSession {
   id: string;
@@ -32,10 +59,41 @@ interface McpSession {
 }
 
 function jsonRpcError(status: number, code: number, message: string, headers: Record<string, string> = {}): Response {
-  return new Response(JSON.stringify({ jsonrpc: '2.0', error: { code, message }, id: null }), {
-    status,
-    headers: { 'content-type': 'application/json', ...headers },
-  });
+  return jsonRpcAnswer(status, errorMessage(null, code, message), headers);
+}
+
+function jsonRpcAnswer(status: number, body: JsonRpcErrorMessage | JsonRpcErrorMessage[], headers: Record<string, string> = {}): Response {
+  return new Response(JSON.stringify(body), { status, headers: { 'content-type': 'application/json', ...headers } });
+}
+
+/**
+ * Wraps a connected transport's delivery to the server: each request passes
+ * `refuse` first, and a refusal is answered at once through the same
+ * transport (so over HTTP it goes to the request's own stream).
+ */
+function gateRequests(transport: Transport, refuse: (request: JSONRPCRequest) => { code: number; message: string } | undefined): void {
+  const deliver = transport.onmessage!.bind(transport);
+  transport.onmessage = (message: JSONRPCMessage, extra?: MessageExtraInfo) => {
+    if (isJSONRPCRequest(message)) {
+      const refusal = refuse(message);
+      if (refusal) {
+        void transport.send({ jsonrpc: '2.0', id: message.id, error: refusal }).catch(() => undefined);
+        return;
+      }
+    }
+    deliver(message, extra);
+  };
+}
+
+/** JSON-RPC -32602 for params the SDK would answer with -32603 and a schema dump. */
+function invalidParams(request: JSONRPCRequest): { code: number; message: string } | undefined {
+  const problem = paramsProblem(request);
+  return problem ? { code: ErrorCode.InvalidParams, message: problem } : undefined;
+}
+
+/** Whether a request carries a body (an answer sent before reading it all closes the connection). */
+function hasBody(request: Request): boolean {
+  return request.headers.has('transfer-encoding') || Number(request.headers.get('content-length') ?? '0') > 0;
 }
 
 /** The token of an `Authorization: Bearer …` header, or undefined. */
@@ -51,6 +109,18 @@ export function bearerOf(request: Request): string | undefined {
 const NO_TOKEN_MESSAGE = 'This endpoint needs an MCP token: send "Authorization: Bearer aip_...". Ask your operator for one.';
 
 /**
+ * The 401 challenge (RFC 6750). It carries the reason in error_description
+ * and, on purpose, no resource_metadata: AIPermission has no OAuth, so a
+ * client has nothing to discover and should report the failure as it is
+ * (docs/mcp-clients.md lists what each client shows). error_description may
+ * hold only %x20-21 / %x23-5B / %x5D-7E: quotes become ', anything else goes.
+ */
+function bearerChallenge(error: 'invalid_token' | undefined, description: string): string {
+  const text = `${description} ${NO_OAUTH_HINT}`.replace(/"/g, "'").replace(/[^\x20-\x21\x23-\x5b\x5d-\x7e]/g, '');
+  return `Bearer realm="aipermission"${error ? `, error="${error}"` : ''}, error_description="${text}"`;
+}
+
+/**
  * The MCP endpoint (Streamable HTTP): every request authenticates with an
  * MCP bearer token; a session is created by `initialize` and stays bound to
  * the token that created it. One low-level MCP server per session, whose
@@ -58,9 +128,10 @@ const NO_TOKEN_MESSAGE = 'This endpoint needs an MCP token: send "Authorization:
  */
 export function createMcpEndpoint(kernel: Kernel, options: { getPort: () => number }) {
   const tools = createTools(kernel);
+  const budget = new ByteBudget(MAX_BUFFERED_MCP_BYTES);
   const sessions = new Map<string, McpSession>();
   /** The stdio bridge's connections: one MCP server each, bound to its token. */
-  const streams = new Set<{ owner: string; database: string; socket: Duplex; opened: number }>();
+  const streams = new Set<{ owner: string; database: string; socket: Duplex; opened: number; end: () => void }>();
 
   const close = (session: McpSession) => {
     sessions.delete(session.id);
@@ -68,7 +139,7 @@ export function createMcpEndpoint(kernel: Kernel, options: { getPort: () => numb
   };
   kernel.onLocked((name) => {
     for (const session of sessions.values()) if (session.database === name) close(session);
-    for (const stream of streams) if (stream.database === name) stream.socket.end();
+    for (const stream of [...streams]) if (stream.database === name) stream.end();
   });
   const sweep = setInterval(() => {
     const now = kernel.clock.now();
@@ -125,7 +196,98 @@ export function createMcpEndpoint(kernel: Kernel, options: { getPort: () => numb
       maxRequestBodySize: MAX_MCP_BODY_BYTES,
     });
     await server.connect(session.transport);
+    gateRequests(session.transport, invalidParams);
     return session;
+  };
+
+  /**
+   * Reads and checks a POST body the gateway's way (cap enforced while it
+   * streams, -32700 for bad JSON, -32600 for what is not JSON-RPC), so the
+   * SDK transport only ever gets a parsed, well-formed body.
+   */
+  const readMessages = async (request: Request, read: { whole: boolean }): Promise<{ body: unknown; messages: JSONRPCMessage[] } | { refused: Response }> => {
+    const outcome = await readBodyWithin(request, MAX_MCP_BODY_BYTES, budget);
+    if ('tooLarge' in outcome) {
+      return { refused: jsonRpcError(413, -32000, `The request body is over ${MAX_MCP_BODY_BYTES} bytes (the MCP request cap); send a smaller request.`) };
+    }
+    if ('aborted' in outcome) return { refused: jsonRpcError(400, -32000, 'The request body ended before it was complete.') };
+    if ('busy' in outcome) {
+      return { refused: jsonRpcError(503, -32000, 'The gateway is reading too many large requests at once; retry in a moment.', { 'retry-after': '1' }) };
+    }
+    read.whole = true;
+    let body: unknown;
+    try {
+      body = JSON.parse(outcome.text);
+    } catch {
+      return { refused: jsonRpcAnswer(400, parseError('the body is not valid JSON.')) };
+    }
+    if (Array.isArray(body) && body.length === 0) {
+      return { refused: jsonRpcAnswer(400, errorMessage(null, ErrorCode.InvalidRequest, 'Invalid Request: an empty batch; send a JSON-RPC message (an object).')) };
+    }
+    const checked = (Array.isArray(body) ? body : [body]).map(checkMessage);
+    const errors = checked.flatMap((c) => ('error' in c ? [c.error] : []));
+    if (errors.length > 0) {
+      // A well-formed request with bad params is answered like any JSON-RPC
+      // error (HTTP 200, so the client matches it to its request); framing
+      // errors are HTTP 400, as the SDK answers them. A batch with an invalid
+      // member is refused whole, with one error per invalid member.
+      if (!Array.isArray(body) && errors[0]!.error.code === ErrorCode.InvalidParams) return { refused: jsonRpcAnswer(200, errors[0]!) };
+      return { refused: jsonRpcAnswer(400, Array.isArray(body) ? errors : errors[0]!) };
+    }
+    return { body, messages: checked.flatMap((c) => ('message' in c ? [c.message] : [])) };
+  };
+
+  const answer = async (request: Request, read: { whole: boolean }): Promise<Response> => {
+    const rawToken = bearerOf(request);
+    if (!rawToken) {
+      return jsonRpcError(401, -32001, NO_TOKEN_MESSAGE, { 'www-authenticate': bearerChallenge(undefined, NO_TOKEN_MESSAGE) });
+    }
+    let auth;
+    try {
+      auth = kernel.authenticateToken(rawToken);
+    } catch (error) {
+      if (!isKernelError(error)) throw error;
+      const retry = error.details?.retryAfterSeconds;
+      return jsonRpcError(error.status, -32001, error.message, {
+        ...(error.status === 401 ? { 'www-authenticate': bearerChallenge('invalid_token', error.message) } : {}),
+        ...(typeof retry === 'number' ? { 'retry-after': String(retry) } : {}),
+      });
+    }
+    const owner = `${auth.workspace.name}/${auth.token.id}`;
+    const authInfo = { token: rawToken, clientId: auth.token.id, scopes: [], extra: { database: auth.workspace.name } };
+    const sessionId = request.headers.get('mcp-session-id');
+    let session: McpSession | undefined;
+    if (sessionId) {
+      session = sessions.get(sessionId);
+      if (!session) return jsonRpcError(404, -32001, 'Session not found: it ended (idle, locked database, or gateway restart). Initialize a new session.');
+      if (session.owner !== owner) return jsonRpcError(403, -32001, 'This session belongs to another token.');
+      session.lastUsed = kernel.clock.now();
+      // GET (the server's event stream) and DELETE (end the session) carry no body.
+      if (request.method !== 'POST') return session.transport.handleRequest(request, { authInfo });
+    } else if (request.method !== 'POST') {
+      return jsonRpcError(400, -32000, 'Send an initialize request first (POST), then use the Mcp-Session-Id it returns.');
+    }
+    // What the SDK checks before it reads a body, checked here before reading ours (same answers).
+    const accept = request.headers.get('accept') ?? '';
+    if (!accept.includes('application/json') || !accept.includes('text/event-stream')) {
+      return jsonRpcError(406, -32000, 'Not Acceptable: Client must accept both application/json and text/event-stream');
+    }
+    if ((request.headers.get('content-type') ?? '').split(';')[0]!.trim().toLowerCase() !== 'application/json') {
+      return jsonRpcError(415, -32000, 'Unsupported Media Type: Content-Type must be application/json');
+    }
+    const parsed = await readMessages(request, read);
+    if ('refused' in parsed) return parsed.refused;
+    if (!session) {
+      // A new session starts with initialize; one with bad params is told what is wrong (-32602), not "send initialize".
+      const init = parsed.messages.find((message) => isJSONRPCRequest(message) && message.method === 'initialize') as JSONRPCRequest | undefined;
+      const problem = init && paramsProblem(init);
+      if (init && problem) return jsonRpcAnswer(200, errorMessage(readableId(init), ErrorCode.InvalidParams, problem));
+      if (!parsed.messages.some((message) => isInitializeRequest(message))) {
+        return jsonRpcError(400, -32000, 'No session: send an initialize request first, then use the Mcp-Session-Id it returns.');
+      }
+      session = await openSession(owner, auth.workspace.name);
+    }
+    return session.transport.handleRequest(request, { authInfo, parsedBody: parsed.body });
   };
 
   /** Refuses an upgrade with a plain HTTP response carrying a JSON-RPC error (what the bridge relays). */
@@ -174,8 +336,8 @@ export function createMcpEndpoint(kernel: Kernel, options: { getPort: () => numb
       }
       const owner = `${auth.workspace.name}/${auth.token.id}`;
       const mine = [...streams].filter((s) => s.owner === owner).sort((a, b) => a.opened - b.opened);
-      while (mine.length >= MAX_SESSIONS_PER_TOKEN) mine.shift()!.socket.end();
-      const stream = { owner, database: auth.workspace.name, socket, opened: kernel.clock.now() };
+      while (mine.length >= MAX_SESSIONS_PER_TOKEN) mine.shift()!.end();
+      const stream = { owner, database: auth.workspace.name, socket, opened: kernel.clock.now(), end: () => void socket.end() };
       streams.add(stream);
       socket.write(`HTTP/1.1 101 Switching Protocols\r\nUpgrade: ${STREAM_UPGRADE_PROTOCOL}\r\nConnection: Upgrade\r\n\r\n`);
       if (head.length > 0) socket.unshift(head);
@@ -183,85 +345,37 @@ export function createMcpEndpoint(kernel: Kernel, options: { getPort: () => numb
 
       const server = createServer();
       // A message larger than the HTTP body cap (plus one in flight) closes the connection.
-      const transport = new StdioServerTransport(socket as Readable, socket as Writable, { maxBufferSize: MAX_MCP_BODY_BYTES * 2 });
+      const transport = new StreamTransport(socket, { maxLineBytes: MAX_MCP_BODY_BYTES * 2, drainMs: STREAM_DRAIN_MS, budget });
       const authInfo = { token: rawToken, clientId: auth.token.id, scopes: [] as string[], extra: { database: auth.workspace.name } };
-      let ended = false;
-      const end = () => {
-        if (ended) return;
-        ended = true;
+      // The transport ends the connection (the peer half-closed or went, an overflow, close()); the session goes with it.
+      // (server.connect chains this with the server's own onclose.)
+      transport.onclose = () => {
         streams.delete(stream);
-        socket.end();
-        // The transport paused the socket on close; read on so the peer's FIN
-        // arrives, and never let a peer that does not hang up hold the socket.
-        socket.resume();
-        setTimeout(() => socket.destroy(), 2000).unref();
         void server.close().catch(() => undefined);
       };
-      socket.once('close', end);
-      transport.onclose = end;
+      stream.end = () => void transport.close();
       void server.connect(transport).then(() => {
         // The server reads the token from the message's extra info, as over HTTP.
-        const deliver = transport.onmessage as unknown as (message: JSONRPCMessage, extra: { authInfo: typeof authInfo }) => void;
-        transport.onmessage = (message: JSONRPCMessage) => {
-          if (isJSONRPCRequest(message)) {
-            try {
-              kernel.authenticateToken(rawToken);
-            } catch (error) {
-              const text = isKernelError(error) ? error.message : 'The gateway could not check the token; see its log.';
-              void transport.send({ jsonrpc: '2.0', id: message.id, error: { code: -32001, message: text } });
-              return;
-            }
+        const deliver = transport.onmessage!.bind(transport) as (message: JSONRPCMessage, extra: { authInfo: typeof authInfo }) => void;
+        transport.onmessage = (message: JSONRPCMessage) => deliver(message, { authInfo });
+        gateRequests(transport, (message) => {
+          // Every request re-authenticates the connection's token: revoked or expired takes effect at once.
+          try {
+            kernel.authenticateToken(rawToken);
+          } catch (error) {
+            return { code: -32001, message: isKernelError(error) ? error.message : 'The gateway could not check the token; see its log.' };
           }
-          deliver(message, { authInfo });
-        };
+          return invalidParams(message);
+        });
       });
     },
     async handle(request: Request): Promise<Response> {
-      const rawToken = bearerOf(request);
-      if (!rawToken) {
-        return jsonRpcError(401, -32001, NO_TOKEN_MESSAGE, {
-          'www-authenticate': 'Bearer realm="aipermission"',
-        });
-      }
-      let auth;
-      try {
-        auth = kernel.authenticateToken(rawToken);
-      } catch (error) {
-        if (!isKernelError(error)) throw error;
-        const retry = error.details?.retryAfterSeconds;
-        return jsonRpcError(error.status, -32001, error.message, {
-          ...(error.status === 401 ? { 'www-authenticate': 'Bearer realm="aipermission", error="invalid_token"' } : {}),
-          ...(typeof retry === 'number' ? { 'retry-after': String(retry) } : {}),
-        });
-      }
-      const owner = `${auth.workspace.name}/${auth.token.id}`;
-      const authInfo = { token: rawToken, clientId: auth.token.id, scopes: [], extra: { database: auth.workspace.name } };
-      const sessionId = request.headers.get('mcp-session-id');
-      if (sessionId) {
-        const session = sessions.get(sessionId);
-        if (!session) return jsonRpcError(404, -32001, 'Session not found: it ended (idle, locked database, or gateway restart). Initialize a new session.');
-        if (session.owner !== owner) return jsonRpcError(403, -32001, 'This session belongs to another token.');
-        session.lastUsed = kernel.clock.now();
-        return session.transport.handleRequest(request, { authInfo });
-      }
-      if (request.method !== 'POST') return jsonRpcError(400, -32000, 'Send an initialize request first (POST), then use the Mcp-Session-Id it returns.');
-      // A new session starts with initialize; read the body once to see that.
-      const length = Number(request.headers.get('content-length') ?? '0');
-      if (length > MAX_MCP_BODY_BYTES) return jsonRpcError(413, -32000, `The request body is over ${MAX_MCP_BODY_BYTES} bytes.`);
-      let body: unknown;
-      try {
-        const text = await request.text();
-        if (text.length > MAX_MCP_BODY_BYTES) return jsonRpcError(413, -32000, `The request body is over ${MAX_MCP_BODY_BYTES} bytes.`);
-        body = JSON.parse(text);
-      } catch {
-        return jsonRpcError(400, -32700, 'The body is not valid JSON-RPC (JSON).');
-      }
-      const messages = Array.isArray(body) ? body : [body];
-      if (!messages.some((message) => isInitializeRequest(message))) {
-        return jsonRpcError(400, -32000, 'No session: send an initialize request first, then use the Mcp-Session-Id it returns.');
-      }
-      const session = await openSession(owner, auth.workspace.name);
-      return session.transport.handleRequest(request, { authInfo, parsedBody: body });
+      const read = { whole: false };
+      const response = await answer(request, read);
+      // An answer given before the whole body was read (refused early, or
+      // over the cap) ends the connection: the rest is never read or drained.
+      if (hasBody(request) && !read.whole) response.headers.set('connection', 'close');
+      return response;
     },
     async closeAll() {
       clearInterval(sweep);

@@ -7,3 +7,4 @@ export type { McpEndpoint } from './endpoint.js';
 export { TOOLS, CALL_WAIT_MS } from './tools.js';
 export { MCP_INSTRUCTIONS } from './instructions.js';
 export { STREAM_UPGRADE_PROTOCOL } from './constants.js';
+export { NO_OAUTH_HINT, OAUTH_METADATA_DOCUMENTS } from './no-oauth.js';

@@ -62,3 +62,79 @@ export async function callTool(client: Client, name: string, args: Record<string
   const result = await client.callTool({ name, arguments: args });
   return { ...(result.structuredContent as Record<string, any>), isError: result.isError === true, text: (result.content as Array<{ text: string }>)[0]?.text ?? '' };
 }
+
+/**
+ * One MCP session spoken in raw JSON, for messages the SDK client cannot
+ * send: over HTTP one POST per message on an initialized session, over stdio
+ * lines written to a real `aip mcp` bridge. `exchange` returns every answer
+ * the message got: none for a notification (over stdio a ping follows each
+ * message, so "no answer" is seen rather than waited for).
+ */
+export async function rawSession(kind: TransportKind, url: string, token: string): Promise<{ exchange(body: string): Promise<{ status?: number; answers: any[] }>; close(): Promise<void> }> {
+  const init = JSON.stringify({ jsonrpc: '2.0', id: 'init', method: 'initialize', params: { protocolVersion: '2025-06-18', capabilities: {}, clientInfo: { name: `raw-${kind}`, version: '1' } } });
+  const initialized = JSON.stringify({ jsonrpc: '2.0', method: 'notifications/initialized' });
+  if (kind === 'http') {
+    const base = { authorization: `Bearer ${token}`, 'content-type': 'application/json', accept: 'application/json, text/event-stream' };
+    const opened = await fetch(`${url}/mcp`, { method: 'POST', headers: base, body: init });
+    await opened.body?.cancel();
+    const headers = { ...base, 'mcp-session-id': opened.headers.get('mcp-session-id')!, 'mcp-protocol-version': '2025-06-18' };
+    const post = async (body: string) => {
+      const response = await fetch(`${url}/mcp`, { method: 'POST', headers, body });
+      const text = await response.text();
+      if (response.status === 202 || text === '') return { status: response.status, answers: [] };
+      if ((response.headers.get('content-type') ?? '').startsWith('text/event-stream')) {
+        const answers = text.split('\n').filter((line) => line.startsWith('data: ')).map((line) => JSON.parse(line.slice(6)) as unknown);
+        return { status: response.status, answers };
+      }
+      const parsed = JSON.parse(text) as unknown;
+      return { status: response.status, answers: Array.isArray(parsed) ? parsed : [parsed] };
+    };
+    await post(initialized);
+    return {
+      exchange: post,
+      async close() {
+        await fetch(`${url}/mcp`, { method: 'DELETE', headers }).then((r) => r.body?.cancel());
+      },
+    };
+  }
+  const child = spawn(process.execPath, [AIP, 'mcp'], { env: { AIP_URL: url, AIP_TOKEN: token, PATH: process.env.PATH ?? '' }, stdio: ['pipe', 'pipe', 'inherit'] });
+  let buffer = '';
+  const lines: string[] = [];
+  child.stdout.on('data', (chunk: Buffer) => {
+    buffer += chunk.toString();
+    for (let newline = buffer.indexOf('\n'); newline >= 0; newline = buffer.indexOf('\n')) {
+      lines.push(buffer.slice(0, newline));
+      buffer = buffer.slice(newline + 1);
+    }
+  });
+  let sentinel = 0;
+  const until = async (id: string): Promise<any[]> => {
+    const deadline = Date.now() + 10_000;
+    const seen: any[] = [];
+    for (;;) {
+      while (lines.length > 0) {
+        const message = JSON.parse(lines.shift()!) as { id?: unknown };
+        if (message.id === id) return seen;
+        seen.push(message);
+      }
+      if (Date.now() > deadline) throw new Error(`no answer to ${id} from the bridge; saw ${JSON.stringify(seen)}`);
+      await new Promise((resolve) => setTimeout(resolve, 10));
+    }
+  };
+  child.stdin.write(`${init}\n${initialized}\n`);
+  const ping = () => `ping-${(sentinel += 1)}`;
+  const first = ping();
+  child.stdin.write(`${JSON.stringify({ jsonrpc: '2.0', id: first, method: 'ping' })}\n`);
+  await until(first);
+  return {
+    async exchange(body) {
+      const id = ping();
+      child.stdin.write(`${body}\n${JSON.stringify({ jsonrpc: '2.0', id, method: 'ping' })}\n`);
+      return { answers: await until(id) };
+    },
+    async close() {
+      child.stdin.end();
+      await new Promise((resolve) => child.once('exit', resolve));
+    },
+  };
+}

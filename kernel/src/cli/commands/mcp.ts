@@ -1,4 +1,3 @@
-import { execFileSync } from 'node:child_process';
 import { chmod, mkdir, readFile, writeFile } from 'node:fs/promises';
 import { homedir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
@@ -11,17 +10,27 @@ import { TOKEN_PATTERN, tokenProblem } from '../../tokens/index.js';
 import { closestName } from '../../lib/closest-name.js';
 import { MCP_INSTRUCTIONS } from '../../mcp/instructions.js';
 import { STREAM_UPGRADE_PROTOCOL } from '../../mcp/constants.js';
+import { parseLine } from '../../mcp/jsonrpc.js';
 import { parse } from '../args.js';
 import { CliError, EXIT } from '../errors.js';
 import { gatewayUrl } from '../client.js';
 import { passwordSource } from '../prompt.js';
 import { say } from '../output.js';
+import { gitStatusOf } from '../safe-git.js';
 
 export const MCP_USAGE = `aip mcp                                   the stdio bridge for MCP clients that only speak stdio;
                                           reads AIP_URL (default http://127.0.0.1:3210) and AIP_TOKEN from the environment
 aip mcp init --client CLIENT [--print] [--force] [--file PATH] [--token-stdin] [--url URL]
                                           writes CLIENT's MCP config: claude-code, codex, cursor, vscode, windsurf, gemini, custom
 aip mcp instructions                      prints guidance for agents (paste it into the agent's rules)`;
+
+/**
+ * After stdin ends, how long the bridge waits for the gateway to send the
+ * answers still in flight and close: longer than the gateway's own drain
+ * (1 s) so it normally closes first, and under the 2 s MCP clients give a
+ * stdio server to exit before they kill it.
+ */
+const BRIDGE_DRAIN_MS = 1500;
 
 /** The `aip` launcher, so a client can start the bridge without aip on its PATH. */
 function aipLauncher(): string {
@@ -34,16 +43,13 @@ function aipLauncher(): string {
 function answerWithError(message: string): Promise<number> {
   process.stderr.write(`aip mcp: ${message}\n`);
   const input = createInterface({ input: process.stdin, terminal: false });
+  const reply = (answer: object) => process.stdout.write(`${JSON.stringify(answer)}\n`);
   input.on('line', (line) => {
-    let parsed: unknown;
-    try {
-      parsed = JSON.parse(line);
-    } catch {
-      return;
-    }
-    for (const item of Array.isArray(parsed) ? parsed : [parsed]) {
-      if (isJSONRPCRequest(item)) process.stdout.write(`${JSON.stringify({ jsonrpc: '2.0', id: item.id, error: { code: -32001, message } })}\n`);
-    }
+    if (line.trim() === '') return;
+    // The same framing answers as the gateway's: -32700 for a line that is not JSON, -32600 for one that is not JSON-RPC.
+    const parsed = parseLine(line);
+    if ('error' in parsed) reply(parsed.error);
+    else if (isJSONRPCRequest(parsed.message)) reply({ jsonrpc: '2.0', id: parsed.message.id, error: { code: -32001, message } });
   });
   return new Promise((resolve) => input.once('close', () => resolve(EXIT.error)));
 }
@@ -95,13 +101,36 @@ export async function runBridge(): Promise<number> {
   const { socket, head } = outcome;
   (socket as Duplex & { setNoDelay?: (on: boolean) => void }).setNoDelay?.(true);
   if (head.length > 0) process.stdout.write(head);
+  // When the client closes stdin, pipe() half-closes the connection: the
+  // gateway then ends this session once its answers in flight are sent.
   process.stdin.pipe(socket);
   socket.pipe(process.stdout);
   return new Promise<number>((resolve) => {
+    let stdinEnded = false;
+    let drain: NodeJS.Timeout | undefined;
+    let done = false;
+    const finish = (code: number) => {
+      if (done) return;
+      done = true;
+      clearTimeout(drain);
+      process.stdin.unpipe(socket);
+      process.stdin.destroy();
+      socket.destroy();
+      resolve(code);
+    };
+    process.stdin.once('end', () => {
+      // The client is done (MCP stdio shutdown starts by closing our stdin) or
+      // died. Answers still in flight get a bounded moment, then the bridge
+      // exits by itself, before a client's 2 s wait runs out.
+      stdinEnded = true;
+      drain = setTimeout(() => finish(EXIT.ok), BRIDGE_DRAIN_MS);
+    });
+    // The client stopped reading our stdout: nobody is left to answer.
+    process.stdout.once('error', () => finish(EXIT.ok));
     socket.on('error', (error) => process.stderr.write(`aip mcp: connection to the gateway failed: ${error.message}\n`));
-    socket.on('close', () => {
-      if (!process.stdin.readableEnded) process.stderr.write('aip mcp: the gateway closed the connection (stopped, restarted, or the database was locked).\n');
-      resolve(EXIT.ok);
+    socket.once('close', () => {
+      if (!stdinEnded) process.stderr.write('aip mcp: the gateway closed the connection (stopped, restarted, or the database was locked).\n');
+      finish(EXIT.ok);
     });
   });
 }
@@ -214,28 +243,23 @@ function customSnippet(url: string, token: string): string {
   ].join('\n');
 }
 
-/** Whether git tracks this file (a token must not land in a repository). */
-function trackedByGit(file: string): boolean {
-  try {
-    execFileSync('git', ['-C', dirname(file), 'ls-files', '--error-unmatch', file], { stdio: 'ignore' });
-    return true;
-  } catch {
-    return false;
+/**
+ * Refuses a file git tracks (a token must not land in a repository), or one
+ * git cannot tell about, unless --force. Returns whether git ignores it.
+ */
+function checkWritable(file: string, force: boolean): boolean | undefined {
+  const git = gitStatusOf(file);
+  if (force) return git.ignored;
+  if (git.tracked === true) {
+    throw new CliError(`${file} is tracked by git: writing a token there would put it in the repository. Use --print and configure it elsewhere, or --force if you really mean it.`, EXIT.error);
   }
-}
-
-function ignoredByGit(file: string): boolean | undefined {
-  try {
-    execFileSync('git', ['-C', dirname(file), 'rev-parse', '--is-inside-work-tree'], { stdio: 'ignore' });
-  } catch {
-    return undefined; // not in a repository
+  if (git.tracked === undefined) {
+    throw new CliError(
+      `git could not tell whether ${file} is tracked (git said: ${git.problem ?? 'nothing'}), so no token is written there. Fix the repository, use --print and configure it elsewhere, or --force if you really mean it.`,
+      EXIT.error,
+    );
   }
-  try {
-    execFileSync('git', ['-C', dirname(file), 'check-ignore', '-q', file], { stdio: 'ignore' });
-    return true;
-  } catch {
-    return false;
-  }
+  return git.ignored;
 }
 
 async function initCommand(argv: string[]): Promise<number> {
@@ -253,32 +277,38 @@ async function initCommand(argv: string[]): Promise<number> {
     throw new CliError(`--client must be one of ${CLIENTS.join(', ')}.${guess ? ` Did you mean --client ${guess}?` : ''}\n\nUsage: ${MCP_USAGE}`, EXIT.usage);
   }
   const url = `${gatewayUrl(values.url)}/mcp`;
+  const config = configFor(client, process.cwd());
+  const file = config && !values.print ? (values.file ? resolve(values.file) : config.file) : undefined;
+  // Everything that runs git, or could refuse, happens before the token is
+  // read: no child process ever runs while the token is in this process.
+  const ignored = file ? checkWritable(file, values.force === true) : undefined;
+  const alreadyThere = async () => {
+    const existing = file ? await readFile(file, 'utf8').catch(() => undefined) : undefined;
+    if (file && existing && config!.alreadyConfigured(existing) && !values.force) {
+      throw new CliError(`${file} already has an "${SERVER_NAME}" server; pass --force to replace it.`, EXIT.error);
+    }
+    return existing;
+  };
+  await alreadyThere();
   const token = (await passwordSource(values['token-stdin'], '--token-stdin').read('MCP token (aip_...): ')).trim();
   if (!TOKEN_PATTERN.test(token)) throw new CliError(`That is not an MCP token: ${tokenProblem(token)}. Copy it again from aip token create (it is shown once; create another if it is lost).`, EXIT.usage);
 
-  const config = configFor(client, process.cwd());
   if (!config) {
     process.stdout.write(customSnippet(url, token));
     return EXIT.ok;
   }
-  const file = values.file ? resolve(values.file) : config.file;
-  if (values.print) {
+  if (!file) {
     process.stdout.write(config.snippet(url, token));
     return EXIT.ok;
   }
-  if (trackedByGit(file) && !values.force) {
-    throw new CliError(`${file} is tracked by git: writing a token there would put it in the repository. Use --print and configure it elsewhere, or --force if you really mean it.`, EXIT.error);
-  }
-  const existing = await readFile(file, 'utf8').catch(() => undefined);
-  if (existing && config.alreadyConfigured(existing) && !values.force) {
-    throw new CliError(`${file} already has an "${SERVER_NAME}" server; pass --force to replace it.`, EXIT.error);
-  }
+  // Read again: the file may have changed while the token was typed.
+  const existing = await alreadyThere();
   await mkdir(dirname(file), { recursive: true });
   await writeFile(file, config.render(existing, url, token), { mode: 0o600 });
   // An existing file keeps its mode on write: it holds a token now, so only its owner may read it.
   await chmod(file, 0o600);
   say(`Wrote the ${client} MCP configuration to ${file}.`);
-  if (ignoredByGit(file) === false) say(`Note: ${file} is not ignored by git; add it to .gitignore so the token is never committed.`);
+  if (ignored === false) say(`Note: ${file} is not ignored by git; add it to .gitignore so the token is never committed.`);
   say('Restart the client (or reload its MCP servers) to connect. Agents should follow: aip mcp instructions');
   return EXIT.ok;
 }
