@@ -17,6 +17,13 @@ const FLOOD_BYTES = 256 * 1024 * 1024;
 /** The gateway's peak memory may grow by less than this during a flood. */
 const MAX_GROWTH_BYTES = 64 * 1024 * 1024;
 /**
+ * For the many-connections floods: each connection costs some fixed memory
+ * besides what it sends, and the peak jitters with the GC. The floods are
+ * sized so that holding every body (or line) would take about 170-190 MiB;
+ * the bounded gateway stays near the 32 MiB budget plus that overhead.
+ */
+const MAX_MANY_GROWTH_BYTES = 100 * 1024 * 1024;
+/**
  * How much of a flood the gateway may take in before it closes the
  * connection: the cap plus what the loopback socket buffers hold in flight.
  * A gateway that drains (or reads) the rest of the body takes far more.
@@ -257,7 +264,7 @@ describe('body caps hold while the body streams in', () => {
 describe('many slow bodies at once', () => {
   it('holds only a bounded amount for bodies still arriving, however many connections send them', async () => {
     const url = new URL(gw.url);
-    const CONNECTIONS = 48;
+    const CONNECTIONS = 96;
     // Each just under the 2 MiB cap, and never finished: an agent holding memory hostage.
     const body = Buffer.concat([Buffer.from(INIT_PREFIX), Buffer.alloc(2 * 1024 * 1024 - 64 * 1024, 'a')]);
     const sockets: Socket[] = [];
@@ -281,7 +288,7 @@ describe('many slow bodies at once', () => {
       await new Promise((resolve) => setTimeout(resolve, 1500));
     });
     for (const socket of sockets) socket.destroy();
-    expect(growth).toBeLessThan(MAX_GROWTH_BYTES);
+    expect(growth).toBeLessThan(MAX_MANY_GROWTH_BYTES);
     // The ones past the shared budget were told to come back later, and hung up on.
     const busy = answers.filter((answer) => answer.startsWith('HTTP/1.1 503'));
     expect(busy.length).toBeGreaterThan(0);
@@ -327,7 +334,7 @@ describe('many unfinished bridge lines at once', () => {
     });
     const closed = closedByGateway.length;
     for (const socket of sockets) socket.destroy();
-    expect(growth).toBeLessThan(MAX_GROWTH_BYTES);
+    expect(growth).toBeLessThan(MAX_MANY_GROWTH_BYTES);
     expect(closed).toBeGreaterThan(0);
     expect(closed).toBeLessThan(CONNECTIONS);
   });

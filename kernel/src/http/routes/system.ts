@@ -88,8 +88,8 @@ export function systemRoutes(kernel: Kernel, sessions: SessionStore, version: st
 
   // First-run setup, or another workspace: create, unlock, and start a session.
   app.post('/databases', async (c) => {
-    const body = await readBody(c, createBody);
     await requireSessionToAdd(c);
+    const body = await readBody(c, createBody);
     await kernel.createDatabase(body.name, body.password);
     const client = body.client ?? 'ui';
     const ws = await kernel.unlock(body.name, body.password, `operator:${client}`);
@@ -98,8 +98,9 @@ export function systemRoutes(kernel: Kernel, sessions: SessionStore, version: st
   });
 
   app.post('/databases/import', async (c) => {
-    const body = await readBody(c, importBody);
+    // Before the body is read: an agent must not make the gateway buffer 64 MiB uploads it may not make.
     await requireSessionToAdd(c);
+    const body = await readBody(c, importBody);
     const name = body.name ?? databaseNameFromFile(body.fileName ?? 'imported.aipdb');
     const data = Buffer.from(body.data, 'base64');
     if (data.length === 0) throw new KernelError('invalid_input', 'data must be the .aipdb file, base64-encoded.', { status: 400 });
