@@ -1,9 +1,9 @@
 import { mkdir } from 'node:fs/promises';
-import { join } from 'node:path';
 import { ResponseError } from 'vscode-jsonrpc/node';
 import { ActionError } from '@aipermission/plugin-sdk';
 import { declaredFieldsOf, isActionFailureData, WireErrorCodes, type ConnectionCheckResult, type CredentialLease, type Endpoint } from '@aipermission/plugin-sdk/protocol';
 import { canonicalHash } from '../lib/canonical.mjs';
+import { confinedPath } from '../lib/confine.js';
 import type { Clock } from '../lib/clock.js';
 import { KernelError } from '../lib/errors.js';
 import { createRedactor } from '../redaction/index.js';
@@ -11,12 +11,14 @@ import { OutcomeUnknown, type ActionExecutor, type ConnectorCatalog, type Connec
 import { descriptorFor } from './descriptor.js';
 import { PluginLostDuringCall, PluginProcess, PluginUnavailable } from './process.js';
 import {
+  assertPluginId,
   commitInstall,
   entryOf,
   loadBuiltins,
   loadInstalled,
   packageIntegrity,
   removeInstalled,
+  scratchDirFor,
   sourceFromManifest,
   stagePlugin,
   type PluginSource,
@@ -164,7 +166,7 @@ export async function createPluginHost(options: PluginHostOptions): Promise<Plug
       found = new PluginSupervisor(source, {
         ...supervisorOptions,
         bwrap,
-        scratchDir: join(options.dataDir, 'plugin-scratch', source.manifest.id),
+        scratchDir: scratchDirFor(options.dataDir, source.manifest.id),
         kernelInfo: options.kernelInfo,
         clock: options.clock,
         log: options.log,
@@ -274,9 +276,11 @@ export async function createPluginHost(options: PluginHostOptions): Promise<Plug
       }));
     },
     log(id) {
+      assertPluginId(id);
       return [...supervisors.values()].filter((s) => s.source.manifest.id === id).flatMap((s) => [...s.logLines]);
     },
     async restart(id) {
+      assertPluginId(id);
       const matching = [...supervisors.values()].filter((s) => s.source.manifest.id === id);
       if (matching.length === 0 && !sources.some((s) => s.manifest.id === id)) throw new KernelError('not_found', `There is no plugin "${id}".`, { status: 404 });
       for (const s of matching) {
@@ -290,7 +294,7 @@ export async function createPluginHost(options: PluginHostOptions): Promise<Plug
         const entry = await entryOf(staged.dir);
         const integrity = await packageIntegrity(staged.dir);
         // Start it once, sandboxed like any run, only to read its manifest.
-        const spawnSpec = buildSpawnSpec({ pluginDir: staged.dir, entry, scratchDir: join(options.dataDir, 'plugin-scratch', '.inspect'), bwrap });
+        const spawnSpec = buildSpawnSpec({ pluginDir: staged.dir, entry, scratchDir: confinedPath(options.dataDir, 'plugin-scratch', '.inspect'), bwrap });
         await mkdir(spawnSpec.cwd, { recursive: true, mode: 0o700 });
         const probe = new PluginProcess({
           spec: spawnSpec,
@@ -355,6 +359,7 @@ export async function createPluginHost(options: PluginHostOptions): Promise<Plug
       return { integrity: await packageIntegrity(source.dir), recorded: source.integrity };
     },
     async remove(id) {
+      assertPluginId(id);
       for (const [key, s] of supervisors) {
         if (s.source.manifest.id === id && s.source.kind === 'installed') {
           await s.stop();

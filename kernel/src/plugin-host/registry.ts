@@ -5,9 +5,11 @@ import { cp, lstat, mkdir, mkdtemp, readdir, readFile, rename, rm, stat, writeFi
 import { basename, isAbsolute, join, normalize, relative, resolve, sep } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import * as tar from 'tar';
-import { compileManifest, type CompiledManifest, type Manifest } from '@aipermission/plugin-sdk/protocol';
+import { compileManifest, PLUGIN_ID_PATTERN, type CompiledManifest, type Manifest } from '@aipermission/plugin-sdk/protocol';
 import { canonicalHash } from '../lib/canonical.mjs';
+import { confinedPath } from '../lib/confine.js';
 import { KernelError } from '../lib/errors.js';
+import { quoteForMessage } from '../lib/quote.js';
 
 /** A plugin the kernel can run: where its code is and what its manifest says. */
 export interface PluginSource {
@@ -21,6 +23,23 @@ export interface PluginSource {
   manifestHash: string;
   /** SHA-256 over the package contents (installed plugins; checked before every start). */
   integrity: string | null;
+}
+
+const PLUGIN_ID = new RegExp(PLUGIN_ID_PATTERN);
+
+/**
+ * Refuses anything that is not a plugin id (the manifest's id pattern) before
+ * it is used to find, name or remove a folder (`..%2f..` once reached a
+ * recursive delete outside the data directory).
+ */
+export function assertPluginId(id: string): void {
+  if (!PLUGIN_ID.test(id)) {
+    throw new KernelError(
+      'invalid_plugin_id',
+      `${quoteForMessage(id)} is not a plugin id: ids are 1-64 lowercase letters, digits and "-", starting with a letter (the "id" in the connector's manifest). See: aip plugin list`,
+      { status: 400 },
+    );
+  }
 }
 
 /** Written next to an installed plugin, for listing; trust comes from the database approval, not this file. */
@@ -132,10 +151,10 @@ export async function loadInstalled(dataDir: string, log: (message: string) => v
   const sources: PluginSource[] = [];
   const ids = await readdir(root, { withFileTypes: true }).catch(() => []);
   for (const idEntry of ids) {
-    if (!idEntry.isDirectory() || idEntry.name.startsWith('.')) continue;
-    for (const versionEntry of await readdir(join(root, idEntry.name), { withFileTypes: true })) {
+    if (!idEntry.isDirectory() || !PLUGIN_ID.test(idEntry.name)) continue;
+    for (const versionEntry of await readdir(confinedPath(root, idEntry.name), { withFileTypes: true })) {
       if (!versionEntry.isDirectory()) continue;
-      const dir = join(root, idEntry.name, versionEntry.name);
+      const dir = confinedPath(root, idEntry.name, versionEntry.name);
       try {
         const record = JSON.parse(await readFile(join(dir, INSTALL_RECORD), 'utf8')) as InstallRecord;
         sources.push(sourceFromManifest('installed', dir, record.entry, record.manifest, record.integrity));
@@ -186,9 +205,9 @@ async function extractTarball(file: string, into: string): Promise<string> {
  * package runs at install time). Returns the staged package folder.
  */
 export async function stagePlugin(source: string, dataDir: string): Promise<{ dir: string; cleanup: () => Promise<void> }> {
-  const root = join(installedRoot(dataDir), '.staging');
+  const root = confinedPath(installedRoot(dataDir), '.staging');
   await mkdir(root, { recursive: true, mode: 0o700 });
-  const staging = await mkdtemp(join(root, 'stage-'));
+  const staging = confinedPath(root, basename(await mkdtemp(join(root, 'stage-'))));
   const cleanup = () => rm(staging, { recursive: true, force: true });
   try {
     const local = await lstat(source).catch(() => undefined);
@@ -219,14 +238,22 @@ export async function stagePlugin(source: string, dataDir: string): Promise<{ di
 
 /** Moves a staged, inspected package into plugins/<id>/<version>/ and writes its install record. */
 export async function commitInstall(stagedDir: string, dataDir: string, record: InstallRecord): Promise<string> {
-  const target = join(installedRoot(dataDir), record.id, record.version);
-  await mkdir(join(installedRoot(dataDir), record.id), { recursive: true, mode: 0o700 });
+  assertPluginId(record.id);
+  const target = confinedPath(installedRoot(dataDir), record.id, record.version);
+  await mkdir(confinedPath(installedRoot(dataDir), record.id), { recursive: true, mode: 0o700 });
   await rm(target, { recursive: true, force: true });
   await rename(stagedDir, target);
   await writeFile(join(target, INSTALL_RECORD), `${JSON.stringify(record, null, 2)}\n`, { mode: 0o600 });
   return target;
 }
 
+/** Removes every installed version of one plugin: plugins/<id>/ and nothing else. */
 export async function removeInstalled(dataDir: string, id: string): Promise<void> {
-  await rm(join(installedRoot(dataDir), id), { recursive: true, force: true });
+  assertPluginId(id);
+  await rm(confinedPath(installedRoot(dataDir), id), { recursive: true, force: true });
+}
+
+/** The plugin's own scratch folder (its only writable path in the sandbox). */
+export function scratchDirFor(dataDir: string, id: string): string {
+  return confinedPath(dataDir, 'plugin-scratch', id);
 }

@@ -22,6 +22,13 @@ export const manifestAjv = new Ajv({ strict: true, allErrors: true, allowUnionTy
 manifestAjv.addKeyword({ keyword: SECRET_KEYWORD, schemaType: 'boolean' });
 
 const NAME = '^[a-z][a-z0-9_]{0,63}$';
+
+/**
+ * A connector id: 1-64 lowercase letters, digits and "-", starting with a
+ * letter. The kernel names folders after it (installed code, scratch), so it
+ * never holds a dot, a slash or anything else a path could be built from.
+ */
+export const PLUGIN_ID_PATTERN = '^[a-z][a-z0-9-]{0,63}$';
 const schemaObject = { type: 'object' } as const;
 
 const MANIFEST_SCHEMA = {
@@ -29,7 +36,7 @@ const MANIFEST_SCHEMA = {
   additionalProperties: false,
   required: ['id', 'version', 'title', 'description', 'targetSchema', 'credentialSchemas', 'transports', 'actions'],
   properties: {
-    id: { type: 'string', pattern: '^[a-z][a-z0-9-]{0,63}$' },
+    id: { type: 'string', pattern: PLUGIN_ID_PATTERN },
     version: { type: 'string', pattern: '^\\d+\\.\\d+\\.\\d+(?:[-+][0-9A-Za-z.-]+)?$' },
     title: { type: 'string', minLength: 1, maxLength: 120 },
     description: { type: 'string', maxLength: 4000 },
