@@ -3,7 +3,7 @@ import { execFileSync } from 'node:child_process';
 import { appendFile, cp, readFile, symlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { createKernel, type Kernel } from '../src/kernel.js';
-import { createPluginHost, type PluginHost } from '../src/plugin-host/index.js';
+import { createPluginHost, pinBuiltins, type PluginHost } from '../src/plugin-host/index.js';
 import { httpApp, jsonOf, TestClient } from './helpers/http.js';
 import { FIXTURES } from './helpers/plugins.js';
 import { tempDir, PASSWORD, OTHER_PASSWORD } from './helpers/temp.js';
@@ -16,7 +16,8 @@ let client: TestClient;
 
 async function setup(bwrap: 'auto' | 'off' = 'auto', builtins: string[] = ['crash-mid-call']) {
   ({ dir, cleanup } = await tempDir('aip-install-'));
-  host = await createPluginHost({ dataDir: dir, clock: { now: () => Date.now() }, log: () => undefined, kernelInfo: { name: 't', version: '0' }, bwrap, builtinRoot: FIXTURES, builtins });
+  const builtinPins = await pinBuiltins(FIXTURES, builtins);
+  host = await createPluginHost({ dataDir: dir, clock: { now: () => Date.now() }, log: () => undefined, kernelInfo: { name: 't', version: '0' }, bwrap, builtinRoot: FIXTURES, builtins, builtinPins });
   kernel = createKernel({ dataDir: dir, plugins: host, log: () => undefined });
   client = new TestClient(httpApp(kernel).app);
   await client.get('/api/status');

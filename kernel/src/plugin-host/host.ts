@@ -1,4 +1,4 @@
-import { mkdir } from 'node:fs/promises';
+import { mkdir, rm } from 'node:fs/promises';
 import { ResponseError } from 'vscode-jsonrpc/node';
 import { ActionError } from '@aipermission/plugin-sdk';
 import { declaredFieldsOf, isActionFailureData, WireErrorCodes, type ConnectionCheckResult, type CredentialLease, type Endpoint } from '@aipermission/plugin-sdk/protocol';
@@ -8,6 +8,7 @@ import type { Clock } from '../lib/clock.js';
 import { KernelError } from '../lib/errors.js';
 import { createRedactor } from '../redaction/index.js';
 import { OutcomeUnknown, type ActionExecutor, type ConnectorCatalog, type ConnectorDescriptor, type Invocation } from '../connectors/index.js';
+import { describeChanges, loadPins, readPinnedSet, writePrivateCopy, type BuiltinPins } from './builtin-pins.js';
 import { descriptorFor } from './descriptor.js';
 import { PluginLostDuringCall, PluginProcess, PluginUnavailable } from './process.js';
 import {
@@ -24,7 +25,7 @@ import {
   type PluginSource,
 } from './registry.js';
 import { buildSpawnSpec, sandboxLevel, type BwrapMode, type SandboxLevel } from './sandbox.js';
-import { PluginSupervisor, SUPERVISOR_DEFAULTS, type PluginStatus, type SupervisorOptions } from './supervisor.js';
+import { PluginSupervisor, SUPERVISOR_DEFAULTS, type PluginStatus, type PreparedCode, type SupervisorOptions } from './supervisor.js';
 
 /** What a database has approved of an installed plugin (kept in that database, where only its password reaches). */
 export interface PluginApproval {
@@ -83,6 +84,12 @@ export interface PluginHostOptions {
   builtinRoot?: string;
   /** Which folders under builtinRoot are built-ins (default: the shipped connectors). */
   builtins?: readonly string[];
+  /**
+   * The built-ins' build-time pins: a pins file (default: the one the kernel
+   * build wrote, kernel/dist/builtin-pins.json) or the pins themselves
+   * (tests). Read once, here, at start.
+   */
+  builtinPins?: string | BuiltinPins;
   supervisor?: Partial<Pick<SupervisorOptions, 'idleMs' | 'maxConcurrent' | 'restartBudget' | 'handshakeTimeoutMs' | 'cancelGraceMs'>>;
 }
 
@@ -144,10 +151,45 @@ export async function createPluginHost(options: PluginHostOptions): Promise<Plug
     if (changed) logRedactor = createRedactor({ builtin: true, secrets: recentSecrets });
   };
 
+  // Read once: an edit of the pins file (or of a built-in) after this changes nothing.
+  const { pins, from: pinsFrom } = await loadPins(options.builtinPins, options.log);
+  // Private copies of built-in code for runs without bubblewrap; a previous gateway's leftovers go.
+  const runRoot = confinedPath(options.dataDir, 'plugin-run');
+  await rm(runRoot, { recursive: true, force: true });
+
   const load = async () => {
-    sources = [...(await loadBuiltins(options.builtinRoot, options.log, options.builtins)), ...(await loadInstalled(options.dataDir, options.log))];
+    sources = [...(await loadBuiltins(options.builtinRoot, options.log, options.builtins, pins)), ...(await loadInstalled(options.dataDir, options.log))];
   };
   await load();
+
+  /**
+   * Invariant 8: a built-in runs only the code the kernel was built with. Its
+   * pinned set is read into memory and hashed; on a match the plugin gets
+   * exactly those bytes (under bubblewrap through file descriptors into a
+   * read-only tmpfs, so nothing written to disk after the check can reach it;
+   * without bubblewrap from a fresh private copy of them). Anything else
+   * refuses the start with what changed and what to do.
+   */
+  const verifiedBuiltinCode = async (source: PluginSource): Promise<PreparedCode> => {
+    const id = source.manifest.id;
+    if (!source.integrity || !source.pinnedFiles) {
+      throw new PluginUnavailable(`is a built-in connector without a build-time integrity pin (none for it in ${pinsFrom}), so it is not started. Build the kernel after the plugins (pnpm run build) and restart the gateway`);
+    }
+    let now: Awaited<ReturnType<typeof readPinnedSet>>;
+    try {
+      now = await readPinnedSet(source.dir);
+    } catch (error) {
+      throw new PluginUnavailable(`is a built-in connector whose files cannot be checked against its build-time pin (${(error as Error).message}), so it is not started. Restore them or rebuild (pnpm run build), then restart the gateway`);
+    }
+    if (now.integrity !== source.integrity) {
+      throw new PluginUnavailable(
+        `is a built-in connector whose files differ from its build-time pin (${describeChanges(source.pinnedFiles, now.hashes)}; integrity ${now.integrity}, built ${source.integrity}), so it is not started. If the change is yours, rebuild (pnpm run build) and restart the gateway`,
+      );
+    }
+    if (sandboxLevel(bwrap).bwrap) return { files: now.files };
+    const copy = await writePrivateCopy(runRoot, id, now.files);
+    return { pluginDir: copy.dir, dispose: copy.dispose };
+  };
 
   const descriptor = (source: PluginSource) => {
     const key = keyOf(source);
@@ -171,17 +213,17 @@ export async function createPluginHost(options: PluginHostOptions): Promise<Plug
         clock: options.clock,
         log: options.log,
         redact: (line) => logRedactor.text(line),
-        ...(source.kind === 'installed'
-          ? {
-              beforeStart: async () => {
+        beforeStart:
+          source.kind === 'installed'
+            ? async () => {
                 // Files changed since approval: refuse until re-approved.
                 const now = await packageIntegrity(source.dir);
                 if (now !== source.integrity) {
                   throw new PluginUnavailable(`has files that changed on disk since it was approved (integrity ${now}, approved ${source.integrity}); re-approve it with: aip plugin install`);
                 }
-              },
-            }
-          : {}),
+                return {};
+              }
+            : () => verifiedBuiltinCode(source),
       });
       supervisors.set(key, found);
     }

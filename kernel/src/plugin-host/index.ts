@@ -15,3 +15,5 @@ export { packageIntegrity, assertPluginId, BUILTIN_PLUGIN_NAMES } from './regist
 export type { PluginSource } from './registry.js';
 export { createPluginApprovalStore } from './approvals-store.js';
 export type { PluginApprovalStore, StoredPluginApproval } from './approvals-store.js';
+export { pinBuiltins, pinOf, readPinnedSet, defaultPinsFile, PINNED_SET_LIMITS } from './builtin-pins.js';
+export type { BuiltinPins, BuiltinPin } from './builtin-pins.js';

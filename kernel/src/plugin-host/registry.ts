@@ -10,6 +10,7 @@ import { canonicalHash } from '../lib/canonical.mjs';
 import { confinedPath } from '../lib/confine.js';
 import { KernelError } from '../lib/errors.js';
 import { quoteForMessage } from '../lib/quote.js';
+import { describeChanges, PINS_FORMAT, readPinnedSet, type BuiltinPins } from './builtin-pins.js';
 
 /** A plugin the kernel can run: where its code is and what its manifest says. */
 export interface PluginSource {
@@ -21,8 +22,14 @@ export interface PluginSource {
   manifest: Manifest;
   compiled: CompiledManifest;
   manifestHash: string;
-  /** SHA-256 over the package contents (installed plugins; checked before every start). */
+  /**
+   * SHA-256 over the code, checked before every start: an installed plugin's
+   * whole package (as approved), a built-in's pinned set (as built); null for
+   * a built-in without a build-time pin, which never starts.
+   */
   integrity: string | null;
+  /** A pinned built-in's per-file SHA-256 as built (to name what changed). */
+  pinnedFiles?: Record<string, string>;
 }
 
 const PLUGIN_ID = new RegExp(PLUGIN_ID_PATTERN);
@@ -107,23 +114,37 @@ export function sourceFromManifest(kind: PluginSource['kind'], dir: string, entr
 }
 
 /**
- * The built-in connectors: each ships a bundled entry and the manifest it
- * printed at build time (`node dist/plugin.mjs --print-manifest`), so the
- * catalog is known without starting any process.
+ * The built-in connectors. A pinned one is described by its build-time pin
+ * (the manifest it printed when it was built), so the catalog is known
+ * without starting any process and never follows an edit on disk; its code
+ * is checked against the pin before every spawn (host.ts). One without a pin
+ * is listed from its files but refuses to start. A pinned one whose files
+ * already differ is reported in the log now, so the operator learns it at
+ * start, not at the first call.
  */
 export async function loadBuiltins(
   root = builtinPluginsDir(),
   log: (message: string) => void = () => undefined,
   names: readonly string[] = BUILTIN_PLUGIN_NAMES,
+  pins: BuiltinPins = { format: PINS_FORMAT, builtins: {} },
 ): Promise<PluginSource[]> {
   const sources: PluginSource[] = [];
   for (const name of names) {
-    const dir = join(root, name);
+    const dir = confinedPath(root, name);
+    const pin = Object.hasOwn(pins.builtins, name) ? pins.builtins[name] : undefined;
     try {
+      if (pin) {
+        sources.push({ ...sourceFromManifest('builtin', dir, pin.entry, pin.manifest, pin.integrity), pinnedFiles: pin.files });
+        const now = await readPinnedSet(dir).catch((error: Error) => error);
+        if (now instanceof Error) log(`built-in connector "${name}" cannot be checked against its build-time pin (${now.message}); it will not start until its files match the build.`);
+        else if (now.integrity !== pin.integrity) log(`built-in connector "${name}" has files that differ from its build-time pin (${describeChanges(pin.files, now.hashes)}); it will not start. Rebuild (pnpm run build) and restart the gateway if the change is yours.`);
+        continue;
+      }
       const pkg = await readPackage(dir);
       const entry = await entryOf(dir);
       const manifest = JSON.parse(await readFile(join(dir, pkg.aipermission?.manifest ?? 'dist/manifest.json'), 'utf8')) as unknown;
       sources.push(sourceFromManifest('builtin', dir, entry, manifest, null));
+      log(`built-in connector "${name}" has no build-time pin; it will not start. Build the kernel after the plugins (pnpm run build) and restart the gateway.`);
     } catch (error) {
       log(`built-in connector "${name}" is not available: ${(error as Error).message}`);
     }
