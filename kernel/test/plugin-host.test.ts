@@ -4,16 +4,9 @@ import { appendFile, cp, mkdir, readdir, readFile, writeFile } from 'node:fs/pro
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { FIXTURES, pluginHarness, type PluginHarness } from './helpers/plugins.js';
+import { collector } from './helpers/gc.js';
 import { tempDir } from './helpers/temp.js';
-import { setFlagsFromString } from 'node:v8';
-import { runInNewContext } from 'node:vm';
 import { BUILTIN_PLUGIN_NAMES, defaultPinsFile, detectBwrap, pinBuiltins } from '../src/plugin-host/index.js';
-
-/** A garbage collector to measure retained memory with (V8's gc, exposed at run time). */
-function collector(): () => void {
-  setFlagsFromString('--expose_gc');
-  return runInNewContext('gc') as () => void;
-}
 
 let h: PluginHarness | undefined;
 const cleanups: Array<() => Promise<void>> = [];

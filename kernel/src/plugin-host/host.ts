@@ -10,6 +10,7 @@ import { createRedactor } from '../redaction/index.js';
 import { OutcomeUnknown, type ActionExecutor, type ConnectorCatalog, type ConnectorDescriptor, type Invocation } from '../connectors/index.js';
 import { describeChanges, loadPins, readPinnedSet, writePrivateCopy, type BuiltinPins } from './builtin-pins.js';
 import { descriptorFor } from './descriptor.js';
+import { createManifestCache } from './manifest-cache.js';
 import { PluginLostDuringCall, PluginProcess, PluginUnavailable } from './process.js';
 import {
   assertPluginId,
@@ -157,8 +158,24 @@ export async function createPluginHost(options: PluginHostOptions): Promise<Plug
   const runRoot = confinedPath(options.dataDir, 'plugin-run');
   await rm(runRoot, { recursive: true, force: true });
 
+  const manifests = createManifestCache();
   const load = async () => {
-    sources = [...(await loadBuiltins(options.builtinRoot, options.log, options.builtins, pins)), ...(await loadInstalled(options.dataDir, options.log))];
+    sources = [
+      ...(await loadBuiltins(options.builtinRoot, options.log, options.builtins, pins, manifests.compile)),
+      ...(await loadInstalled(options.dataDir, options.log, manifests.compile)),
+    ];
+    // What no loaded plugin uses any more goes (each install, removal and
+    // reload passes here; keeping it was the plugin-removal leak): compiled
+    // manifests, descriptors, and idle supervisors of removed or replaced code.
+    manifests.retainOnly(sources.map((source) => source.manifestHash));
+    const live = new Set(sources.map(keyOf));
+    for (const key of descriptors.keys()) if (!live.has(key)) descriptors.delete(key);
+    for (const [key, s] of supervisors) {
+      const status = s.status();
+      if (live.has(key) || status.inFlight > 0 || status.queued > 0) continue;
+      supervisors.delete(key);
+      await s.stop();
+    }
   };
   await load();
 
@@ -356,7 +373,7 @@ export async function createPluginHost(options: PluginHostOptions): Promise<Plug
         }
         let source: PluginSource;
         try {
-          source = sourceFromManifest('installed', staged.dir, entry, manifest, integrity);
+          source = sourceFromManifest('installed', staged.dir, entry, manifest, integrity, manifests.compile);
         } catch (error) {
           throw new KernelError('invalid_manifest', (error as Error).message);
         }

@@ -108,9 +108,24 @@ export async function packageIntegrity(dir: string): Promise<string> {
   return `sha256-${createHash('sha256').update(lines.join('\n')).digest('hex')}`;
 }
 
-export function sourceFromManifest(kind: PluginSource['kind'], dir: string, entry: string, manifest: unknown, integrity: string | null): PluginSource {
+/** Compiles (validates) a manifest; the host passes its ManifestCache's, so unchanged manifests are compiled once. */
+export type CompileManifest = (manifest: unknown) => { compiled: CompiledManifest; manifestHash: string };
+
+const compileUncached: CompileManifest = (manifest) => {
   const compiled = compileManifest(manifest);
-  return { kind, dir, entry, manifest: compiled.manifest, compiled, manifestHash: canonicalHash(compiled.manifest), integrity };
+  return { compiled, manifestHash: canonicalHash(compiled.manifest) };
+};
+
+export function sourceFromManifest(
+  kind: PluginSource['kind'],
+  dir: string,
+  entry: string,
+  manifest: unknown,
+  integrity: string | null,
+  compile: CompileManifest = compileUncached,
+): PluginSource {
+  const { compiled, manifestHash } = compile(manifest);
+  return { kind, dir, entry, manifest: compiled.manifest, compiled, manifestHash, integrity };
 }
 
 /**
@@ -127,6 +142,7 @@ export async function loadBuiltins(
   log: (message: string) => void = () => undefined,
   names: readonly string[] = BUILTIN_PLUGIN_NAMES,
   pins: BuiltinPins = { format: PINS_FORMAT, builtins: {} },
+  compile: CompileManifest = compileUncached,
 ): Promise<PluginSource[]> {
   const sources: PluginSource[] = [];
   for (const name of names) {
@@ -134,7 +150,7 @@ export async function loadBuiltins(
     const pin = Object.hasOwn(pins.builtins, name) ? pins.builtins[name] : undefined;
     try {
       if (pin) {
-        sources.push({ ...sourceFromManifest('builtin', dir, pin.entry, pin.manifest, pin.integrity), pinnedFiles: pin.files });
+        sources.push({ ...sourceFromManifest('builtin', dir, pin.entry, pin.manifest, pin.integrity, compile), pinnedFiles: pin.files });
         const now = await readPinnedSet(dir).catch((error: Error) => error);
         if (now instanceof Error) log(`built-in connector "${name}" cannot be checked against its build-time pin (${now.message}); it will not start until its files match the build.`);
         else if (now.integrity !== pin.integrity) log(`built-in connector "${name}" has files that differ from its build-time pin (${describeChanges(pin.files, now.hashes)}); it will not start. Rebuild (pnpm run build) and restart the gateway if the change is yours.`);
@@ -143,7 +159,7 @@ export async function loadBuiltins(
       const pkg = await readPackage(dir);
       const entry = await entryOf(dir);
       const manifest = JSON.parse(await readFile(join(dir, pkg.aipermission?.manifest ?? 'dist/manifest.json'), 'utf8')) as unknown;
-      sources.push(sourceFromManifest('builtin', dir, entry, manifest, null));
+      sources.push(sourceFromManifest('builtin', dir, entry, manifest, null, compile));
       log(`built-in connector "${name}" has no build-time pin; it will not start. Build the kernel after the plugins (pnpm run build) and restart the gateway.`);
     } catch (error) {
       log(`built-in connector "${name}" is not available: ${(error as Error).message}`);
@@ -167,7 +183,7 @@ export function installedRoot(dataDir: string): string {
 }
 
 /** Installed plugins found on disk (trusted only once a database approves their integrity). */
-export async function loadInstalled(dataDir: string, log: (message: string) => void = () => undefined): Promise<PluginSource[]> {
+export async function loadInstalled(dataDir: string, log: (message: string) => void = () => undefined, compile: CompileManifest = compileUncached): Promise<PluginSource[]> {
   const root = installedRoot(dataDir);
   const sources: PluginSource[] = [];
   const ids = await readdir(root, { withFileTypes: true }).catch(() => []);
@@ -178,7 +194,7 @@ export async function loadInstalled(dataDir: string, log: (message: string) => v
       const dir = confinedPath(root, idEntry.name, versionEntry.name);
       try {
         const record = JSON.parse(await readFile(join(dir, INSTALL_RECORD), 'utf8')) as InstallRecord;
-        sources.push(sourceFromManifest('installed', dir, record.entry, record.manifest, record.integrity));
+        sources.push(sourceFromManifest('installed', dir, record.entry, record.manifest, record.integrity, compile));
       } catch (error) {
         log(`installed plugin at ${dir} is unreadable: ${(error as Error).message}`);
       }
