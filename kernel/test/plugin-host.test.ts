@@ -337,6 +337,9 @@ describe('built-in connectors are pinned at build time (invariant 8)', () => {
         },
       });
       expect(h.host.list()[0]!.status.lastError).toMatch(/differ from its build-time pin/);
+      const verified = await h.host.verify('echo-fixture', '1.0.0');
+      expect(verified.kind).toBe('builtin');
+      expect(verified.integrity).not.toBe(verified.recorded);
       expect(existsSync(join(h.dir, 'plugin-scratch', 'echo-fixture', 'tampered-code-ran'))).toBe(false);
       // Restoring the built files makes it start again (same pin).
       await cp(join(FIXTURES, 'echo', 'dist', 'plugin.mjs'), join(pkg, 'dist', 'plugin.mjs'));

@@ -112,6 +112,25 @@ describe('installing a third-party plugin', () => {
     expect(request.statusReason).toMatch(/the connector was upgraded \(1\.0\.0 -> 1\.1\.0\)/);
   });
 
+  it('re-installing the same version with other code stales pending approvals made against the old code', async () => {
+    await install(await echoPackage());
+    const t = await echoTarget('approval_required');
+    const outcome = await kernel.pipeline.call(t.token, { targetRef: t.targetRef, action: 'echo', input: { text: 'x' } });
+    if (outcome.kind !== 'request') throw new Error();
+    const other = await echoPackage();
+    await appendFile(join(other, 'dist', 'plugin.mjs'), '\n// same version, other code\n');
+    await install(other);
+    const { request } = await client.json('GET', `/api/databases/main/requests/${outcome.request.id}`);
+    expect(request.status).toBe('stale');
+    expect(request.statusReason).toMatch(/the connector's code changed/);
+  });
+
+  it('verifies a built-in against the pin of the build that runs it', async () => {
+    const report = await client.json('POST', '/api/databases/main/plugins/crash-mid-call/verify');
+    expect(report).toMatchObject({ id: 'crash-mid-call', kind: 'builtin', intact: true, integrity: expect.stringMatching(/^sha256-/) });
+    expect(report.approvedIntegrity).toBe(report.integrity);
+  });
+
   it('trust is per database: another database does not run it until approved there', async () => {
     await install(await echoPackage());
     await client.json('POST', '/api/databases', { name: 'second', password: OTHER_PASSWORD }, 201);

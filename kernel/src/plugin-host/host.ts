@@ -68,8 +68,12 @@ export interface PluginHost {
   /** Fetches and stages a plugin, starts it once in the sandbox to read its manifest, and reports what it would be approved as. */
   inspect(source: string): Promise<InspectedPlugin>;
   install(inspected: InspectedPlugin): Promise<PluginSource>;
-  /** Recomputes an installed plugin's integrity. */
-  verify(id: string, version: string): Promise<{ integrity: string; recorded: string | null }>;
+  /**
+   * Recomputes a plugin's integrity: an installed one's package (recorded:
+   * what was installed), a built-in's pinned set (recorded: its build-time
+   * pin; integrity null when its files cannot be read as a pinned set).
+   */
+  verify(id: string, version: string): Promise<{ kind: PluginSource['kind']; integrity: string | null; recorded: string | null }>;
   remove(id: string): Promise<void>;
   reload(): Promise<void>;
   stopAll(): Promise<void>;
@@ -413,9 +417,15 @@ export async function createPluginHost(options: PluginHostOptions): Promise<Plug
       return installed;
     },
     async verify(id, version) {
-      const source = sources.find((s) => s.kind === 'installed' && s.manifest.id === id && s.manifest.version === version);
+      assertPluginId(id);
+      const source = sources.find((s) => s.manifest.id === id && s.manifest.version === version);
       if (!source) throw new KernelError('not_found', `Plugin ${id} ${version} is not installed.`, { status: 404 });
-      return { integrity: await packageIntegrity(source.dir), recorded: source.integrity };
+      if (source.kind === 'builtin') {
+        // A built-in is checked against its build-time pin; unreadable files (a link, too big) are not intact.
+        const now = await readPinnedSet(source.dir).catch(() => null);
+        return { kind: source.kind, integrity: now?.integrity ?? null, recorded: source.integrity };
+      }
+      return { kind: source.kind, integrity: await packageIntegrity(source.dir), recorded: source.integrity };
     },
     async remove(id) {
       assertPluginId(id);

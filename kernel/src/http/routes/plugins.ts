@@ -122,11 +122,12 @@ export function pluginRoutes(kernel: Kernel) {
     const { ws } = await workspaceFor(c, kernel);
     const host = requireHost(kernel);
     const id = pluginIdOf(c);
-    const listed = host.list().find((plugin) => plugin.id === id && plugin.kind === 'installed');
-    if (!listed) throw new KernelError('not_found', `No installed plugin "${id}".`, { status: 404 });
-    const { integrity } = await host.verify(id, listed.version);
-    const approval = ws.pluginApprovals.get(id);
-    return c.json({ id, version: listed.version, integrity, approvedIntegrity: approval?.integrity ?? null, intact: approval !== undefined && approval.integrity === integrity });
+    const listed = host.list().find((plugin) => plugin.id === id);
+    if (!listed) throw new KernelError('not_found', `No plugin "${id}" is installed or built in.`, { status: 404 });
+    const { kind, integrity, recorded } = await host.verify(id, listed.version);
+    // An installed plugin is held to this database's approval, a built-in to the pin of the build that runs it.
+    const approvedIntegrity = kind === 'builtin' ? recorded : (ws.pluginApprovals.get(id)?.integrity ?? null);
+    return c.json({ id, version: listed.version, kind, integrity, approvedIntegrity, intact: approvedIntegrity !== null && approvedIntegrity === integrity });
   });
 
   app.post('/databases/:db/plugins/:id/restart', async (c) => {
