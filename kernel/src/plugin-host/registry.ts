@@ -158,7 +158,7 @@ export async function loadBuiltins(
       }
       const pkg = await readPackage(dir);
       const entry = await entryOf(dir);
-      const manifest = JSON.parse(await readFile(join(dir, pkg.aipermission?.manifest ?? 'dist/manifest.json'), 'utf8')) as unknown;
+      const manifest = JSON.parse(await readFile(confinedPath(dir, pkg.aipermission?.manifest ?? 'dist/manifest.json'), 'utf8')) as unknown;
       sources.push(sourceFromManifest('builtin', dir, entry, manifest, null, compile));
       log(`built-in connector "${name}" has no build-time pin; it will not start. Build the kernel after the plugins (pnpm run build) and restart the gateway.`);
     } catch (error) {
@@ -265,7 +265,7 @@ export async function stagePlugin(source: string, dataDir: string): Promise<{ di
     const packed = (await run('npm', ['pack', source, '--ignore-scripts', '--silent', '--pack-destination', staging], staging)).trim().split('\n').pop()!;
     const unpacked = join(staging, 'unpacked');
     await mkdir(unpacked);
-    return { dir: await extractTarball(join(staging, packed), unpacked), cleanup };
+    return { dir: await extractTarball(confinedPath(staging, packed), unpacked), cleanup };
   } catch (error) {
     await cleanup();
     if (error instanceof KernelError) throw error;

@@ -54,7 +54,8 @@ export function pluginRoutes(kernel: Kernel) {
     const host = requireHost(kernel);
     const plugins = host.list().map(({ manifest, ...plugin }) => {
       const approval = ws.pluginApprovals.get(plugin.id);
-      const approved = plugin.kind === 'builtin' || (approval?.version === plugin.version && approval.integrity === plugin.integrity);
+      // A built-in is trusted as built (pinned); one without a pin never starts, so it is not shown as approved.
+      const approved = plugin.kind === 'builtin' ? plugin.integrity !== null : approval?.version === plugin.version && approval.integrity === plugin.integrity;
       return { ...plugin, ...summary(manifest), approved, approval: approval ?? null };
     });
     return c.json({ sandbox: host.sandbox, plugins });
