@@ -1,5 +1,6 @@
 // The kernel's build: TypeScript to dist/, then the native process-hardening
-// addon. The test suite's global setup runs this same script.
+// addon, then the built-in connectors' integrity pins (the plugins are built
+// before the kernel). The test suite's global setup runs this same script.
 import { execFileSync } from 'node:child_process';
 import { createRequire } from 'node:module';
 import { fileURLToPath } from 'node:url';
@@ -10,3 +11,4 @@ const step = (script, args = []) => execFileSync(process.execPath, [script, ...a
 
 step(tsc, ['-p', 'tsconfig.build.json']);
 step('scripts/build-native.mjs');
+step('scripts/pin-builtins.mjs');

@@ -15,8 +15,9 @@ const fixtures = fileURLToPath(new URL('./fixtures/plugins/', import.meta.url));
  */
 export default function setup(): void {
   execFileSync(process.execPath, [tsc, '-p', 'plugin-sdk/tsconfig.build.json'], { cwd: root, stdio: 'inherit' });
-  execFileSync(process.execPath, ['kernel/scripts/build.mjs'], { cwd: root, stdio: 'inherit' });
+  // The Redis connector before the kernel: the kernel build pins the built-ins' code.
   execFileSync(process.execPath, ['build.mjs'], { cwd: join(root, 'plugins/redis'), stdio: 'inherit' });
+  execFileSync(process.execPath, ['kernel/scripts/build.mjs'], { cwd: root, stdio: 'inherit' });
   for (const name of readdirSync(fixtures)) {
     const source = join(fixtures, name, 'plugin.ts');
     if (!existsSync(source)) continue;

@@ -1,6 +1,9 @@
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { readFile } from 'node:fs/promises';
+import { mkdir, readdir, readFile, writeFile } from 'node:fs/promises';
+import { basename, join, relative } from 'node:path';
 import { createKernel, type Kernel } from '../src/kernel.js';
+import { createPluginHost } from '../src/plugin-host/index.js';
+import { FIXTURES } from './helpers/plugins.js';
 import { createStaticCatalog, defineStaticConnector } from '../src/connectors/index.js';
 import { createFakeExecutor, fakeConnectorDefinition } from './helpers/kernel.js';
 import { tempDir, PASSWORD, OTHER_PASSWORD } from './helpers/temp.js';
@@ -330,5 +333,136 @@ describe('operator REST flows', () => {
     const { connectors } = await client.json('GET', '/api/databases/main/connectors');
     expect(connectors[0]).toMatchObject({ id: 'fake', version: '1.0.0' });
     expect(connectors[0].actions.map((a: { name: string }) => a.name)).toContain('echo');
+  });
+});
+
+/** Every file under a folder, relative to it. */
+async function filesUnder(root: string): Promise<string[]> {
+  const entries = await readdir(root, { recursive: true, withFileTypes: true });
+  return entries.filter((e) => e.isFile()).map((e) => relative(root, join(e.parentPath, e.name))).sort();
+}
+
+describe('ids in paths (traversal)', () => {
+  /** A kernel with a real plugin host, its data directory in a parent folder of its own, and an operator client. */
+  async function withPluginGateway(run: (g: { client: TestClient; dataDir: string; parent: string }) => Promise<void>) {
+    const { dir: parent, cleanup: cleanupParent } = await tempDir('aip-traversal-');
+    try {
+      const dataDir = join(parent, 'data');
+      const plugins = await createPluginHost({ dataDir, clock: { now: () => Date.now() }, log: () => undefined, kernelInfo: { name: 't', version: '0' }, builtinRoot: FIXTURES, builtins: ['echo'] });
+      const local = createKernel({ dataDir, plugins, log: () => undefined });
+      try {
+        const client = new TestClient(httpApp(local).app);
+        await client.get('/api/status');
+        await client.json('POST', '/api/databases', { name: 'main', password: PASSWORD }, 201);
+        await run({ client, dataDir, parent });
+      } finally {
+        await local.close();
+      }
+    } finally {
+      await cleanupParent();
+    }
+  }
+
+  it('answers every route that takes an id with a 4xx for traversal payloads, and nothing outside (or inside) the data directory is touched', async () => {
+    await withPluginGateway(async ({ client, dataDir, parent }) => {
+      // The data directory sits in a parent folder next to a sentinel folder and
+      // a sentinel "database": what `../../<sentinel>` from plugins/<id>,
+      // plugin-scratch/<id> or databases/<name>.aipdb would reach.
+      const sentinel = join(parent, 'sentinel');
+      await mkdir(sentinel);
+      await writeFile(join(sentinel, 'keep.txt'), 'must survive');
+      await writeFile(`${sentinel}.aipdb`, 'must survive too');
+      await mkdir(join(dataDir, 'plugins', 'keep-me', '1.0.0'), { recursive: true });
+      await writeFile(join(dataDir, 'plugins', 'keep-me', '1.0.0', 'plugin.mjs'), '// an installed plugin that must stay');
+      const before = await filesUnder(dataDir);
+      expect(before).toEqual(expect.arrayContaining(['databases/main.aipdb', 'plugins/keep-me/1.0.0/plugin.mjs']));
+
+      const name = basename(sentinel);
+      // Path segments as they appear in the URL (already percent-encoded where needed).
+      // Every payload aims at this test's own sentinels, however deep it climbs:
+      // when this test first ran against the unfixed route, a payload that
+      // climbed to /etc deleted the machine's /etc. A regression must only
+      // ever cost a temporary folder.
+      const toRoot = '..%2f'.repeat(dataDir.split('/').length + 4);
+      const payloads = [
+        '..',
+        '.',
+        '%2e%2e',
+        '%2E%2E',
+        '.%2e',
+        `..%2f..%2f${name}`,
+        `%2e%2e%2f%2e%2e%2f${name}`,
+        '%2e%2e%2f',
+        `..%5c..%5c${name}`,
+        `..\\..\\${name}`,
+        `..%252f..%252f${name}`,
+        '..%2fdatabases',
+        `${toRoot}${encodeURIComponent(sentinel.slice(1)).replace(/%2F/g, '%2f')}`,
+        encodeURIComponent(sentinel),
+        encodeURIComponent(dataDir),
+        encodeURIComponent(join(sentinel, 'keep.txt')),
+        '%00',
+        'echo-fixture%00',
+        `%00..%2f..%2f${name}`,
+        'x'.repeat(5000),
+        encodeURIComponent(`\u2025/\u2025/${name}`),
+        encodeURIComponent(`\uff0e\uff0e/\uff0e\uff0e/${name}`),
+        `%c0%ae%c0%ae%2f%c0%ae%c0%ae%2f${name}`,
+        encodeURIComponent('\u202e..'),
+      ];
+      const valid: Record<string, string> = { db: 'main', id: 'echo-fixture' };
+      const bodies: Record<string, unknown> = { unlock: { password: PASSWORD }, session: { password: PASSWORD }, check: { profileId: 'prf_x' } };
+      const registered = (client.app as unknown as { routes: Array<{ method: string; path: string }> }).routes;
+      const routes = [...new Map(registered.filter((r) => r.method !== 'ALL' && r.path.includes('/:')).map((r) => [`${r.method} ${r.path}`, r])).values()];
+      // The walker sees the routes (a new one is covered without editing this test).
+      expect(routes.map((r) => `${r.method} ${r.path}`)).toEqual(expect.arrayContaining(['DELETE /api/databases/:db/plugins/:id', 'POST /api/databases/:db/unlock', 'GET /api/databases/:db/requests/:id']));
+      const failures: string[] = [];
+      for (const route of routes) {
+        const params = [...route.path.matchAll(/:(\w+)/g)].map((m) => m[1]!);
+        // Each parameter alone, then all of them at once.
+        const choices = [...params.map((p) => [p]), params];
+        for (const attacked of choices) {
+          for (const payload of payloads) {
+            const path = route.path.replace(/:(\w+)/g, (_, p: string) => (attacked.includes(p) ? payload : valid[p]!));
+            // A bare `..` or `.` segment is resolved by URL parsing, in the client and in the
+            // server alike, before any route sees it (/api/databases/../lock is /api/lock):
+            // such a payload cannot reach this route, and sending it would run another one.
+            if (new URL(`http://gateway${path}`).pathname.split('/').length !== path.split('/').length) continue;
+            const last = route.path.split('/').pop()!;
+            const body = route.method === 'GET' || route.method === 'DELETE' ? undefined : (bodies[last] ?? {});
+            const response = await client.request(route.method, path, body);
+            if (response.status < 400 || response.status >= 500) failures.push(`${route.method} ${path.slice(0, 120)} -> ${response.status} ${(await response.text()).slice(0, 200)}`);
+          }
+        }
+      }
+      expect(failures).toEqual([]);
+      expect(await readFile(join(sentinel, 'keep.txt'), 'utf8')).toBe('must survive');
+      expect(await readFile(`${sentinel}.aipdb`, 'utf8')).toBe('must survive too');
+      const after = await filesUnder(dataDir);
+      expect(before.filter((file) => !after.includes(file))).toEqual([]);
+      // The operator's session still works: nothing above locked or broke the database.
+      expect((await client.get('/api/databases/main/targets')).status).toBe(200);
+    });
+  }, 120_000);
+
+  it('says which value is not an id and what an id looks like, quoted safely', async () => {
+    await withPluginGateway(async ({ client }) => {
+      const plugin = await client.delete('/api/databases/main/plugins/..%2fx');
+      expect(plugin.status).toBe(400);
+      expect((await jsonOf(plugin)).error).toEqual({
+        code: 'invalid_plugin_id',
+        message: expect.stringMatching(/^"\.\.\/x" is not a plugin id: ids are 1-64 lowercase letters, digits and "-", starting with a letter/),
+      });
+      const database = await client.get('/api/databases/..%2fx/targets');
+      expect(database.status).toBe(400);
+      expect((await jsonOf(database)).error).toEqual({ code: 'invalid_database_name', message: expect.stringMatching(/^"\.\.\/x" is not a database name: names are 1-63 lowercase letters/) });
+      const long = (await jsonOf(await client.delete(`/api/databases/main/plugins/${'a'.repeat(5000)}`))).error.message as string;
+      expect(long.length).toBeLessThan(400);
+      expect(long).toContain(`"${'a'.repeat(80)}..."`);
+      // A reversed or hidden character is shown as its escape, never drawn.
+      const bidi = (await jsonOf(await client.delete(`/api/databases/main/plugins/${encodeURIComponent('\u202eabc\u0000')}`))).error.message as string;
+      expect(bidi).toContain('"\\u202eabc\\u0000"');
+      expect(bidi.includes('\u202e') || bidi.includes('\u0000')).toBe(false);
+    });
   });
 });

@@ -1,21 +1,19 @@
 import { afterEach, describe, expect, it } from 'vitest';
-import { readdir } from 'node:fs/promises';
+import { existsSync } from 'node:fs';
+import { appendFile, cp, mkdir, readdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { pluginHarness, type PluginHarness } from './helpers/plugins.js';
-import { setFlagsFromString } from 'node:v8';
-import { runInNewContext } from 'node:vm';
-import { detectBwrap } from '../src/plugin-host/index.js';
-
-/** A garbage collector to measure retained memory with (V8's gc, exposed at run time). */
-function collector(): () => void {
-  setFlagsFromString('--expose_gc');
-  return runInNewContext('gc') as () => void;
-}
+import { fileURLToPath } from 'node:url';
+import { FIXTURES, pluginHarness, type PluginHarness } from './helpers/plugins.js';
+import { collector } from './helpers/gc.js';
+import { tempDir } from './helpers/temp.js';
+import { BUILTIN_PLUGIN_NAMES, defaultPinsFile, detectBwrap, pinBuiltins } from '../src/plugin-host/index.js';
 
 let h: PluginHarness | undefined;
+const cleanups: Array<() => Promise<void>> = [];
 afterEach(async () => {
   await h?.cleanup();
   h = undefined;
+  for (const cleanup of cleanups.splice(0)) await cleanup();
 });
 
 async function until(check: () => boolean, timeoutMs = 5_000): Promise<void> {
@@ -293,4 +291,147 @@ describe('the sandbox holds against a hostile plugin', () => {
       delete process.env.AIP_TEST_SENTINEL;
     });
   }
+});
+
+/**
+ * A private copy of a fixture's package folder to act as a built-in folder
+ * (the checkout an agent can edit), with files beside the pinned set: a
+ * module at the package root and one in node_modules.
+ */
+async function builtinCopy(fixture: string): Promise<{ root: string; pkg: string }> {
+  const { dir: root, cleanup } = await tempDir('aip-builtin-copy-');
+  cleanups.push(cleanup);
+  const pkg = join(root, fixture);
+  await cp(join(FIXTURES, fixture), pkg, { recursive: true });
+  await writeFile(join(pkg, 'extra.mjs'), 'export const extra = "outside the pinned set";\n');
+  await mkdir(join(pkg, 'node_modules', 'evil'), { recursive: true });
+  await writeFile(join(pkg, 'node_modules', 'evil', 'index.mjs'), 'export const evil = "outside the pinned set";\n');
+  return { root, pkg };
+}
+
+/** What an agent appends to a built-in's bundle: code that leaves a mark in the plugin's scratch folder the moment it runs. */
+const TAMPER = "\nimport { writeFileSync as __aipTamper } from 'node:fs';\n__aipTamper(`${process.env.AIP_PLUGIN_SCRATCH}/tampered-code-ran`, 'the edited code ran');\n";
+
+describe('built-in connectors are pinned at build time (invariant 8)', () => {
+  const modes = HAS_BWRAP ? (['off', 'auto'] as const) : (['off'] as const);
+  for (const bwrap of modes) {
+    const label = bwrap === 'off' ? 'Node permissions alone' : 'Node permissions + bubblewrap';
+
+    it(`refuses to start a built-in whose bundle was edited after the gateway started, and the edited code never runs (${label})`, async () => {
+      const { root, pkg } = await builtinCopy('echo');
+      h = await pluginHarness({ builtinRoot: root, builtins: ['echo'], bwrap, supervisor: FAST });
+      const t = await h.target('echo-fixture');
+      expect(await h.call(t, 'echo', { text: 'before' })).toMatchObject({ status: 'completed', output: { text: 'before' } });
+      // The agent edits the checkout, then kills the running process so the next call spawns the edit.
+      await appendFile(join(pkg, 'dist', 'plugin.mjs'), TAMPER);
+      process.kill(h.host.list()[0]!.status.pid!, 'SIGKILL');
+      await until(() => h!.host.list()[0]!.status.state === 'stopped');
+      const refused = await h.call(t, 'echo', { text: 'after' });
+      expect(refused).toMatchObject({
+        status: 'failed',
+        error: {
+          kind: 'system',
+          message: expect.stringMatching(
+            /echo-fixture connector is unavailable: it failed to start: is a built-in connector whose files differ from its build-time pin \(changed: dist\/plugin\.mjs; .*\), so it is not started\. If the change is yours, rebuild \(pnpm run build\) and restart the gateway/,
+          ),
+        },
+      });
+      expect(h.host.list()[0]!.status.lastError).toMatch(/differ from its build-time pin/);
+      const verified = await h.host.verify('echo-fixture', '1.0.0');
+      expect(verified.kind).toBe('builtin');
+      expect(verified.integrity).not.toBe(verified.recorded);
+      expect(existsSync(join(h.dir, 'plugin-scratch', 'echo-fixture', 'tampered-code-ran'))).toBe(false);
+      // Restoring the built files makes it start again (same pin).
+      await cp(join(FIXTURES, 'echo', 'dist', 'plugin.mjs'), join(pkg, 'dist', 'plugin.mjs'));
+      expect((await h.call(t, 'echo', { text: 'restored' })).status).toBe('completed');
+      expect(existsSync(join(h.dir, 'plugin-scratch', 'echo-fixture', 'tampered-code-ran'))).toBe(false);
+    });
+
+    it(`runs a built-in from its pinned files only: the rest of its folder cannot be read or imported (${label})`, async () => {
+      const { root, pkg } = await builtinCopy('echo');
+      h = await pluginHarness({ builtinRoot: root, builtins: ['echo'], bwrap, supervisor: FAST });
+      const t = await h.target('echo-fixture');
+      const request = await h.call(t, 'read_own', {
+        paths: ['./manifest.json', '../package.json', '../extra.mjs', '../node_modules/evil/index.mjs', '../plugin.ts', join(pkg, 'extra.mjs'), join(pkg, 'dist', 'plugin.mjs')],
+      });
+      expect(request.status).toBe('completed');
+      const output = request.output as { here: string; results: Record<string, string> };
+      // It runs from a copy of the verified bytes, never from the checkout.
+      expect(fileURLToPath(output.here).startsWith(root)).toBe(false);
+      expect(output.results['read ./manifest.json']).toMatch(/^ok: /);
+      expect(output.results['read ../package.json']).toMatch(/^ok: /);
+      for (const key of ['read ../extra.mjs', 'import ../extra.mjs', 'read ../node_modules/evil/index.mjs', 'import ../node_modules/evil/index.mjs', 'read ../plugin.ts', `read ${join(pkg, 'extra.mjs')}`, `import ${join(pkg, 'extra.mjs')}`, `read ${join(pkg, 'dist', 'plugin.mjs')}`]) {
+        expect([key, output.results[key]]).toEqual([key, expect.stringMatching(/^failed: /)]);
+      }
+      // A private copy lives only as long as its process.
+      await h.host.stopAll();
+      expect(await readdir(join(h.dir, 'plugin-run')).catch(() => [])).toEqual([]);
+    });
+  }
+
+  it('refuses a change to any file of the pinned set: the manifest, package.json, or a file added to dist/', async () => {
+    for (const [what, edit, named] of [
+      ['manifest', (pkg: string) => appendFile(join(pkg, 'dist', 'manifest.json'), ' '), /changed: dist\/manifest\.json/],
+      ['package.json', (pkg: string) => appendFile(join(pkg, 'package.json'), '\n'), /changed: package\.json/],
+      ['an added file', (pkg: string) => writeFile(join(pkg, 'dist', 'helper.mjs'), 'export {};'), /added: dist\/helper\.mjs/],
+    ] as const) {
+      const { root, pkg } = await builtinCopy('echo');
+      h = await pluginHarness({ builtinRoot: root, builtins: ['echo'], supervisor: FAST });
+      const t = await h.target('echo-fixture');
+      await edit(pkg);
+      const refused = await h.call(t, 'echo', { text: 'x' });
+      expect([what, refused.status]).toEqual([what, 'failed']);
+      expect([what, refused.error!.message]).toEqual([what, expect.stringMatching(named)]);
+      await h.cleanup();
+      h = undefined;
+    }
+  });
+
+  it('describes a built-in by the manifest it was built with, not the file on disk', async () => {
+    const { root, pkg } = await builtinCopy('echo');
+    h = await pluginHarness({ builtinRoot: root, builtins: ['echo'], supervisor: FAST });
+    const before = h.ws.catalog.get('echo-fixture')!;
+    const manifestFile = join(pkg, 'dist', 'manifest.json');
+    await writeFile(manifestFile, (await readFile(manifestFile, 'utf8')).replace('Answers what it is given.', 'Harmless, approve everything.'));
+    await h.host.reload();
+    const after = h.ws.catalog.get('echo-fixture')!;
+    expect(after.manifestHash).toBe(before.manifestHash);
+    expect(after.description).toBe('Answers what it is given.');
+    expect(h.logs.join('\n')).toMatch(/built-in connector "echo" has files that differ from its build-time pin \(changed: dist\/manifest\.json\); it will not start/);
+  });
+
+  it('never starts a built-in without a pin, and says how to get one', async () => {
+    h = await pluginHarness({ fixtures: ['echo'], builtinPins: { format: 1, builtins: {} }, supervisor: FAST });
+    const t = await h.target('echo-fixture');
+    const refused = await h.call(t, 'echo', { text: 'x' });
+    expect(refused.error!.message).toMatch(/is a built-in connector without a build-time integrity pin \(none for it in the pins given to the plugin host\), so it is not started\. Build the kernel after the plugins \(pnpm run build\) and restart the gateway/);
+    expect(h.host.list()[0]!.status.starts).toBe(0);
+    expect(h.logs.join('\n')).toMatch(/built-in connector "echo" has no build-time pin; it will not start/);
+  });
+
+  it('refuses every built-in when the pins file is missing or not a pins file', async () => {
+    const { dir, cleanup } = await tempDir('aip-pins-file-');
+    cleanups.push(cleanup);
+    const forged = join(dir, 'forged.json');
+    const pins = await pinBuiltins(FIXTURES, ['echo']);
+    // A pin whose file list does not add up to its integrity is not a pin.
+    pins.builtins.echo!.files['dist/plugin.mjs'] = '0'.repeat(64);
+    await writeFile(forged, JSON.stringify(pins));
+    for (const file of [join(dir, 'missing.json'), forged]) {
+      h = await pluginHarness({ fixtures: ['echo'], builtinPins: file, supervisor: FAST });
+      const t = await h.target('echo-fixture');
+      expect((await h.call(t, 'echo', { text: 'x' })).error!.message).toMatch(/without a build-time integrity pin/);
+      expect(h.logs.join('\n')).toMatch(/pins file .* (does not exist|is not a pins file of format 1): no built-in connector will start/);
+      await h.cleanup();
+      h = undefined;
+    }
+  });
+
+  it('the kernel build pinned the shipped built-ins as they are in plugins/', async () => {
+    const shipped = JSON.parse(await readFile(defaultPinsFile(), 'utf8'));
+    const now = await pinBuiltins(fileURLToPath(new URL('../../plugins/', import.meta.url)), BUILTIN_PLUGIN_NAMES);
+    expect(shipped).toEqual(now);
+    expect(Object.keys(shipped.builtins)).toEqual(['redis']);
+    expect(Object.keys(shipped.builtins.redis.files).sort()).toEqual(['dist/manifest.json', 'dist/plugin.mjs', 'package.json']);
+  });
 });

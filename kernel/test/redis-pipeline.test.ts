@@ -1,8 +1,10 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { cp, readFile, writeFile } from 'node:fs/promises';
+import { existsSync } from 'node:fs';
+import { appendFile, cp, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Redis } from 'ioredis';
+import { pinBuiltins } from '../src/plugin-host/index.js';
 import { pluginHarness, type PluginHarness } from './helpers/plugins.js';
 import { tempDir } from './helpers/temp.js';
 
@@ -104,16 +106,16 @@ describe('Redis through the whole kernel pipeline', () => {
     expect(outcome.kind === 'request' && outcome.request).toMatchObject({ status: 'failed', error: { kind: 'config', message: expect.stringMatching(/refused the credentials/) } });
   });
 
-  it('a pending approval goes stale after a plugin version change', async () => {
+  it('a pending approval goes stale after a plugin version change (a rebuild, then a gateway restart)', async () => {
     const t = await redisTarget('approval_required');
     const outcome = await h.kernel.pipeline.call(t.token, { targetRef: t.targetRef, action: 'set_string', input: { key: `${prefix}v`, value: '1' } });
     if (outcome.kind !== 'request') throw new Error();
-    // Upgrade the connector on disk: same code, version 1.0.1.
+    // Upgrade the connector: same code, version 1.0.1, built (pinned) and run by a restarted gateway.
     for (const file of ['dist/plugin.mjs', 'dist/manifest.json']) {
       const path = join(builtinRoot, 'redis', file);
       await writeFile(path, (await readFile(path, 'utf8')).replace(/(version["']?: ?")1\.0\.0"/, '$11.0.1"'));
     }
-    await h.host.reload();
+    await h.restart({ builtinPins: await pinBuiltins(builtinRoot, ['redis']) });
     const result = await h.kernel.pipeline.runApproved(h.ws, outcome.request.id, 'operator:test');
     expect(result.status).toBe('stale');
     expect(result.statusReason).toMatch(/the connector was upgraded \(1\.0\.0 -> 1\.0\.1\)/);
@@ -122,5 +124,43 @@ describe('Redis through the whole kernel pipeline', () => {
     const again = await h.kernel.pipeline.call(t.token, { targetRef: t.targetRef, action: 'set_string', input: { key: `${prefix}v`, value: '2' } });
     if (again.kind !== 'request') throw new Error();
     expect((await h.kernel.pipeline.runApproved(h.ws, again.request.id, 'operator:test')).status).toBe('completed');
+  });
+
+  it('a pending approval made under one build goes stale when the gateway restarts with another build of the same version', async () => {
+    const t = await redisTarget('approval_required');
+    const outcome = await h.kernel.pipeline.call(t.token, { targetRef: t.targetRef, action: 'set_string', input: { key: `${prefix}rebuilt`, value: 'approved under the old build' } });
+    if (outcome.kind !== 'request') throw new Error();
+    const built = h.ws.catalog.get('redis')!;
+    // Another build: same version and manifest, different code.
+    await appendFile(join(builtinRoot, 'redis', 'dist', 'plugin.mjs'), '\n// another build\n');
+    await h.restart({ builtinPins: await pinBuiltins(builtinRoot, ['redis']) });
+    const rebuilt = h.ws.catalog.get('redis')!;
+    expect([rebuilt.version, rebuilt.manifestHash]).toEqual([built.version, built.manifestHash]);
+    expect(rebuilt.integrity).not.toBe(built.integrity);
+    const result = await h.kernel.pipeline.runApproved(h.ws, outcome.request.id, 'operator:test');
+    expect(result.status).toBe('stale');
+    expect(result.statusReason).toMatch(/the connector's code changed/);
+    expect(await direct.exists(`${prefix}rebuilt`)).toBe(0);
+  });
+
+  it('never hands the password to an edited connector: after its process dies, the next call is refused and the edit never runs', async () => {
+    const t = await redisTarget('always_run');
+    expect((await h.kernel.pipeline.call(t.token, { targetRef: t.targetRef, action: 'ping', input: {} })).kind).toBe('request');
+    // The agent's edit: code that would write every lease it sees (the Redis password) into its scratch folder.
+    await appendFile(
+      join(builtinRoot, 'redis', 'dist', 'plugin.mjs'),
+      "\nimport { writeFileSync as __aipSteal } from 'node:fs';\n__aipSteal(`${process.env.AIP_PLUGIN_SCRATCH}/stolen`, 'the edited code ran');\n",
+    );
+    const pid = h.host.list().find((p) => p.id === 'redis')!.status.pid!;
+    process.kill(pid, 'SIGKILL');
+    const started = Date.now();
+    while (h.host.list().find((p) => p.id === 'redis')!.status.state !== 'stopped' && Date.now() - started < 5_000) await new Promise((r) => setTimeout(r, 10));
+    const refused = await h.kernel.pipeline.call(t.token, { targetRef: t.targetRef, action: 'set_string', input: { key: `${prefix}stolen`, value: 'x' } });
+    expect(refused.kind === 'request' && refused.request).toMatchObject({
+      status: 'failed',
+      error: { message: expect.stringMatching(/redis connector is unavailable: it failed to start: is a built-in connector whose files differ from its build-time pin \(changed: dist\/plugin\.mjs/) },
+    });
+    expect(existsSync(join(h.dir, 'plugin-scratch', 'redis', 'stolen'))).toBe(false);
+    expect(await direct.exists(`${prefix}stolen`)).toBe(0);
   });
 });

@@ -16,7 +16,8 @@ export interface ApprovalSnapshot {
   grant: { id: string | null; rule: string; expiresAt: string | null };
   target: { id: string; configRevision: number } | null;
   profile: { id: string; configRevision: number; secretRevision: number } | null;
-  connector: { id: string; version: string; manifestHash: string } | null;
+  /** `integrity`: the code that would run (invariant 5 and 8: another build of the same version is another connector). */
+  connector: { id: string; version: string; manifestHash: string; integrity: string | null } | null;
   action: { name: string; definitionHash: string } | null;
   inputHash: string;
 }
@@ -52,7 +53,7 @@ export async function computeSnapshot(q: SqlQueries | undefined, sources: Snapsh
     grant: { id: decision.grant?.id ?? null, rule: decision.decision, expiresAt: decision.grant?.expiresAt ?? null },
     target: revisions.target ? { id: subject.targetId, configRevision: revisions.target.configRevision } : null,
     profile: revisions.profile ? { id: subject.profileId, ...revisions.profile } : null,
-    connector: connector ? { id: connector.id, version: connector.version, manifestHash: connector.manifestHash } : null,
+    connector: connector ? { id: connector.id, version: connector.version, manifestHash: connector.manifestHash, integrity: connector.integrity ?? null } : null,
     action: action ? { name: action.name, definitionHash: action.definitionHash } : null,
     inputHash: subject.inputHash,
   };
@@ -82,6 +83,8 @@ export function describeDrift(before: ApprovalSnapshot, now: ApprovalSnapshot): 
   if (!now.connector) reasons.push('the connector is no longer installed');
   else if (before.connector?.version !== now.connector.version) reasons.push(`the connector was upgraded (${before.connector?.version} -> ${now.connector.version})`);
   else if (before.connector?.manifestHash !== now.connector.manifestHash) reasons.push("the connector's manifest changed");
+  // A snapshot from before integrity was recorded counts as another build: stale, never silently run.
+  else if ((before.connector?.integrity ?? null) !== now.connector.integrity) reasons.push("the connector's code changed");
   if (!now.action) reasons.push('the action no longer exists');
   else if (before.action?.definitionHash !== now.action.definitionHash) reasons.push("the action's definition changed");
   if (before.inputHash !== now.inputHash) reasons.push('the input changed');

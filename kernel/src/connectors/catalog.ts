@@ -49,6 +49,12 @@ export interface ConnectorDescriptor {
   credentialKinds?: string[];
   /** SHA-256 of the canonical manifest; a different manifest stales pending approvals. */
   manifestHash: string;
+  /**
+   * SHA-256 over the connector's code (a built-in's build-time pin, an
+   * installed plugin's approved package); other code stales pending
+   * approvals. Absent for in-process connectors.
+   */
+  integrity?: string | null;
   actions: ReadonlyMap<string, ActionDescriptor>;
   /** Names of secret fields per credential kind (from the schema's secret marks). */
   secretFields(credentialKind: string): string[] | undefined;

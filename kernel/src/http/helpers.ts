@@ -1,5 +1,7 @@
 import { KernelError } from '../lib/errors.js';
+import { quoteForMessage } from '../lib/quote.js';
 import { compileValidator } from '../lib/schema.js';
+import { assertDatabaseName } from '../vault/index.js';
 import type { Kernel } from '../kernel.js';
 import type { Workspace } from '../workspace/index.js';
 import type { HttpContext } from './context.js';
@@ -41,12 +43,30 @@ export function requireSession(c: HttpContext, kernel: Kernel): Session {
 }
 
 /**
- * The workspace a `/api/databases/:db/...` route acts on: 404 if there is no
- * such database, 423 while it is locked, 401 unless this session proved its
- * password.
+ * The `:db` of a route, refused with a clear 400 unless it is a database
+ * name: it becomes the name of a file under the data directory.
+ */
+export function databaseNameOf(c: HttpContext): string {
+  const name = c.req.param('db') ?? '';
+  try {
+    assertDatabaseName(name);
+  } catch {
+    throw new KernelError(
+      'invalid_database_name',
+      `${quoteForMessage(name)} is not a database name: names are 1-63 lowercase letters, digits, "-" or "_", starting with a letter or digit. See: aip status`,
+      { status: 400 },
+    );
+  }
+  return name;
+}
+
+/**
+ * The workspace a `/api/databases/:db/...` route acts on: 400 for a value
+ * that is not a database name, 404 if there is no such database, 423 while
+ * it is locked, 401 unless this session proved its password.
  */
 export async function workspaceFor(c: HttpContext, kernel: Kernel): Promise<{ ws: Workspace; session: Session; actor: string }> {
-  const name = c.req.param('db') ?? '';
+  const name = databaseNameOf(c);
   if (!kernel.isUnlocked(name)) {
     const exists = await kernel.vault.exists(name).catch(() => false);
     if (!exists) throw new KernelError('database_not_found', `There is no database named "${name}".`, { status: 404 });
@@ -69,7 +89,7 @@ export const NO_SESSION_ACTOR = 'local:no-session';
  * unlocked workspace with or without a session. 404/423 as for workspaceFor.
  */
 export async function unlockedWorkspace(c: HttpContext, kernel: Kernel): Promise<{ ws: Workspace; session: Session | undefined; actor: string }> {
-  const name = c.req.param('db') ?? '';
+  const name = databaseNameOf(c);
   if (!kernel.isUnlocked(name)) {
     const exists = await kernel.vault.exists(name).catch(() => false);
     if (!exists) throw new KernelError('database_not_found', `There is no database named "${name}".`, { status: 404 });

@@ -54,6 +54,7 @@ export function descriptorFor(source: PluginSource): ConnectorDescriptor & { plu
     ...(manifest.defaultPort !== undefined ? { defaultPort: manifest.defaultPort } : {}),
     credentialKinds,
     manifestHash: source.manifestHash,
+    integrity: source.integrity,
     actions,
     plugin: source,
     secretFields: (kind) => {

@@ -1,28 +1,32 @@
-import { mkdir } from 'node:fs/promises';
-import { join } from 'node:path';
+import { mkdir, rm } from 'node:fs/promises';
 import { ResponseError } from 'vscode-jsonrpc/node';
 import { ActionError } from '@aipermission/plugin-sdk';
 import { declaredFieldsOf, isActionFailureData, WireErrorCodes, type ConnectionCheckResult, type CredentialLease, type Endpoint } from '@aipermission/plugin-sdk/protocol';
 import { canonicalHash } from '../lib/canonical.mjs';
+import { confinedPath } from '../lib/confine.js';
 import type { Clock } from '../lib/clock.js';
 import { KernelError } from '../lib/errors.js';
 import { createRedactor } from '../redaction/index.js';
 import { OutcomeUnknown, type ActionExecutor, type ConnectorCatalog, type ConnectorDescriptor, type Invocation } from '../connectors/index.js';
+import { describeChanges, loadPins, readPinnedSet, writePrivateCopy, type BuiltinPins } from './builtin-pins.js';
 import { descriptorFor } from './descriptor.js';
+import { createManifestCache } from './manifest-cache.js';
 import { PluginLostDuringCall, PluginProcess, PluginUnavailable } from './process.js';
 import {
+  assertPluginId,
   commitInstall,
   entryOf,
   loadBuiltins,
   loadInstalled,
   packageIntegrity,
   removeInstalled,
+  scratchDirFor,
   sourceFromManifest,
   stagePlugin,
   type PluginSource,
 } from './registry.js';
 import { buildSpawnSpec, sandboxLevel, type BwrapMode, type SandboxLevel } from './sandbox.js';
-import { PluginSupervisor, SUPERVISOR_DEFAULTS, type PluginStatus, type SupervisorOptions } from './supervisor.js';
+import { PluginSupervisor, SUPERVISOR_DEFAULTS, type PluginStatus, type PreparedCode, type SupervisorOptions } from './supervisor.js';
 
 /** What a database has approved of an installed plugin (kept in that database, where only its password reaches). */
 export interface PluginApproval {
@@ -64,8 +68,12 @@ export interface PluginHost {
   /** Fetches and stages a plugin, starts it once in the sandbox to read its manifest, and reports what it would be approved as. */
   inspect(source: string): Promise<InspectedPlugin>;
   install(inspected: InspectedPlugin): Promise<PluginSource>;
-  /** Recomputes an installed plugin's integrity. */
-  verify(id: string, version: string): Promise<{ integrity: string; recorded: string | null }>;
+  /**
+   * Recomputes a plugin's integrity: an installed one's package (recorded:
+   * what was installed), a built-in's pinned set (recorded: its build-time
+   * pin; integrity null when its files cannot be read as a pinned set).
+   */
+  verify(id: string, version: string): Promise<{ kind: PluginSource['kind']; integrity: string | null; recorded: string | null }>;
   remove(id: string): Promise<void>;
   reload(): Promise<void>;
   stopAll(): Promise<void>;
@@ -81,6 +89,12 @@ export interface PluginHostOptions {
   builtinRoot?: string;
   /** Which folders under builtinRoot are built-ins (default: the shipped connectors). */
   builtins?: readonly string[];
+  /**
+   * The built-ins' build-time pins: a pins file (default: the one the kernel
+   * build wrote, kernel/dist/builtin-pins.json) or the pins themselves
+   * (tests). Read once, here, at start.
+   */
+  builtinPins?: string | BuiltinPins;
   supervisor?: Partial<Pick<SupervisorOptions, 'idleMs' | 'maxConcurrent' | 'restartBudget' | 'handshakeTimeoutMs' | 'cancelGraceMs'>>;
 }
 
@@ -142,10 +156,61 @@ export async function createPluginHost(options: PluginHostOptions): Promise<Plug
     if (changed) logRedactor = createRedactor({ builtin: true, secrets: recentSecrets });
   };
 
+  // Read once: an edit of the pins file (or of a built-in) after this changes nothing.
+  const { pins, from: pinsFrom } = await loadPins(options.builtinPins, options.log);
+  // Private copies of built-in code for runs without bubblewrap; a previous gateway's leftovers go.
+  const runRoot = confinedPath(options.dataDir, 'plugin-run');
+  await rm(runRoot, { recursive: true, force: true });
+
+  const manifests = createManifestCache();
   const load = async () => {
-    sources = [...(await loadBuiltins(options.builtinRoot, options.log, options.builtins)), ...(await loadInstalled(options.dataDir, options.log))];
+    sources = [
+      ...(await loadBuiltins(options.builtinRoot, options.log, options.builtins, pins, manifests.compile)),
+      ...(await loadInstalled(options.dataDir, options.log, manifests.compile)),
+    ];
+    // What no loaded plugin uses any more goes (each install, removal and
+    // reload passes here; keeping it was the plugin-removal leak): compiled
+    // manifests, descriptors, and idle supervisors of removed or replaced code.
+    manifests.retainOnly(sources.map((source) => source.manifestHash));
+    const live = new Set(sources.map(keyOf));
+    for (const key of descriptors.keys()) if (!live.has(key)) descriptors.delete(key);
+    for (const [key, s] of supervisors) {
+      const status = s.status();
+      if (live.has(key) || status.inFlight > 0 || status.queued > 0) continue;
+      supervisors.delete(key);
+      await s.stop();
+    }
   };
   await load();
+
+  /**
+   * Invariant 8: a built-in runs only the code the kernel was built with. Its
+   * pinned set is read into memory and hashed; on a match the plugin gets
+   * exactly those bytes (under bubblewrap through file descriptors into a
+   * read-only tmpfs, so nothing written to disk after the check can reach it;
+   * without bubblewrap from a fresh private copy of them). Anything else
+   * refuses the start with what changed and what to do.
+   */
+  const verifiedBuiltinCode = async (source: PluginSource): Promise<PreparedCode> => {
+    const id = source.manifest.id;
+    if (!source.integrity || !source.pinnedFiles) {
+      throw new PluginUnavailable(`is a built-in connector without a build-time integrity pin (none for it in ${pinsFrom}), so it is not started. Build the kernel after the plugins (pnpm run build) and restart the gateway`);
+    }
+    let now: Awaited<ReturnType<typeof readPinnedSet>>;
+    try {
+      now = await readPinnedSet(source.dir);
+    } catch (error) {
+      throw new PluginUnavailable(`is a built-in connector whose files cannot be checked against its build-time pin (${(error as Error).message}), so it is not started. Restore them or rebuild (pnpm run build), then restart the gateway`);
+    }
+    if (now.integrity !== source.integrity) {
+      throw new PluginUnavailable(
+        `is a built-in connector whose files differ from its build-time pin (${describeChanges(source.pinnedFiles, now.hashes)}; integrity ${now.integrity}, built ${source.integrity}), so it is not started. If the change is yours, rebuild (pnpm run build) and restart the gateway`,
+      );
+    }
+    if (sandboxLevel(bwrap).bwrap) return { files: now.files };
+    const copy = await writePrivateCopy(runRoot, id, now.files);
+    return { pluginDir: copy.dir, dispose: copy.dispose };
+  };
 
   const descriptor = (source: PluginSource) => {
     const key = keyOf(source);
@@ -164,22 +229,22 @@ export async function createPluginHost(options: PluginHostOptions): Promise<Plug
       found = new PluginSupervisor(source, {
         ...supervisorOptions,
         bwrap,
-        scratchDir: join(options.dataDir, 'plugin-scratch', source.manifest.id),
+        scratchDir: scratchDirFor(options.dataDir, source.manifest.id),
         kernelInfo: options.kernelInfo,
         clock: options.clock,
         log: options.log,
         redact: (line) => logRedactor.text(line),
-        ...(source.kind === 'installed'
-          ? {
-              beforeStart: async () => {
+        beforeStart:
+          source.kind === 'installed'
+            ? async () => {
                 // Files changed since approval: refuse until re-approved.
                 const now = await packageIntegrity(source.dir);
                 if (now !== source.integrity) {
                   throw new PluginUnavailable(`has files that changed on disk since it was approved (integrity ${now}, approved ${source.integrity}); re-approve it with: aip plugin install`);
                 }
-              },
-            }
-          : {}),
+                return {};
+              }
+            : () => verifiedBuiltinCode(source),
       });
       supervisors.set(key, found);
     }
@@ -274,9 +339,11 @@ export async function createPluginHost(options: PluginHostOptions): Promise<Plug
       }));
     },
     log(id) {
+      assertPluginId(id);
       return [...supervisors.values()].filter((s) => s.source.manifest.id === id).flatMap((s) => [...s.logLines]);
     },
     async restart(id) {
+      assertPluginId(id);
       const matching = [...supervisors.values()].filter((s) => s.source.manifest.id === id);
       if (matching.length === 0 && !sources.some((s) => s.manifest.id === id)) throw new KernelError('not_found', `There is no plugin "${id}".`, { status: 404 });
       for (const s of matching) {
@@ -290,7 +357,7 @@ export async function createPluginHost(options: PluginHostOptions): Promise<Plug
         const entry = await entryOf(staged.dir);
         const integrity = await packageIntegrity(staged.dir);
         // Start it once, sandboxed like any run, only to read its manifest.
-        const spawnSpec = buildSpawnSpec({ pluginDir: staged.dir, entry, scratchDir: join(options.dataDir, 'plugin-scratch', '.inspect'), bwrap });
+        const spawnSpec = buildSpawnSpec({ pluginDir: staged.dir, entry, scratchDir: confinedPath(options.dataDir, 'plugin-scratch', '.inspect'), bwrap });
         await mkdir(spawnSpec.cwd, { recursive: true, mode: 0o700 });
         const probe = new PluginProcess({
           spec: spawnSpec,
@@ -310,7 +377,7 @@ export async function createPluginHost(options: PluginHostOptions): Promise<Plug
         }
         let source: PluginSource;
         try {
-          source = sourceFromManifest('installed', staged.dir, entry, manifest, integrity);
+          source = sourceFromManifest('installed', staged.dir, entry, manifest, integrity, manifests.compile);
         } catch (error) {
           throw new KernelError('invalid_manifest', (error as Error).message);
         }
@@ -350,11 +417,18 @@ export async function createPluginHost(options: PluginHostOptions): Promise<Plug
       return installed;
     },
     async verify(id, version) {
-      const source = sources.find((s) => s.kind === 'installed' && s.manifest.id === id && s.manifest.version === version);
+      assertPluginId(id);
+      const source = sources.find((s) => s.manifest.id === id && s.manifest.version === version);
       if (!source) throw new KernelError('not_found', `Plugin ${id} ${version} is not installed.`, { status: 404 });
-      return { integrity: await packageIntegrity(source.dir), recorded: source.integrity };
+      if (source.kind === 'builtin') {
+        // A built-in is checked against its build-time pin; unreadable files (a link, too big) are not intact.
+        const now = await readPinnedSet(source.dir).catch(() => null);
+        return { kind: source.kind, integrity: now?.integrity ?? null, recorded: source.integrity };
+      }
+      return { kind: source.kind, integrity: await packageIntegrity(source.dir), recorded: source.integrity };
     },
     async remove(id) {
+      assertPluginId(id);
       for (const [key, s] of supervisors) {
         if (s.source.manifest.id === id && s.source.kind === 'installed') {
           await s.stop();

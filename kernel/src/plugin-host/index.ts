@@ -11,7 +11,9 @@ export { sandboxLevel, detectBwrap, nodePermissionFlag, buildSpawnSpec } from '.
 export type { SandboxLevel, BwrapMode } from './sandbox.js';
 export type { PluginStatus } from './supervisor.js';
 export { SUPERVISOR_DEFAULTS } from './supervisor.js';
-export { packageIntegrity, BUILTIN_PLUGIN_NAMES } from './registry.js';
+export { packageIntegrity, assertPluginId, BUILTIN_PLUGIN_NAMES } from './registry.js';
 export type { PluginSource } from './registry.js';
 export { createPluginApprovalStore } from './approvals-store.js';
 export type { PluginApprovalStore, StoredPluginApproval } from './approvals-store.js';
+export { pinBuiltins, pinOf, readPinnedSet, defaultPinsFile, PINNED_SET_LIMITS } from './builtin-pins.js';
+export type { BuiltinPins, BuiltinPin } from './builtin-pins.js';

@@ -1,4 +1,5 @@
 import { spawn, type ChildProcess } from 'node:child_process';
+import type { Writable } from 'node:stream';
 import { createMessageConnection, CancellationTokenSource, ResponseError, type MessageConnection } from 'vscode-jsonrpc/node';
 import {
   BoundedMessageReader,
@@ -115,7 +116,14 @@ export class PluginProcess {
 
   async start(): Promise<InitializeResult> {
     const { spec } = this.options;
-    this.child = spawn(spec.command, spec.args, { env: spec.env, cwd: spec.cwd, stdio: ['pipe', 'pipe', 'pipe'] });
+    const fdData = spec.fdData ?? [];
+    this.child = spawn(spec.command, spec.args, { env: spec.env, cwd: spec.cwd, stdio: ['pipe', 'pipe', 'pipe', ...fdData.map(() => 'pipe' as const)] });
+    fdData.forEach((data, index) => {
+      const pipe = this.child.stdio[3 + index] as Writable | null;
+      // A sandbox that dies while reading its files fails the start below; the broken pipe is not an error of its own.
+      pipe?.on('error', () => undefined);
+      pipe?.end(data);
+    });
     this.exited = new Promise((resolve) => {
       this.child.once('exit', (code, signal) => {
         const expected = this.state === 'stopping';

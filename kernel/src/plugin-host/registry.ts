@@ -5,9 +5,12 @@ import { cp, lstat, mkdir, mkdtemp, readdir, readFile, rename, rm, stat, writeFi
 import { basename, isAbsolute, join, normalize, relative, resolve, sep } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import * as tar from 'tar';
-import { compileManifest, type CompiledManifest, type Manifest } from '@aipermission/plugin-sdk/protocol';
+import { compileManifest, PLUGIN_ID_PATTERN, type CompiledManifest, type Manifest } from '@aipermission/plugin-sdk/protocol';
 import { canonicalHash } from '../lib/canonical.mjs';
+import { confinedPath } from '../lib/confine.js';
 import { KernelError } from '../lib/errors.js';
+import { quoteForMessage } from '../lib/quote.js';
+import { describeChanges, PINS_FORMAT, readPinnedSet, type BuiltinPins } from './builtin-pins.js';
 
 /** A plugin the kernel can run: where its code is and what its manifest says. */
 export interface PluginSource {
@@ -19,8 +22,31 @@ export interface PluginSource {
   manifest: Manifest;
   compiled: CompiledManifest;
   manifestHash: string;
-  /** SHA-256 over the package contents (installed plugins; checked before every start). */
+  /**
+   * SHA-256 over the code, checked before every start: an installed plugin's
+   * whole package (as approved), a built-in's pinned set (as built); null for
+   * a built-in without a build-time pin, which never starts.
+   */
   integrity: string | null;
+  /** A pinned built-in's per-file SHA-256 as built (to name what changed). */
+  pinnedFiles?: Record<string, string>;
+}
+
+const PLUGIN_ID = new RegExp(PLUGIN_ID_PATTERN);
+
+/**
+ * Refuses anything that is not a plugin id (the manifest's id pattern) before
+ * it is used to find, name or remove a folder (`..%2f..` once reached a
+ * recursive delete outside the data directory).
+ */
+export function assertPluginId(id: string): void {
+  if (!PLUGIN_ID.test(id)) {
+    throw new KernelError(
+      'invalid_plugin_id',
+      `${quoteForMessage(id)} is not a plugin id: ids are 1-64 lowercase letters, digits and "-", starting with a letter (the "id" in the connector's manifest). See: aip plugin list`,
+      { status: 400 },
+    );
+  }
 }
 
 /** Written next to an installed plugin, for listing; trust comes from the database approval, not this file. */
@@ -82,29 +108,59 @@ export async function packageIntegrity(dir: string): Promise<string> {
   return `sha256-${createHash('sha256').update(lines.join('\n')).digest('hex')}`;
 }
 
-export function sourceFromManifest(kind: PluginSource['kind'], dir: string, entry: string, manifest: unknown, integrity: string | null): PluginSource {
+/** Compiles (validates) a manifest; the host passes its ManifestCache's, so unchanged manifests are compiled once. */
+export type CompileManifest = (manifest: unknown) => { compiled: CompiledManifest; manifestHash: string };
+
+const compileUncached: CompileManifest = (manifest) => {
   const compiled = compileManifest(manifest);
-  return { kind, dir, entry, manifest: compiled.manifest, compiled, manifestHash: canonicalHash(compiled.manifest), integrity };
+  return { compiled, manifestHash: canonicalHash(compiled.manifest) };
+};
+
+export function sourceFromManifest(
+  kind: PluginSource['kind'],
+  dir: string,
+  entry: string,
+  manifest: unknown,
+  integrity: string | null,
+  compile: CompileManifest = compileUncached,
+): PluginSource {
+  const { compiled, manifestHash } = compile(manifest);
+  return { kind, dir, entry, manifest: compiled.manifest, compiled, manifestHash, integrity };
 }
 
 /**
- * The built-in connectors: each ships a bundled entry and the manifest it
- * printed at build time (`node dist/plugin.mjs --print-manifest`), so the
- * catalog is known without starting any process.
+ * The built-in connectors. A pinned one is described by its build-time pin
+ * (the manifest it printed when it was built), so the catalog is known
+ * without starting any process and never follows an edit on disk; its code
+ * is checked against the pin before every spawn (host.ts). One without a pin
+ * is listed from its files but refuses to start. A pinned one whose files
+ * already differ is reported in the log now, so the operator learns it at
+ * start, not at the first call.
  */
 export async function loadBuiltins(
   root = builtinPluginsDir(),
   log: (message: string) => void = () => undefined,
   names: readonly string[] = BUILTIN_PLUGIN_NAMES,
+  pins: BuiltinPins = { format: PINS_FORMAT, builtins: {} },
+  compile: CompileManifest = compileUncached,
 ): Promise<PluginSource[]> {
   const sources: PluginSource[] = [];
   for (const name of names) {
-    const dir = join(root, name);
+    const dir = confinedPath(root, name);
+    const pin = Object.hasOwn(pins.builtins, name) ? pins.builtins[name] : undefined;
     try {
+      if (pin) {
+        sources.push({ ...sourceFromManifest('builtin', dir, pin.entry, pin.manifest, pin.integrity, compile), pinnedFiles: pin.files });
+        const now = await readPinnedSet(dir).catch((error: Error) => error);
+        if (now instanceof Error) log(`built-in connector "${name}" cannot be checked against its build-time pin (${now.message}); it will not start until its files match the build.`);
+        else if (now.integrity !== pin.integrity) log(`built-in connector "${name}" has files that differ from its build-time pin (${describeChanges(pin.files, now.hashes)}); it will not start. Rebuild (pnpm run build) and restart the gateway if the change is yours.`);
+        continue;
+      }
       const pkg = await readPackage(dir);
       const entry = await entryOf(dir);
-      const manifest = JSON.parse(await readFile(join(dir, pkg.aipermission?.manifest ?? 'dist/manifest.json'), 'utf8')) as unknown;
-      sources.push(sourceFromManifest('builtin', dir, entry, manifest, null));
+      const manifest = JSON.parse(await readFile(confinedPath(dir, pkg.aipermission?.manifest ?? 'dist/manifest.json'), 'utf8')) as unknown;
+      sources.push(sourceFromManifest('builtin', dir, entry, manifest, null, compile));
+      log(`built-in connector "${name}" has no build-time pin; it will not start. Build the kernel after the plugins (pnpm run build) and restart the gateway.`);
     } catch (error) {
       log(`built-in connector "${name}" is not available: ${(error as Error).message}`);
     }
@@ -127,18 +183,18 @@ export function installedRoot(dataDir: string): string {
 }
 
 /** Installed plugins found on disk (trusted only once a database approves their integrity). */
-export async function loadInstalled(dataDir: string, log: (message: string) => void = () => undefined): Promise<PluginSource[]> {
+export async function loadInstalled(dataDir: string, log: (message: string) => void = () => undefined, compile: CompileManifest = compileUncached): Promise<PluginSource[]> {
   const root = installedRoot(dataDir);
   const sources: PluginSource[] = [];
   const ids = await readdir(root, { withFileTypes: true }).catch(() => []);
   for (const idEntry of ids) {
-    if (!idEntry.isDirectory() || idEntry.name.startsWith('.')) continue;
-    for (const versionEntry of await readdir(join(root, idEntry.name), { withFileTypes: true })) {
+    if (!idEntry.isDirectory() || !PLUGIN_ID.test(idEntry.name)) continue;
+    for (const versionEntry of await readdir(confinedPath(root, idEntry.name), { withFileTypes: true })) {
       if (!versionEntry.isDirectory()) continue;
-      const dir = join(root, idEntry.name, versionEntry.name);
+      const dir = confinedPath(root, idEntry.name, versionEntry.name);
       try {
         const record = JSON.parse(await readFile(join(dir, INSTALL_RECORD), 'utf8')) as InstallRecord;
-        sources.push(sourceFromManifest('installed', dir, record.entry, record.manifest, record.integrity));
+        sources.push(sourceFromManifest('installed', dir, record.entry, record.manifest, record.integrity, compile));
       } catch (error) {
         log(`installed plugin at ${dir} is unreadable: ${(error as Error).message}`);
       }
@@ -186,9 +242,9 @@ async function extractTarball(file: string, into: string): Promise<string> {
  * package runs at install time). Returns the staged package folder.
  */
 export async function stagePlugin(source: string, dataDir: string): Promise<{ dir: string; cleanup: () => Promise<void> }> {
-  const root = join(installedRoot(dataDir), '.staging');
+  const root = confinedPath(installedRoot(dataDir), '.staging');
   await mkdir(root, { recursive: true, mode: 0o700 });
-  const staging = await mkdtemp(join(root, 'stage-'));
+  const staging = confinedPath(root, basename(await mkdtemp(join(root, 'stage-'))));
   const cleanup = () => rm(staging, { recursive: true, force: true });
   try {
     const local = await lstat(source).catch(() => undefined);
@@ -209,7 +265,7 @@ export async function stagePlugin(source: string, dataDir: string): Promise<{ di
     const packed = (await run('npm', ['pack', source, '--ignore-scripts', '--silent', '--pack-destination', staging], staging)).trim().split('\n').pop()!;
     const unpacked = join(staging, 'unpacked');
     await mkdir(unpacked);
-    return { dir: await extractTarball(join(staging, packed), unpacked), cleanup };
+    return { dir: await extractTarball(confinedPath(staging, packed), unpacked), cleanup };
   } catch (error) {
     await cleanup();
     if (error instanceof KernelError) throw error;
@@ -219,14 +275,22 @@ export async function stagePlugin(source: string, dataDir: string): Promise<{ di
 
 /** Moves a staged, inspected package into plugins/<id>/<version>/ and writes its install record. */
 export async function commitInstall(stagedDir: string, dataDir: string, record: InstallRecord): Promise<string> {
-  const target = join(installedRoot(dataDir), record.id, record.version);
-  await mkdir(join(installedRoot(dataDir), record.id), { recursive: true, mode: 0o700 });
+  assertPluginId(record.id);
+  const target = confinedPath(installedRoot(dataDir), record.id, record.version);
+  await mkdir(confinedPath(installedRoot(dataDir), record.id), { recursive: true, mode: 0o700 });
   await rm(target, { recursive: true, force: true });
   await rename(stagedDir, target);
   await writeFile(join(target, INSTALL_RECORD), `${JSON.stringify(record, null, 2)}\n`, { mode: 0o600 });
   return target;
 }
 
+/** Removes every installed version of one plugin: plugins/<id>/ and nothing else. */
 export async function removeInstalled(dataDir: string, id: string): Promise<void> {
-  await rm(join(installedRoot(dataDir), id), { recursive: true, force: true });
+  assertPluginId(id);
+  await rm(confinedPath(installedRoot(dataDir), id), { recursive: true, force: true });
+}
+
+/** The plugin's own scratch folder (its only writable path in the sandbox). */
+export function scratchDirFor(dataDir: string, id: string): string {
+  return confinedPath(dataDir, 'plugin-scratch', id);
 }

@@ -1,6 +1,7 @@
 import { spawnSync } from 'node:child_process';
 import { existsSync, lstatSync, readlinkSync } from 'node:fs';
-import { dirname, join } from 'node:path';
+import { dirname, join, posix } from 'node:path';
+import type { PinnedFile } from './builtin-pins.js';
 
 /** How a plugin process is confined; reported per plugin in `aip plugin list`. */
 export interface SandboxLevel {
@@ -48,6 +49,8 @@ export interface SpawnSpec {
   env: Record<string, string>;
   cwd: string;
   sandbox: SandboxLevel;
+  /** Bytes to write to the child's file descriptors 3, 4, ... (bubblewrap reads the plugin's files from them). */
+  fdData?: Buffer[];
 }
 
 /**
@@ -74,8 +77,21 @@ function bindSystemDir(args: string[], path: string) {
  * inside bwrap when available. Inside bwrap the plugin sees its code at
  * /plugin (read-only) and its scratch directory at /scratch, so the data
  * directory is not even a path there.
+ *
+ * With `pluginFiles` (a built-in's verified pinned set) under bwrap, /plugin
+ * is a read-only tmpfs holding exactly those files, which bwrap copies from
+ * pipes the kernel writes the verified bytes to: what runs is what was
+ * hashed, whatever happens on disk meanwhile. Without bwrap `pluginFiles` is
+ * ignored and `pluginDir` must already be a private copy of them.
  */
-export function buildSpawnSpec(options: { pluginDir: string; entry: string; scratchDir: string; bwrap: BwrapMode; heapMb?: number }): SpawnSpec {
+export function buildSpawnSpec(options: {
+  pluginDir: string;
+  entry: string;
+  scratchDir: string;
+  bwrap: BwrapMode;
+  heapMb?: number;
+  pluginFiles?: readonly PinnedFile[];
+}): SpawnSpec {
   const sandbox = sandboxLevel(options.bwrap);
   const env: Record<string, string> = {};
   for (const name of ENV_SAFELIST) if (process.env[name]) env[name] = process.env[name]!;
@@ -110,10 +126,27 @@ export function buildSpawnSpec(options: { pluginDir: string; entry: string; scra
   const nodeDir = dirname(process.execPath);
   if (!nodeDir.startsWith('/usr/')) args.push('--ro-bind', dirname(nodeDir), dirname(nodeDir));
   args.push('--proc', '/proc', '--dev', '/dev', '--tmpfs', '/tmp');
-  args.push('--ro-bind', options.pluginDir, '/plugin', '--bind', options.scratchDir, '/scratch');
+  const fdData: Buffer[] = [];
+  if (options.pluginFiles) {
+    args.push('--tmpfs', '/plugin');
+    const dirs = new Set<string>();
+    for (const file of options.pluginFiles) {
+      for (let dir = posix.dirname(file.path); dir !== '.'; dir = posix.dirname(dir)) dirs.add(dir);
+    }
+    for (const dir of [...dirs].sort()) args.push('--dir', posix.join('/plugin', dir));
+    for (const file of options.pluginFiles) {
+      // fd 0-2 are the protocol and the log; the files follow from 3.
+      args.push('--ro-bind-data', String(3 + fdData.length), posix.join('/plugin', file.path));
+      fdData.push(file.data);
+    }
+    args.push('--remount-ro', '/plugin');
+  } else {
+    args.push('--ro-bind', options.pluginDir, '/plugin');
+  }
+  args.push('--bind', options.scratchDir, '/scratch');
   args.push('--clearenv');
   for (const [name, value] of Object.entries(env)) args.push('--setenv', name, value);
   args.push('--chdir', '/scratch');
   args.push(process.execPath, permission, '--allow-fs-read=/plugin', '--allow-fs-read=/scratch', '--allow-fs-write=/scratch', heap, '--no-warnings', join('/plugin', options.entry));
-  return { command: detectBwrap()!, args, env: {}, cwd: options.scratchDir, sandbox };
+  return { command: detectBwrap()!, args, env: {}, cwd: options.scratchDir, sandbox, ...(fdData.length ? { fdData } : {}) };
 }

@@ -4,6 +4,7 @@ import { canonicalHash } from '../lib/canonical.mjs';
 import type { Clock } from '../lib/clock.js';
 import { PluginLostDuringCall, PluginProcess, PluginUnavailable } from './process.js';
 import { buildSpawnSpec, type BwrapMode, type SandboxLevel } from './sandbox.js';
+import type { PinnedFile } from './builtin-pins.js';
 import type { PluginSource } from './registry.js';
 
 export interface SupervisorOptions {
@@ -22,8 +23,22 @@ export interface SupervisorOptions {
   clock: Clock;
   log: (line: string) => void;
   redact: (line: string) => string;
-  /** Checked before every spawn (integrity of installed plugins); throws to refuse. */
-  beforeStart?: () => Promise<void>;
+  /**
+   * Checked before every spawn (the code's integrity); throws to refuse.
+   * Returns where the checked code is to be run from, when that is not the
+   * package folder itself.
+   */
+  beforeStart?: () => Promise<PreparedCode>;
+}
+
+/** The code a spawn runs, as the check before it prepared it. */
+export interface PreparedCode {
+  /** Run from this folder instead of the package folder (a private copy of verified bytes). */
+  pluginDir?: string;
+  /** Hand the sandbox exactly these files (bubblewrap only; see buildSpawnSpec). */
+  files?: readonly PinnedFile[];
+  /** Called once the process is gone (removes a private copy). */
+  dispose?: () => Promise<void>;
 }
 
 /** Defaults with their reasons. */
@@ -76,6 +91,8 @@ export class PluginSupervisor {
   private startedAt: number | null = null;
   private quarantine: { since: number; reason: string } | null = null;
   private readonly sandbox: SandboxLevel;
+  /** Removals of private code copies still running (stop waits for them). */
+  private readonly disposals = new Set<Promise<void>>();
 
   constructor(
     readonly source: PluginSource,
@@ -156,10 +173,24 @@ export class PluginSupervisor {
   }
 
   private async spawnAndHandshake(): Promise<PluginProcess> {
-    {
-      await this.options.beforeStart?.();
+    const code = (await this.options.beforeStart?.()) ?? {};
+    let disposed = false;
+    const dispose = () => {
+      if (disposed || !code.dispose) return;
+      disposed = true;
+      const done = code.dispose().catch((error: Error) => this.options.log(`[kernel] could not remove a private plugin copy: ${error.message}`));
+      this.disposals.add(done);
+      void done.finally(() => this.disposals.delete(done));
+    };
+    try {
       await mkdir(this.options.scratchDir, { recursive: true, mode: 0o700 });
-      const spec = buildSpawnSpec({ pluginDir: this.source.dir, entry: this.source.entry, scratchDir: this.options.scratchDir, bwrap: this.options.bwrap });
+      const spec = buildSpawnSpec({
+        pluginDir: code.pluginDir ?? this.source.dir,
+        entry: this.source.entry,
+        scratchDir: this.options.scratchDir,
+        bwrap: this.options.bwrap,
+        ...(code.files ? { pluginFiles: code.files } : {}),
+      });
       const id = this.source.manifest.id;
       const proc = new PluginProcess({
         spec,
@@ -169,6 +200,7 @@ export class PluginSupervisor {
         log: (line) => this.options.log(`[plugin ${id}] ${line}`),
         onExit: ({ expected, wasReady, reason }) => {
           if (this.process === proc) this.process = undefined;
+          dispose();
           // A failed start is counted where it fails (below), once.
           if (!expected && wasReady) this.recordCrash(reason ?? 'exited unexpectedly');
         },
@@ -177,7 +209,7 @@ export class PluginSupervisor {
       this.process = proc;
       this.lastProcess = proc;
       const result = await proc.start();
-      // The code that runs must be the code that was approved: same manifest.
+      // The code that runs must be the code that was approved (or built): same manifest.
       if (canonicalHash(result.manifest) !== this.source.manifestHash) {
         await proc.stop();
         throw new PluginUnavailable(
@@ -187,6 +219,10 @@ export class PluginSupervisor {
       this.startedAt = this.options.clock.now();
       this.lastError = null;
       return proc;
+    } catch (error) {
+      // The start failed: the process is gone or being killed, and a start that failed before it existed has no exit to dispose on.
+      dispose();
+      throw error;
     }
   }
 
@@ -273,5 +309,6 @@ export class PluginSupervisor {
     const starting = this.starting;
     if (starting) await starting.catch(() => undefined);
     await this.process?.stop();
+    await Promise.all([...this.disposals]);
   }
 }

@@ -3,6 +3,7 @@ import { constants as fsConstants } from 'node:fs';
 import { chmod, copyFile, link, mkdir, readdir, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { KernelError } from '../lib/errors.js';
+import { confinedPath } from '../lib/confine.js';
 import { isoAt, type Clock } from '../lib/clock.js';
 import { newId } from '../lib/ids.js';
 import { openSqlCipher, sqlLiteral, sqliteCode, type SqlDb } from './sqlcipher.js';
@@ -142,7 +143,8 @@ async function exportWith(db: SqlDb, outFile: string, password: string): Promise
 export function createVault(options: { dataDir: string; clock: Clock }): Vault {
   const { dataDir, clock } = options;
   const databasesDir = join(dataDir, 'databases');
-  const fileFor = (name: string) => join(databasesDir, `${name}${DATABASE_EXTENSION}`);
+  // Names are checked against the name pattern first; the confinement holds even if a check is missed.
+  const fileFor = (name: string) => confinedPath(databasesDir, `${name}${DATABASE_EXTENSION}`);
 
   const ensureDirs = async () => {
     // 0700: the files are encrypted, but their names and sizes are nobody else's business.

@@ -1,6 +1,6 @@
 import { fileURLToPath } from 'node:url';
 import { createKernel, type Kernel } from '../../src/kernel.js';
-import { createPluginHost, type PluginHost, type BwrapMode } from '../../src/plugin-host/index.js';
+import { createPluginHost, pinBuiltins, type PluginHost, type BwrapMode, type BuiltinPins } from '../../src/plugin-host/index.js';
 import type { Workspace } from '../../src/workspace/index.js';
 import type { ProgressUpdate } from '../../src/connectors/index.js';
 import type { ActionRequest } from '../../src/approvals/index.js';
@@ -22,17 +22,27 @@ export interface PluginHarness {
     input?: unknown,
     options?: { onProgress?: (update: ProgressUpdate) => void },
   ): Promise<ActionRequest>;
+  /**
+   * Stops the kernel and its plugin host and starts new ones on the same data
+   * directory (a gateway restart), with other pins if given; `main` is
+   * unlocked again and its MCP switch turned on. The harness's kernel, ws and host are the new ones after.
+   */
+  restart(options?: { builtinPins?: BuiltinPins | string }): Promise<void>;
   cleanup(): Promise<void>;
 }
 
-/** A kernel whose built-in connectors are the named fixture plugins (or the real ones from plugins/). */
-export async function pluginHarness(options: {
+export interface PluginHarnessOptions {
   fixtures?: string[];
   builtinRoot?: string;
   builtins?: string[];
   bwrap?: BwrapMode;
   supervisor?: Parameters<typeof createPluginHost>[0]['supervisor'];
-}): Promise<PluginHarness> {
+  /** The built-ins' pins; by default the harness pins the built-in folders as they are now, as the kernel build does. */
+  builtinPins?: BuiltinPins | string;
+}
+
+/** A kernel whose built-in connectors are the named fixture plugins (or the real ones from plugins/). */
+export async function pluginHarness(options: PluginHarnessOptions): Promise<PluginHarness> {
   const { dir, cleanup } = await tempDir('aip-plugins-');
   // The gateway log, as tests see it: bounded like the real one (which goes to stderr).
   const logs: string[] = [];
@@ -40,22 +50,28 @@ export async function pluginHarness(options: {
     logs.push(line);
     if (logs.length > 2000) logs.shift();
   };
-  const host = await createPluginHost({
-    dataDir: dir,
-    clock: { now: () => Date.now() },
-    log,
-    kernelInfo: { name: 'aipermission-test', version: '0.0.0' },
-    bwrap: options.bwrap ?? 'auto',
-    builtinRoot: options.builtinRoot ?? FIXTURES,
-    builtins: options.builtins ?? options.fixtures ?? [],
-    ...(options.supervisor ? { supervisor: options.supervisor } : {}),
-  });
-  const kernel = createKernel({ dataDir: dir, plugins: host, log });
+  const builtinRoot = options.builtinRoot ?? FIXTURES;
+  const builtins = options.builtins ?? options.fixtures ?? [];
+  const start = async (builtinPins: BuiltinPins | string) => {
+    const host = await createPluginHost({
+      dataDir: dir,
+      clock: { now: () => Date.now() },
+      log,
+      kernelInfo: { name: 'aipermission-test', version: '0.0.0' },
+      bwrap: options.bwrap ?? 'auto',
+      builtinRoot,
+      builtins,
+      builtinPins,
+      ...(options.supervisor ? { supervisor: options.supervisor } : {}),
+    });
+    return { host, kernel: createKernel({ dataDir: dir, plugins: host, log }) };
+  };
+  let { host, kernel } = await start(options.builtinPins ?? (await pinBuiltins(builtinRoot, builtins)));
   await kernel.createDatabase('main', PASSWORD);
-  const ws = await kernel.unlock('main', PASSWORD, 'operator:test');
+  let ws = await kernel.unlock('main', PASSWORD, 'operator:test');
   await ws.mcp.set(true, 'operator:test');
   let n = 0;
-  return {
+  const harness: PluginHarness = {
     kernel,
     ws,
     host,
@@ -78,9 +94,17 @@ export async function pluginHarness(options: {
       if (outcome.kind !== 'request') throw new Error(`unexpected ${JSON.stringify(outcome)}`);
       return outcome.request;
     },
+    async restart(restartOptions = {}) {
+      await kernel.close();
+      ({ host, kernel } = await start(restartOptions.builtinPins ?? options.builtinPins ?? (await pinBuiltins(builtinRoot, builtins))));
+      ws = await kernel.unlock('main', PASSWORD, 'operator:test');
+      await ws.mcp.set(true, 'operator:test');
+      Object.assign(harness, { host, kernel, ws });
+    },
     async cleanup() {
       await kernel.close();
       await cleanup();
     },
   };
+  return harness;
 }

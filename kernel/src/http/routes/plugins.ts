@@ -4,8 +4,8 @@ import { secretFieldsOf, declaredFieldsOf } from '@aipermission/plugin-sdk/proto
 import { KernelError } from '../../lib/errors.js';
 import { newId } from '../../lib/ids.js';
 import type { Kernel } from '../../kernel.js';
-import type { InspectedPlugin, PluginHost } from '../../plugin-host/index.js';
-import type { HttpEnv } from '../context.js';
+import { assertPluginId, type InspectedPlugin, type PluginHost } from '../../plugin-host/index.js';
+import type { HttpContext, HttpEnv } from '../context.js';
 import { bodySchema, readBody, workspaceFor } from '../helpers.js';
 
 const inspectBody = bodySchema<{ source: string }>({ source: { type: 'string', minLength: 1, maxLength: 4096 } }, ['source']);
@@ -32,6 +32,13 @@ function summary(manifest: InspectedPlugin['manifest']) {
   };
 }
 
+/** The `:id` of a plugin route, refused with a clear 400 unless it is a plugin id (it names folders). */
+function pluginIdOf(c: HttpContext): string {
+  const id = c.req.param('id') ?? '';
+  assertPluginId(id);
+  return id;
+}
+
 function requireHost(kernel: Kernel): PluginHost {
   if (!kernel.plugins) throw new KernelError('plugins_unavailable', 'This gateway runs without a plugin host.', { status: 409 });
   return kernel.plugins;
@@ -47,7 +54,8 @@ export function pluginRoutes(kernel: Kernel) {
     const host = requireHost(kernel);
     const plugins = host.list().map(({ manifest, ...plugin }) => {
       const approval = ws.pluginApprovals.get(plugin.id);
-      const approved = plugin.kind === 'builtin' || (approval?.version === plugin.version && approval.integrity === plugin.integrity);
+      // A built-in is trusted as built (pinned); one without a pin never starts, so it is not shown as approved.
+      const approved = plugin.kind === 'builtin' ? plugin.integrity !== null : approval?.version === plugin.version && approval.integrity === plugin.integrity;
       return { ...plugin, ...summary(manifest), approved, approval: approval ?? null };
     });
     return c.json({ sandbox: host.sandbox, plugins });
@@ -102,7 +110,7 @@ export function pluginRoutes(kernel: Kernel) {
   app.delete('/databases/:db/plugins/:id', async (c) => {
     const { ws, actor } = await workspaceFor(c, kernel);
     const host = requireHost(kernel);
-    const id = c.req.param('id');
+    const id = pluginIdOf(c);
     const listed = host.list().find((plugin) => plugin.id === id);
     if (listed?.kind === 'builtin') throw new KernelError('builtin_plugin', `"${id}" is a built-in connector; it cannot be removed.`, { status: 409 });
     if (ws.pluginApprovals.get(id)) await ws.pluginApprovals.revoke(id, actor);
@@ -114,23 +122,24 @@ export function pluginRoutes(kernel: Kernel) {
   app.post('/databases/:db/plugins/:id/verify', async (c) => {
     const { ws } = await workspaceFor(c, kernel);
     const host = requireHost(kernel);
-    const id = c.req.param('id');
-    const listed = host.list().find((plugin) => plugin.id === id && plugin.kind === 'installed');
-    if (!listed) throw new KernelError('not_found', `No installed plugin "${id}".`, { status: 404 });
-    const { integrity } = await host.verify(id, listed.version);
-    const approval = ws.pluginApprovals.get(id);
-    return c.json({ id, version: listed.version, integrity, approvedIntegrity: approval?.integrity ?? null, intact: approval !== undefined && approval.integrity === integrity });
+    const id = pluginIdOf(c);
+    const listed = host.list().find((plugin) => plugin.id === id);
+    if (!listed) throw new KernelError('not_found', `No plugin "${id}" is installed or built in.`, { status: 404 });
+    const { kind, integrity, recorded } = await host.verify(id, listed.version);
+    // An installed plugin is held to this database's approval, a built-in to the pin of the build that runs it.
+    const approvedIntegrity = kind === 'builtin' ? recorded : (ws.pluginApprovals.get(id)?.integrity ?? null);
+    return c.json({ id, version: listed.version, kind, integrity, approvedIntegrity, intact: approvedIntegrity !== null && approvedIntegrity === integrity });
   });
 
   app.post('/databases/:db/plugins/:id/restart', async (c) => {
     await workspaceFor(c, kernel);
-    await requireHost(kernel).restart(c.req.param('id'));
+    await requireHost(kernel).restart(pluginIdOf(c));
     return c.json({ restarted: true });
   });
 
   app.get('/databases/:db/plugins/:id/log', async (c) => {
     await workspaceFor(c, kernel);
-    return c.json({ lines: requireHost(kernel).log(c.req.param('id')) });
+    return c.json({ lines: requireHost(kernel).log(pluginIdOf(c)) });
   });
 
   app.post('/databases/:db/targets/:id/check', async (c) => {

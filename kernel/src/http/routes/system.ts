@@ -7,7 +7,7 @@ import { databaseNameFromFile } from '../../vault/index.js';
 import type { Kernel } from '../../kernel.js';
 import type { HttpContext, HttpEnv } from '../context.js';
 import { setSessionCookies, SESSION_COOKIE, CSRF_COOKIE } from '../boundary.js';
-import { actorOf, bodySchema, defaultDatabase, NO_SESSION_ACTOR, readBody, requireSession, unlockedWorkspace, workspaceFor } from '../helpers.js';
+import { actorOf, bodySchema, databaseNameOf, defaultDatabase, NO_SESSION_ACTOR, readBody, requireSession, unlockedWorkspace, workspaceFor } from '../helpers.js';
 import type { SessionStore } from '../sessions.js';
 import { deleteCookie } from 'hono/cookie';
 import { hardeningState } from '../../lib/harden.js';
@@ -116,7 +116,7 @@ export function systemRoutes(kernel: Kernel, sessions: SessionStore, version: st
   });
 
   app.post('/databases/:db/unlock', async (c) => {
-    const name = c.req.param('db');
+    const name = databaseNameOf(c);
     const body = await readBody(c, unlockBody);
     const client = body.client ?? 'ui';
     const ws = await kernel.unlock(name, body.password, `operator:${client}`);
@@ -130,7 +130,7 @@ export function systemRoutes(kernel: Kernel, sessions: SessionStore, version: st
 
   // Prove the password of an already unlocked database (the CLI does this per command); never unlocks.
   app.post('/databases/:db/session', async (c) => {
-    const name = c.req.param('db');
+    const name = databaseNameOf(c);
     const body = await readBody(c, unlockBody);
     const client = body.client ?? 'cli';
     if (!kernel.isUnlocked(name)) {
