@@ -5,7 +5,7 @@ import { createPasswordGate, PASSWORD_GATE_DEFAULTS, type PasswordGateOptions } 
 import { createHeadRecords, createVault, describeRollback, type DatabaseInfo, type Vault } from './vault/index.js';
 import { createAuditVerifyPool, type AuditVerifyPool } from './audit/index.js';
 import { createEventBus, type EventBus } from './events/index.js';
-import { hashToken, tokenRefusal, tokenState, TOKEN_PATTERN } from './tokens/index.js';
+import { hashToken, tokenProblem, tokenRefusal, tokenState, TOKEN_PATTERN } from './tokens/index.js';
 import { createStaticCatalog, mergeCatalogs, type ActionExecutor, type ConnectorCatalog } from './connectors/index.js';
 import type { PluginHost } from './plugin-host/index.js';
 import { openWorkspace, type Workspace } from './workspace/index.js';
@@ -256,7 +256,8 @@ export function createKernel(options: KernelOptions): Kernel {
         throw error;
       };
       if (typeof rawToken !== 'string' || !TOKEN_PATTERN.test(rawToken)) {
-        refuse('unknown', new KernelError('invalid_token', 'The MCP token is missing or malformed. Ask your operator for a token (it starts with aip_).', { status: 401 }));
+        const problem = typeof rawToken === 'string' ? tokenProblem(rawToken) : undefined;
+        refuse('unknown', new KernelError('invalid_token', `The MCP token is ${problem ? `malformed: ${problem}` : 'missing'}. Ask your operator for a token.`, { status: 401 }));
       }
       const hash = hashToken(rawToken);
       const now = clock.now();

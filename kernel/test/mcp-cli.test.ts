@@ -163,7 +163,8 @@ describe('aip approvals watch', () => {
         await new Promise((resolve) => setTimeout(resolve, 20));
       }
     };
-    await waitFor(/Password for database "main": /);
+    // The prompt names what the password authorizes.
+    await waitFor(/Password for database "main" \(to run: aip approvals watch [^)]*\): /);
     child.stdin.write(`${PASSWORD}\r`);
     await waitFor(/Watching "main" for requests/);
     expect(output).not.toContain(PASSWORD);
@@ -278,7 +279,8 @@ describe('aip approvals watch', () => {
         await new Promise((resolve) => setTimeout(resolve, 20));
       }
     };
-    await waitFor(/Password for database "main": /);
+    // The prompt names what the password authorizes.
+    await waitFor(/Password for database "main" \(to run: aip approvals watch [^)]*\): /);
     child.stdin.write(`${PASSWORD}\r`);
     await waitFor(/Watching "main" for requests/);
     const mark = output.length;

@@ -24,6 +24,21 @@ export function gatewayUrl(explicit?: string): string {
   return url.origin;
 }
 
+/** Longest command shown in a password prompt. */
+const MAX_PROMPT_COMMAND_CHARS = 120;
+
+/**
+ * The password prompt names the command it authorizes. An agent that runs
+ * `aip approvals run req_…` in a terminal the operator is looking at gets a
+ * prompt that says exactly that, not a bare "Password:" the operator might
+ * answer out of habit (invariant 8). The command line is the agent's to
+ * write, so it is shown escaped and cut.
+ */
+export function passwordPrompt(database: string, argv: readonly string[] = process.argv.slice(2)): string {
+  const command = visibleText(['aip', ...argv].join(' '), { maxLength: MAX_PROMPT_COMMAND_CHARS });
+  return `Password for database "${visibleText(database)}" (to run: ${command}): `;
+}
+
 export interface GatewayStatus {
   version: string;
   dataDir: string;
@@ -154,12 +169,12 @@ export class GatewayClient {
 
   /** Proves the database password for this process's session (the operator, not the agent, is at the keyboard). */
   async prove(database: string, passwords: PasswordSource): Promise<void> {
-    const password = await passwords.read(`Password for database "${database}": `);
+    const password = await passwords.read(passwordPrompt(database));
     await this.checkingPassword(() => this.call('POST', `/api/databases/${encodeURIComponent(database)}/session`, { password, client: 'cli' }));
   }
 
   async unlock(database: string, passwords: PasswordSource): Promise<{ database: { name: string; mcpRunning: boolean; rollbackWarning: string | null } }> {
-    const password = await passwords.read(`Password for database "${database}": `);
+    const password = await passwords.read(passwordPrompt(database));
     return this.checkingPassword(() => this.call('POST', `/api/databases/${encodeURIComponent(database)}/unlock`, { password, client: 'cli' }));
   }
 

@@ -34,7 +34,7 @@ function stdinSource(option: string): PasswordSource {
       const line = lines[next];
       next += 1;
       if (line === undefined || line === '') {
-        throw new CliError(`${option}: expected the ${label.replace(/:\s*$/, '').toLowerCase()} on line ${next} of standard input.`, EXIT.usage);
+        throw new CliError(`${option}: expected the ${label.replace(/ \(to run: .*\)/, '').replace(/:\s*$/, '').toLowerCase()} on line ${next} of standard input.`, EXIT.usage);
       }
       return line;
     },

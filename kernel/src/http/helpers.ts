@@ -14,7 +14,12 @@ export function bodySchema<T>(properties: Record<string, object>, required: stri
 
 /** Reads and validates a JSON body. An empty body counts as `{}`. */
 export async function readBody<T>(c: HttpContext, validate: (value: unknown) => T): Promise<T> {
-  const text = await c.req.text();
+  // Read from the raw request, not hono's cached body: bodies carry passwords,
+  // and the bytes this function owns are wiped once decoded (invariant 8;
+  // the process is also not dumpable, see lib/harden.ts).
+  const bytes = new Uint8Array(await c.req.raw.arrayBuffer());
+  const text = new TextDecoder().decode(bytes);
+  bytes.fill(0);
   let value: unknown = {};
   if (text.trim() !== '') {
     try {

@@ -3,7 +3,7 @@ import { CliError, EXIT } from '../errors.js';
 import { line, preview, printJson, printTable, say, Shown } from '../output.js';
 import { asOperator } from '../operator.js';
 import { createInterface } from 'node:readline';
-import { GatewayClient, gatewayUrl } from '../client.js';
+import { GatewayClient, gatewayUrl, passwordPrompt } from '../client.js';
 import { passwordSource } from '../prompt.js';
 
 export const APPROVALS_USAGE = `aip approvals list [--status approval_pending|running|completed|...] [--all] [--json]
@@ -228,7 +228,7 @@ async function watchCommand(argv: string[]): Promise<number> {
   const db = await client.chooseDatabase(values.db);
   let password: string | undefined;
   // A typed password is read (hidden) before the command reader exists, so it never sees it.
-  if (!values['password-stdin']) password = await passwordSource(false).read(line`Password for database "${db}": `);
+  if (!values['password-stdin']) password = await passwordSource(false).read(passwordPrompt(db));
   const input = createInterface({ input: process.stdin, terminal: false });
   const lines = input[Symbol.asyncIterator]();
   if (password === undefined) {
@@ -236,7 +236,9 @@ async function watchCommand(argv: string[]): Promise<number> {
     if (first.done || !first.value) throw new CliError('--password-stdin: the first line of standard input must be the password.', EXIT.usage);
     password = first.value;
   }
-  await client.call('POST', `/api/databases/${encodeURIComponent(db)}/session`, { password, client: 'cli' });
+  await client.checkingPassword(() => client.call('POST', `/api/databases/${encodeURIComponent(db)}/session`, { password, client: 'cli' }));
+  // The session is what this long-lived process keeps; the password is not kept a moment longer.
+  password = undefined;
   const path = (suffix: string) => `/api/databases/${encodeURIComponent(db)}${suffix}`;
   const write = (text: string) => process.stdout.write(`${text}\n`);
   const columns = () => (process.stdout.isTTY ? process.stdout.columns : undefined);

@@ -122,14 +122,16 @@ export async function pluginCommand(argv: string[]): Promise<number> {
         else say(lines.length ? lines.map((text) => line`${text}`).join('\n') : '(no log lines)');
         return EXIT.ok;
       }
-      const report = await op.client.call<{ intact: boolean; integrity: string; approvedIntegrity: string | null; version: string }>('POST', `${path}/verify`);
+      const report = await op.client.call<{ intact: boolean; integrity: string; approvedIntegrity: string | null; version: string; kind?: 'builtin' | 'installed' }>('POST', `${path}/verify`);
       if (values.json) printJson(report);
       if (report.intact) {
         if (!values.json) say(line`${id} ${report.version}: files intact (${report.integrity}).`);
         return EXIT.ok;
       }
       process.stderr.write(
-        report.approvedIntegrity
+        report.kind === 'builtin'
+          ? line`${id} ${report.version}: built-in files CHANGED since the build pinned them (now ${report.integrity}, pinned ${report.approvedIntegrity ?? 'nothing'}). It will not start. If the change is yours, rebuild (npm start builds) and restart the gateway; if not, someone rewrote the installation (see aip doctor).\n`
+          : report.approvedIntegrity
           ? line`${id} ${report.version}: files CHANGED since approval (now ${report.integrity}, approved ${report.approvedIntegrity}). It will not start until re-approved: aip plugin install <its source>\n`
           : line`${id} ${report.version}: not approved in this database.\n`,
       );
