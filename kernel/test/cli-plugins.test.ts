@@ -31,7 +31,12 @@ beforeAll(async () => {
   await op('switch', 'on');
 });
 afterAll(async () => {
-  gateway?.kill('SIGTERM');
+  // Wait for it to stop: locking writes into the data directory until the very end.
+  if (gateway && gateway.exitCode === null && gateway.signalCode === null) {
+    const exited = new Promise((resolve) => gateway.once('exit', resolve));
+    gateway.kill('SIGTERM');
+    await exited;
+  }
   await cleanup();
 });
 

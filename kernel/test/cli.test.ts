@@ -30,7 +30,12 @@ beforeAll(async () => {
   url = `http://127.0.0.1:${port}`;
 });
 afterAll(async () => {
-  gateway?.kill('SIGTERM');
+  // Wait for it to stop: locking writes into the data directory until the very end.
+  if (gateway && gateway.exitCode === null && gateway.signalCode === null) {
+    const exited = new Promise((resolve) => gateway.once('exit', resolve));
+    gateway.kill('SIGTERM');
+    await exited;
+  }
   await cleanup();
 });
 
