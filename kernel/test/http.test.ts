@@ -313,6 +313,20 @@ describe('operator REST flows', () => {
     expect((await jsonOf(weak)).error.code).toBe('weak_password');
   });
 
+  it('changes no password it could not put on the record first (no audit, no action)', async () => {
+    const client = await operator();
+    await kernel.workspace('main').db.exec(`CREATE TRIGGER audit_fails BEFORE INSERT ON audit_log BEGIN SELECT RAISE(ABORT, 'disk I/O error'); END;`);
+    const refused = await client.post('/api/databases/main/password', { currentPassword: PASSWORD, newPassword: OTHER_PASSWORD });
+    expect(refused.status).toBeGreaterThanOrEqual(500);
+    await kernel.workspace('main').db.exec('DROP TRIGGER audit_fails');
+    // The old password still opens the file; the new one does not.
+    expect(await kernel.vault.verifyPassword('main', PASSWORD)).toBe(true);
+    expect(await kernel.vault.verifyPassword('main', OTHER_PASSWORD)).toBe(false);
+    await client.json('POST', '/api/databases/main/password', { currentPassword: PASSWORD, newPassword: OTHER_PASSWORD });
+    const events = (await client.json('GET', '/api/databases/main/audit?limit=5')).entries.map((e: { event: string }) => e.event);
+    expect(events.indexOf('database.password_changing')).toBeGreaterThan(events.indexOf('database.password_changed'));
+  });
+
   it('manages settings, redaction rules and the MCP switch, all audited', async () => {
     const client = await operator();
     expect((await client.json('GET', '/api/databases/main/settings')).settings.approvalTtlSeconds).toBe(900);

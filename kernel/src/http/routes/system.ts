@@ -3,7 +3,7 @@ import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { KernelError } from '../../lib/errors.js';
-import { databaseNameFromFile } from '../../vault/index.js';
+import { assertPasswordRules, databaseNameFromFile } from '../../vault/index.js';
 import type { Kernel } from '../../kernel.js';
 import type { HttpContext, HttpEnv } from '../context.js';
 import { setSessionCookies, SESSION_COOKIE, CSRF_COOKIE } from '../boundary.js';
@@ -162,7 +162,18 @@ export function systemRoutes(kernel: Kernel, sessions: SessionStore, version: st
   app.post('/databases/:db/password', async (c) => {
     const { ws, session, actor } = await workspaceFor(c, kernel);
     const body = await readBody(c, passwordBody);
-    await ws.handle.changePassword(body.currentPassword, body.newPassword);
+    assertPasswordRules(body.newPassword);
+    await kernel.provePassword(ws.name, body.currentPassword, actor);
+    // Invariant 6, no audit, no action: the change is on the record before it is made.
+    await ws.audit.append({ actor, event: 'database.password_changing', subject: { database: ws.name } });
+    try {
+      await ws.handle.changePassword(body.currentPassword, body.newPassword);
+    } catch (error) {
+      await ws.audit
+        .append({ actor, event: 'database.password_change_failed', subject: { database: ws.name }, payload: { code: (error as { code?: string }).code ?? 'internal_error' } })
+        .catch(() => undefined);
+      throw error;
+    }
     await ws.audit.append({ actor, event: 'database.password_changed', subject: { database: ws.name } });
     // Everyone else proved the old password; they prove the new one.
     sessions.dropDatabase(ws.name, session);
