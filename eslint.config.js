@@ -1,5 +1,6 @@
 import js from '@eslint/js';
 import tseslint from 'typescript-eslint';
+import moduleBoundaries from './eslint-rules/module-boundaries.js';
 
 export default tseslint.config(
   { ignores: ['**/dist/**', '**/node_modules/**', '**/.turbo/**', '**/coverage/**'] },
@@ -37,6 +38,11 @@ export default tseslint.config(
       // Late-bound references (a store that needs another built after it) read before assignment by design.
       'prefer-const': ['error', { ignoreReadBeforeAssign: true }],
     },
+  },
+  {
+    files: ['kernel/src/**/*.ts'],
+    plugins: { aip: { rules: { 'module-boundaries': moduleBoundaries } } },
+    rules: { 'aip/module-boundaries': 'error' },
   },
   {
     files: ['**/test/**/*.ts'],

@@ -1,4 +1,4 @@
-import { isLoopbackAddress } from '../http/index.js';
+import { isLoopbackAddress } from '../lib/loopback.js';
 import { CliError, EXIT } from './errors.js';
 import type { PasswordSource } from './prompt.js';
 import { visibleText } from '../lib/visible-text.js';

@@ -4,13 +4,9 @@ import { randomBytes } from 'node:crypto';
 import { KernelError } from '../lib/errors.js';
 import { safeEqual, type SessionStore } from './sessions.js';
 import type { HttpEnv } from './context.js';
+import { isGatewayHost, isLoopbackAddress } from '../lib/loopback.js';
 
-/** True for 127.0.0.0/8, ::1 and IPv4-mapped loopback. */
-export function isLoopbackAddress(address: string | undefined): boolean {
-  if (!address) return false;
-  const bare = address.startsWith('::ffff:') ? address.slice(7) : address;
-  return bare === '::1' || /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(bare);
-}
+export { allowedHosts, isGatewayHost, isLoopbackAddress } from '../lib/loopback.js';
 
 /**
  * Invariant 7: only this machine may talk to the gateway. The bind address
@@ -25,23 +21,6 @@ export function loopbackPeersOnly(): MiddlewareHandler<HttpEnv> {
     }
     await next();
   };
-}
-
-/** The Host and Origin values a request may carry: the gateway's own loopback names on its port. */
-export function allowedHosts(port: number): Set<string> {
-  return new Set([`127.0.0.1:${port}`, `localhost:${port}`, `[::1]:${port}`]);
-}
-
-/**
- * Whether a Host (or an Origin's host) names this gateway: `localhost` or a
- * loopback IP literal (any of 127/8, as the gateway may bind 127.0.0.2), on
- * its port. A DNS-rebinding page always sends its own domain name, never this.
- */
-export function isGatewayHost(host: string, port: number): boolean {
-  const lower = host.toLowerCase();
-  if (allowedHosts(port).has(lower)) return true;
-  const match = /^(\d{1,3}(?:\.\d{1,3}){3}):(\d+)$/.exec(lower);
-  return match !== null && Number(match[2]) === port && isLoopbackAddress(match[1]);
 }
 
 /**

@@ -14,7 +14,7 @@ import {
   type JSONRPCRequest,
   type MessageExtraInfo,
 } from '@modelcontextprotocol/sdk/types.js';
-import { isGatewayHost, isLoopbackAddress } from '../http/boundary.js';
+import { isGatewayHost, isLoopbackAddress } from '../lib/loopback.js';
 import { isKernelError, KernelError } from '../lib/errors.js';
 import type { Kernel } from '../kernel.js';
 import { VERSION } from '../version.js';

@@ -7,4 +7,5 @@ export type { McpEndpoint } from './endpoint.js';
 export { TOOLS, CALL_WAIT_MS } from './tools.js';
 export { MCP_INSTRUCTIONS } from './instructions.js';
 export { STREAM_UPGRADE_PROTOCOL } from './constants.js';
+export { parseLine } from './jsonrpc.js';
 export { NO_OAUTH_HINT, OAUTH_METADATA_DOCUMENTS } from './no-oauth.js';
