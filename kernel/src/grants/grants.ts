@@ -79,11 +79,25 @@ export interface GrantStore {
   set(input: GrantSetInput, actor: string): Promise<Grant>;
   remove(id: string, actor: string): Promise<void>;
   list(filter?: { tokenId?: string; targetId?: string; profileId?: string }): Promise<Grant[]>;
-  /** A token's grants from the in-memory mirror (what committed last), for the MCP hot path. */
+  /** A token's grants from the in-memory mirror (what committed last). */
   cachedForToken(tokenId: string): Grant[];
   /**
+   * Invariant 4, the one decision: what token x target x profile x action
+   * gets now (the strictest unexpired row among the action's own and `*`;
+   * no row is denied), from the mirror. Enforcement (`evaluate`) and what
+   * discovery shows the agent (`decideFor`) both come from here, so they
+   * cannot drift apart.
+   */
+  decide(tokenId: string, targetId: string, profileId: string, action: string): GrantDecision;
+  /**
+   * Discovery: every target x profile the token holds any row on, with the
+   * decision for each of `actions(targetId)` (a connector's action names;
+   * undefined when no connector is installed for the target).
+   */
+  decideFor(tokenId: string, actions: (targetId: string) => readonly string[] | undefined): Array<{ targetId: string; profileId: string; decisions: Map<string, GrantDecision> }>;
+  /**
    * Pass `q` (a transaction) when evaluating inside a write, to see that
-   * transaction's changes; without it the in-memory mirror answers.
+   * transaction's changes; without it the in-memory mirror answers (decide).
    */
   evaluate(tokenId: string, targetId: string, profileId: string, action: string, q?: SqlQueries): Promise<GrantDecision>;
   /** Re-reads the grants inside a transaction whose cascade removed some (target or profile deleted). */
@@ -152,7 +166,7 @@ export async function createGrantStore(deps: {
     return best ? { decision: best.rule, grant: toGrant(best) } : { decision: 'denied', grant: undefined };
   };
 
-  return {
+  const store: GrantStore = {
     async set(input, actor) {
       if (!GRANT_RULES.includes(input.rule)) {
         throw errors.invalid(`rule must be one of ${GRANT_RULES.join(', ')}.`);
@@ -246,11 +260,28 @@ export async function createGrantStore(deps: {
         expired,
       };
     },
-    async evaluate(tokenId, targetId, profileId, action, q) {
-      if (!q) {
-        const rows = (mirror.get(key(tokenId, targetId, profileId)) ?? []).filter((row) => row.action === action || row.action === ANY_ACTION);
-        return evaluateRows(rows, clock.now());
+    decide(tokenId, targetId, profileId, action) {
+      const rows = (mirror.get(key(tokenId, targetId, profileId)) ?? []).filter((row) => row.action === action || row.action === ANY_ACTION);
+      return evaluateRows(rows, clock.now());
+    },
+    decideFor(tokenId, actions) {
+      const pairs = new Map<string, { targetId: string; profileId: string; names: Set<string> }>();
+      for (const grant of byToken.get(tokenId) ?? []) {
+        const k = `${grant.targetId}|${grant.profileId}`;
+        const pair = pairs.get(k) ?? { targetId: grant.targetId, profileId: grant.profileId, names: new Set<string>() };
+        pair.names.add(grant.action);
+        pairs.set(k, pair);
       }
+      return [...pairs.values()].map((pair) => {
+        // With a connector: its actions. Without one: the rows' own action names (`*` included), so a target keeps its place.
+        const names = actions(pair.targetId) ?? [...pair.names];
+        const decisions = new Map<string, GrantDecision>();
+        for (const name of names) decisions.set(name, store.decide(tokenId, pair.targetId, pair.profileId, name));
+        return { targetId: pair.targetId, profileId: pair.profileId, decisions };
+      });
+    },
+    async evaluate(tokenId, targetId, profileId, action, q) {
+      if (!q) return store.decide(tokenId, targetId, profileId, action);
       const rows = await q.all<Row>('SELECT * FROM grants WHERE token_id = ? AND target_id = ? AND profile_id = ? AND action IN (?, ?)', [
         tokenId,
         targetId,
@@ -261,6 +292,7 @@ export async function createGrantStore(deps: {
       return evaluateRows(rows, clock.now());
     },
   };
+  return store;
 }
 
 /** The refusal an agent sees for both "blocked" and "no grant": it learns nothing it could use to get around the rule. */

@@ -4,7 +4,6 @@ import { tokenState } from '../tokens/index.js';
 import { parseTargetRef } from '../pipeline/index.js';
 import type { Kernel } from '../kernel.js';
 import type { ActionDescriptor, ConnectorDescriptor, ProgressUpdate } from '../connectors/index.js';
-import type { Grant } from '../grants/index.js';
 import type { Workspace } from '../workspace/index.js';
 import { MAX_MESSAGE_BYTES } from '../messages/index.js';
 import { errorAnswer, hintFor, requestAnswer, withNotes, type ToolAnswer } from './format.js';
@@ -104,9 +103,8 @@ interface VisibleTarget {
   profileId: string;
   profileLabel: string;
   connector: ConnectorDescriptor | undefined;
-  /** Action name (or *) -> the strictest unexpired rule that is not blocked. */
-  rules: Map<string, Grant['rule']>;
-  blockedActions: Set<string>;
+  /** Action name -> its rule, from the grants module's one decision (never blocked or denied here). */
+  rules: Map<string, 'always_run' | 'approval_required'>;
 }
 
 /**
@@ -119,50 +117,46 @@ export function createTools(kernel: Kernel) {
 
   const visibleTargets = async (rawToken: string): Promise<VisibleTarget[]> => {
     const { workspace: ws, token } = authenticate(rawToken);
-    const now = kernel.clock.now();
-    const byRef = new Map<string, VisibleTarget>();
-    // From the grants mirror: what the last committed change left (the pipeline re-checks on every call).
-    for (const grant of ws.grants.cachedForToken(token.id)) {
-      if (grant.expiresAt && Date.parse(grant.expiresAt) <= now) continue;
-      const target = ws.targets.cachedTarget(grant.targetId);
-      const profile = ws.targets.cachedProfile(grant.profileId);
+    const visible: VisibleTarget[] = [];
+    // Invariant 4: what the agent is shown is what grants/ decides, action by
+    // action, the same function the pipeline enforces with (from the mirror:
+    // what the last committed change left; the pipeline re-checks every call).
+    const actionsOf = (targetId: string) => {
+      const target = ws.targets.cachedTarget(targetId);
+      const connector = target ? ws.catalog.get(target.kind) : undefined;
+      return connector ? [...connector.actions.keys()] : undefined;
+    };
+    for (const { targetId, profileId, decisions } of ws.grants.decideFor(token.id, actionsOf)) {
+      const target = ws.targets.cachedTarget(targetId);
+      const profile = ws.targets.cachedProfile(profileId);
       if (!target || !profile) continue;
-      const ref = `${target.kind}:${target.id}:${profile.id}`;
-      let entry = byRef.get(ref);
-      if (!entry) {
-        entry = {
-          ws,
-          targetRef: ref,
-          kind: target.kind,
-          targetId: target.id,
-          targetName: target.name,
-          description: target.description,
-          profileId: profile.id,
-          profileLabel: profile.label,
-          connector: ws.catalog.get(target.kind),
-          rules: new Map(),
-          blockedActions: new Set(),
-        };
-        byRef.set(ref, entry);
-      }
-      if (grant.rule === 'blocked') entry.blockedActions.add(grant.action);
-      else if (entry.rules.get(grant.action) !== 'approval_required') entry.rules.set(grant.action, grant.rule);
+      const rules = new Map<string, 'always_run' | 'approval_required'>();
+      for (const [name, { decision }] of decisions) if (decision === 'always_run' || decision === 'approval_required') rules.set(name, decision);
+      // Nothing it may call (everything blocked, expired or not granted): not visible at all.
+      if (rules.size === 0) continue;
+      visible.push({
+        ws,
+        targetRef: `${target.kind}:${target.id}:${profile.id}`,
+        kind: target.kind,
+        targetId: target.id,
+        targetName: target.name,
+        description: target.description,
+        profileId: profile.id,
+        profileLabel: profile.label,
+        connector: ws.catalog.get(target.kind),
+        rules,
+      });
     }
-    // Blocked everywhere (a * block) or nothing left: not visible at all.
-    return [...byRef.values()].filter((t) => !t.blockedActions.has('*') && t.rules.size > 0);
+    return visible;
   };
 
-  /** The actions of a visible target this token may call, with their effective rule (deny wins). */
-  const callableActions = (t: VisibleTarget): Array<{ action: ActionDescriptor; rule: Grant['rule'] }> => {
+  /** The actions of a visible target this token may call, with their rule. */
+  const callableActions = (t: VisibleTarget): Array<{ action: ActionDescriptor; rule: 'always_run' | 'approval_required' }> => {
     if (!t.connector) return [];
-    const out: Array<{ action: ActionDescriptor; rule: Grant['rule'] }> = [];
+    const out: Array<{ action: ActionDescriptor; rule: 'always_run' | 'approval_required' }> = [];
     for (const action of t.connector.actions.values()) {
-      if (t.blockedActions.has(action.name)) continue;
-      const specific = t.rules.get(action.name);
-      const wildcard = t.rules.get('*');
-      const candidates = [specific, wildcard].filter((rule): rule is Grant['rule'] => rule !== undefined);
-      if (candidates.length === 0) continue;
-      out.push({ action, rule: candidates.includes('approval_required') ? 'approval_required' : 'always_run' });
+      const rule = t.rules.get(action.name);
+      if (rule) out.push({ action, rule });
     }
     return out;
   };
