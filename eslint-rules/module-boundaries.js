@@ -9,6 +9,8 @@ import { dirname, relative, resolve, sep } from 'node:path';
 
 /** Vault exports that are pure functions or constants: no file, no key, no database. */
 const VAULT_PURE = new Set([
+  // Compares a head record with what the file says; reads nothing itself.
+  'describeRollback',
   'assertDatabaseName',
   'assertPasswordRules',
   'passwordProblems',

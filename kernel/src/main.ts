@@ -11,6 +11,7 @@ import { acquireDataDirLock, resolveDataDir } from './vault/index.js';
 import { VERSION } from './version.js';
 import { hardenProcess } from './lib/harden.js';
 import { createStderrLogger } from './lib/log.js';
+import { createInvocationScopes } from './invocations/index.js';
 
 export interface GatewayOptions extends Omit<KernelOptions, 'dataDir' | 'plugins'> {
   dataDir?: string;
@@ -46,12 +47,15 @@ export async function startGateway(options: GatewayOptions = {}): Promise<Gatewa
   const host = loopbackBindAddress(options.host ?? DEFAULT_HOST);
   // One gateway per data directory (a second one is refused, naming the first).
   const dirLock = await acquireDataDirLock(dataDir);
+  // One registry of invocation scopes: the pipeline opens them, the plugin host answers plugin messages from them.
+  const scopes = createInvocationScopes({ log });
   let plugins: Awaited<ReturnType<typeof createPluginHost>>;
   try {
     plugins = await createPluginHost({
       dataDir,
       clock,
       log,
+      scopes,
       kernelInfo: { name: 'aipermission', version: VERSION },
       ...(options.bwrap ? { bwrap: options.bwrap } : {}),
       ...(options.builtinPluginsDir ? { builtinRoot: options.builtinPluginsDir } : {}),
@@ -61,7 +65,7 @@ export async function startGateway(options: GatewayOptions = {}): Promise<Gatewa
     await dirLock.release();
     throw error;
   }
-  const kernel = createKernel({ ...options, dataDir, clock, log, plugins });
+  const kernel = createKernel({ ...options, dataDir, clock, log, plugins, scopes });
   let port = options.port ?? DEFAULT_PORT;
   const { app, mcp } = createHttpApp({ kernel, getPort: () => port, version: VERSION });
   let server: RunningServer;

@@ -1,3 +1,4 @@
+import { operatorPrincipal } from '../src/lib/principal.js';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { createHarness, fakeConnectorDefinition, type Fixture, type Harness } from './helpers/kernel.js';
 import { defineStaticConnector } from '../src/connectors/index.js';
@@ -17,14 +18,14 @@ beforeEach(async () => {
 afterEach(async () => h.cleanup());
 
 async function pending(input: Record<string, unknown> = { value: 'v' }, extra: { idempotencyKey?: string; action?: string } = {}) {
-  const outcome = await h.kernel.pipeline.call(f.token, { targetRef: f.targetRef, action: extra.action ?? 'write_thing', input, ...(extra.idempotencyKey ? { idempotencyKey: extra.idempotencyKey } : {}) });
+  const outcome = await h.kernel.pipeline.call(h.kernel.authenticateToken(f.token), { targetRef: f.targetRef, action: extra.action ?? 'write_thing', input, ...(extra.idempotencyKey ? { idempotencyKey: extra.idempotencyKey } : {}) });
   if (outcome.kind !== 'request') throw new Error('expected a request');
   expect(outcome.request.status).toBe('approval_pending');
   return outcome.request;
 }
 
 async function expectStaleOnRun(requestId: string, reason: RegExp) {
-  const result = await h.kernel.pipeline.runApproved(h.ws, requestId, 'operator:test');
+  const result = await h.kernel.pipeline.runApproved(operatorPrincipal(h.ws.name, 'test-session', 'operator:test'), requestId);
   expect(result.status).toBe('stale');
   expect(result.statusReason).toMatch(reason);
   expect(h.executor.calls).toHaveLength(0);
@@ -59,7 +60,7 @@ describe('approval snapshots: what was approved is what runs', () => {
   it('marks an approval stale when the token expired before Run', async () => {
     const token = await h.ws.tokens.create({ name: 'short-lived', expiresAt: new Date(h.clock.now() + 60_000).toISOString() }, 'operator:test');
     await h.ws.grants.set({ tokenId: token.token.id, targetId: f.targetId, profileId: f.profileId, action: '*', rule: 'approval_required' }, 'operator:test');
-    const outcome = await h.kernel.pipeline.call(token.secret, { targetRef: f.targetRef, action: 'write_thing', input: { value: 'x' } });
+    const outcome = await h.kernel.pipeline.call(h.kernel.authenticateToken(token.secret), { targetRef: f.targetRef, action: 'write_thing', input: { value: 'x' } });
     if (outcome.kind !== 'request') throw new Error();
     h.clock.advance(30_000 + h.ws.settings.get().approvalTtlSeconds * 0);
     h.clock.advance(40_000);
@@ -115,9 +116,9 @@ describe('approval snapshots: what was approved is what runs', () => {
 
   it('runs an unchanged approval', async () => {
     const request = await pending();
-    const done = await h.kernel.pipeline.runApproved(h.ws, request.id, 'operator:test');
+    const done = await h.kernel.pipeline.runApproved(operatorPrincipal(h.ws.name, 'test-session', 'operator:test'), request.id);
     expect(done.status).toBe('completed');
-    await expect(h.kernel.pipeline.runApproved(h.ws, request.id, 'operator:test')).rejects.toMatchObject({ code: 'request_state_conflict' });
+    await expect(h.kernel.pipeline.runApproved(operatorPrincipal(h.ws.name, 'test-session', 'operator:test'), request.id)).rejects.toMatchObject({ code: 'request_state_conflict' });
   });
 });
 
@@ -131,20 +132,20 @@ describe('approval lifecycle', () => {
     h.clock.advance(2_000);
     await h.kernel.expireNow();
     expect((await h.ws.approvals.require(request.id)).status).toBe('expired');
-    await expect(h.kernel.pipeline.runApproved(h.ws, request.id, 'operator:test')).rejects.toMatchObject({ code: 'request_state_conflict' });
+    await expect(h.kernel.pipeline.runApproved(operatorPrincipal(h.ws.name, 'test-session', 'operator:test'), request.id)).rejects.toMatchObject({ code: 'request_state_conflict' });
   });
 
   it('checks the TTL again at Run even between sweeps', async () => {
     const request = await pending();
     h.clock.advance(16 * 60_000);
-    await expect(h.kernel.pipeline.runApproved(h.ws, request.id, 'operator:test')).rejects.toMatchObject({ message: expect.stringContaining('expired') });
+    await expect(h.kernel.pipeline.runApproved(operatorPrincipal(h.ws.name, 'test-session', 'operator:test'), request.id)).rejects.toMatchObject({ message: expect.stringContaining('expired') });
   });
 
   it('replays the same request for the same idempotency key and refuses a different one', async () => {
     const first = await pending({ value: 'same' }, { idempotencyKey: 'deploy-42' });
-    const again = await h.kernel.pipeline.call(f.token, { targetRef: f.targetRef, action: 'write_thing', input: { value: 'same' }, idempotencyKey: 'deploy-42' });
+    const again = await h.kernel.pipeline.call(h.kernel.authenticateToken(f.token), { targetRef: f.targetRef, action: 'write_thing', input: { value: 'same' }, idempotencyKey: 'deploy-42' });
     expect(again.kind === 'request' && again.replayed && again.request.id).toBe(first.id);
-    const conflict = await h.kernel.pipeline.call(f.token, { targetRef: f.targetRef, action: 'write_thing', input: { value: 'different' }, idempotencyKey: 'deploy-42' }).catch((e) => e);
+    const conflict = await h.kernel.pipeline.call(h.kernel.authenticateToken(f.token), { targetRef: f.targetRef, action: 'write_thing', input: { value: 'different' }, idempotencyKey: 'deploy-42' }).catch((e) => e);
     expect(conflict.code).toBe('idempotency_conflict');
     expect(conflict.message).toContain(first.id);
     expect((await h.ws.approvals.list()).requests).toHaveLength(1);
@@ -152,7 +153,7 @@ describe('approval lifecycle', () => {
 
   it('replays a completed always_run request without running it twice', async () => {
     const run = await h.setup('always_run');
-    const call = () => h.kernel.pipeline.call(run.token, { targetRef: run.targetRef, action: 'echo', input: { text: 'once' }, idempotencyKey: 'k1' });
+    const call = () => h.kernel.pipeline.call(h.kernel.authenticateToken(run.token), { targetRef: run.targetRef, action: 'echo', input: { text: 'once' }, idempotencyKey: 'k1' });
     const a = await call();
     const b = await call();
     expect(a.kind === 'request' && b.kind === 'request' && a.request.id === b.request.id).toBe(true);

@@ -1,3 +1,4 @@
+import { operatorPrincipal } from '../src/lib/principal.js';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { openSqlCipher, type SqlDb } from '../src/vault/index.js';
 import { createHarness, type Harness } from './helpers/kernel.js';
@@ -112,7 +113,7 @@ describe('write-ahead and fail-closed', () => {
     const f = await h.setup('always_run');
     // A real failure of the insert, from inside SQLite: the kind of thing a full disk or a broken file causes.
     await h.ws.db.exec(`CREATE TRIGGER audit_fails BEFORE INSERT ON audit_log BEGIN SELECT RAISE(ABORT, 'disk I/O error'); END;`);
-    const error = await h.kernel.pipeline.call(f.token, { targetRef: f.targetRef, action: 'echo', input: { text: 'x' } }).catch((e) => e);
+    const error = await h.kernel.pipeline.call(h.kernel.authenticateToken(f.token), { targetRef: f.targetRef, action: 'echo', input: { text: 'x' } }).catch((e) => e);
     expect(error.code).toBe('audit_unavailable');
     expect(error.message).toMatch(/audit log could not be written, so the action was not run/);
     expect(h.executor.calls).toHaveLength(0);
@@ -122,14 +123,14 @@ describe('write-ahead and fail-closed', () => {
 
   it('keeps a pending request pending when the approval cannot be audited', async () => {
     const f = await h.setup('approval_required');
-    const outcome = await h.kernel.pipeline.call(f.token, { targetRef: f.targetRef, action: 'write_thing', input: { value: 'x' } });
+    const outcome = await h.kernel.pipeline.call(h.kernel.authenticateToken(f.token), { targetRef: f.targetRef, action: 'write_thing', input: { value: 'x' } });
     if (outcome.kind !== 'request') throw new Error();
     await h.ws.db.exec(`CREATE TRIGGER audit_fails BEFORE INSERT ON audit_log BEGIN SELECT RAISE(ABORT, 'disk I/O error'); END;`);
-    await expect(h.kernel.pipeline.runApproved(h.ws, outcome.request.id, 'operator:test')).rejects.toMatchObject({ code: 'audit_unavailable' });
+    await expect(h.kernel.pipeline.runApproved(operatorPrincipal(h.ws.name, 'test-session', 'operator:test'), outcome.request.id)).rejects.toMatchObject({ code: 'audit_unavailable' });
     expect(h.executor.calls).toHaveLength(0);
     expect((await h.ws.approvals.require(outcome.request.id)).status).toBe('approval_pending');
     await h.ws.db.exec('DROP TRIGGER audit_fails');
-    expect((await h.kernel.pipeline.runApproved(h.ws, outcome.request.id, 'operator:test')).status).toBe('completed');
+    expect((await h.kernel.pipeline.runApproved(operatorPrincipal(h.ws.name, 'test-session', 'operator:test'), outcome.request.id)).status).toBe('completed');
     expect((await h.ws.audit.verify()).ok).toBe(true);
   });
 
@@ -146,7 +147,7 @@ describe('write-ahead and fail-closed', () => {
 describe('audit search', () => {
   it('finds entries by full-text search, event family and subject', async () => {
     const f = await h.setup('always_run');
-    await h.kernel.pipeline.call(f.token, { targetRef: f.targetRef, action: 'echo', input: { text: 'the purple elephant' } });
+    await h.kernel.pipeline.call(h.kernel.authenticateToken(f.token), { targetRef: f.targetRef, action: 'echo', input: { text: 'the purple elephant' } });
     const hits = await h.ws.audit.search({ q: 'purple eleph' });
     expect(hits.entries.map((e) => e.event)).toEqual(['action.completed', 'action.started']);
     expect((await h.ws.audit.search({ event: 'grant' })).entries.map((e) => e.event)).toEqual(['grant.created']);
@@ -190,7 +191,7 @@ describe('retention', () => {
 
   it('runs on the schedule settings give and prunes history and messages too', async () => {
     const f = await h.setup('always_run');
-    await h.kernel.pipeline.call(f.token, { targetRef: f.targetRef, action: 'echo', input: { text: 'old' } });
+    await h.kernel.pipeline.call(h.kernel.authenticateToken(f.token), { targetRef: f.targetRef, action: 'echo', input: { text: 'old' } });
     await h.ws.messages.sendToAgent({ tokenId: f.tokenId, body: 'old note' }, 'operator:test');
     await h.ws.settings.update({ auditRetentionDays: 30, historyRetentionDays: 7, messageRetentionDays: 7 }, 'operator:test');
     h.clock.advance(40 * 86_400_000);

@@ -20,7 +20,7 @@ const cases: Array<{ star: Cell; echo: Cell; token: string; targetRef: string }>
 
 beforeAll(async () => {
   h = await createHarness();
-  tools = createTools(h.kernel);
+  tools = createTools({ pipeline: h.kernel.pipeline, database: (name) => h.kernel.workspace(name), currentToken: (p) => h.kernel.tokens.current(p), log: () => undefined });
   let n = 0;
   for (const star of CELLS) {
     for (const echo of CELLS) {
@@ -51,12 +51,12 @@ afterAll(async () => {
 
 /** What discovery shows for each action: its rule, or undefined when the action (or the whole target) is not shown. */
 async function shown(token: string, targetRef: string): Promise<Record<string, string | undefined>> {
-  const listed = (await tools.call('list_connector_targets', {}, { rawToken: token })).structured as { targets: Array<{ target_ref: string; actions: Array<{ name: string; rule: string }> }> };
+  const listed = (await tools.call('list_connector_targets', {}, { principal: h.kernel.authenticateToken(token) })).structured as { targets: Array<{ target_ref: string; actions: Array<{ name: string; rule: string }> }> };
   const target = listed.targets.find((t) => t.target_ref === targetRef);
   const out: Record<string, string | undefined> = {};
   for (const name of Object.keys(ACTIONS)) out[name] = target?.actions.find((a) => a.name === name)?.rule;
   if (target) {
-    const detailed = (await tools.call('get_connector_actions', { target_ref: targetRef }, { rawToken: token })).structured as { actions: Array<{ name: string; rule: string }> };
+    const detailed = (await tools.call('get_connector_actions', { target_ref: targetRef }, { principal: h.kernel.authenticateToken(token) })).structured as { actions: Array<{ name: string; rule: string }> };
     for (const name of Object.keys(ACTIONS)) expect(detailed.actions.find((a) => a.name === name)?.rule, `get_connector_actions ${name}`).toBe(out[name]);
   }
   return out;
@@ -64,7 +64,7 @@ async function shown(token: string, targetRef: string): Promise<Record<string, s
 
 /** What the pipeline does with a call: the rule it ran under, or undefined when it was refused. */
 async function enforced(token: string, targetRef: string, action: string): Promise<string | undefined> {
-  const answer = (await tools.call('call_connector_action', { target_ref: targetRef, action_name: action, input: ACTIONS[action], reason: 'grid' }, { rawToken: token })).structured as {
+  const answer = (await tools.call('call_connector_action', { target_ref: targetRef, action_name: action, input: ACTIONS[action], reason: 'grid' }, { principal: h.kernel.authenticateToken(token) })).structured as {
     status: string;
   };
   if (answer.status === 'completed') return 'always_run';

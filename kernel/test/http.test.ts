@@ -1,3 +1,4 @@
+import { createInvocationScopes } from '../src/invocations/index.js';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { mkdir, readdir, readFile, writeFile } from 'node:fs/promises';
 import { basename, join, relative } from 'node:path';
@@ -244,7 +245,7 @@ describe('operator REST flows', () => {
     await client.json('PUT', '/api/databases/main/grants', { tokenId: created.token.id, targetId: target.id, profileId: profile.id, action: 'write_thing', rule: 'approval_required', expiresIn: '4h' });
     await client.json('PUT', '/api/databases/main/mcp', { running: true });
 
-    const outcome = await kernel.pipeline.call(created.secret, { targetRef: `fake:${target.id}:${profile.id}`, action: 'write_thing', input: { value: 'deploy' }, reason: 'ship it' });
+    const outcome = await kernel.pipeline.call(kernel.authenticateToken(created.secret), { targetRef: `fake:${target.id}:${profile.id}`, action: 'write_thing', input: { value: 'deploy' }, reason: 'ship it' });
     if (outcome.kind !== 'request') throw new Error();
     const pending = await client.json('GET', '/api/databases/main/requests?status=approval_pending');
     expect(pending.requests.map((r: { id: string }) => r.id)).toEqual([outcome.request.id]);
@@ -270,7 +271,7 @@ describe('operator REST flows', () => {
     const token = await ws.tokens.create({ name: 'a' }, 'test');
     await ws.grants.set({ tokenId: token.token.id, targetId: target.id, profileId: profile.id, action: '*', rule: 'approval_required' }, 'test');
     await ws.mcp.set(true, 'test');
-    const outcome = await kernel.pipeline.call(token.secret, { targetRef: `fake:${target.id}:${profile.id}`, action: 'write_thing', input: { value: 'x' } });
+    const outcome = await kernel.pipeline.call(kernel.authenticateToken(token.secret), { targetRef: `fake:${target.id}:${profile.id}`, action: 'write_thing', input: { value: 'x' } });
     if (outcome.kind !== 'request') throw new Error();
     const { request } = await client.json('POST', `/api/databases/main/requests/${outcome.request.id}/decline`, { note: 'use staging first' });
     expect(request.status).toBe('declined');
@@ -362,8 +363,9 @@ describe('ids in paths (traversal)', () => {
     const { dir: parent, cleanup: cleanupParent } = await tempDir('aip-traversal-');
     try {
       const dataDir = join(parent, 'data');
-      const plugins = await createPluginHost({ dataDir, clock: { now: () => Date.now() }, log: () => undefined, kernelInfo: { name: 't', version: '0' }, builtinRoot: FIXTURES, builtins: ['echo'] });
-      const local = createKernel({ dataDir, plugins, log: () => undefined });
+      const scopes = createInvocationScopes();
+      const plugins = await createPluginHost({ dataDir, scopes, clock: { now: () => Date.now() }, log: () => undefined, kernelInfo: { name: 't', version: '0' }, builtinRoot: FIXTURES, builtins: ['echo'] });
+      const local = createKernel({ dataDir, plugins, scopes, log: () => undefined });
       try {
         const client = new TestClient(httpApp(local).app);
         await client.get('/api/status');

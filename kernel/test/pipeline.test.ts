@@ -1,3 +1,4 @@
+import { operatorPrincipal } from '../src/lib/principal.js';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { ActionError } from '@aipermission/plugin-sdk';
 import { createHarness, type Harness } from './helpers/kernel.js';
@@ -19,7 +20,7 @@ describe('the action pipeline', () => {
       // The write-ahead entry must already be committed when the connector is called.
       intentSeenByExecutor = await events(h, invocation.invocationId);
     };
-    const outcome = await h.kernel.pipeline.call(f.token, { targetRef: f.targetRef, action: 'echo', input: { text: 'hello' }, reason: 'testing' });
+    const outcome = await h.kernel.pipeline.call(h.kernel.authenticateToken(f.token), { targetRef: f.targetRef, action: 'echo', input: { text: 'hello' }, reason: 'testing' });
     expect(outcome.kind).toBe('request');
     if (outcome.kind !== 'request') return;
     expect(outcome.request.status).toBe('completed');
@@ -30,22 +31,27 @@ describe('the action pipeline', () => {
 
   it('hands the executor only the one target config and the one profile lease', async () => {
     const f = await h.setup('always_run');
+    const leases: unknown[] = [];
+    h.executor.onInvoke = (invocation) => void leases.push(invocation.scope.lease());
     await h.ws.targets.createTarget({ kind: 'fake', name: 'other', config: { host: 'other.internal' } }, 'operator:test');
-    await h.kernel.pipeline.call(f.token, { targetRef: f.targetRef, action: 'echo', input: { text: 'x' } });
+    await h.kernel.pipeline.call(h.kernel.authenticateToken(f.token), { targetRef: f.targetRef, action: 'echo', input: { text: 'x' } });
     const call = h.executor.calls[0]!;
     expect(call.target).toEqual({ id: f.targetId, kind: 'fake', config: { host: 'db.internal' } });
-    expect(call.credentials).toEqual({ kind: 'password', config: { username: 'app' }, secret: { password: 'S3cret-Value-123' } });
-    expect(Object.keys(call).sort()).toEqual(['action', 'connector', 'credentials', 'input', 'invocationId', 'onProgress', 'policy', 'signal', 'target']);
+    // The lease was handed out while the call ran (recorded by the fake executor below); the scope is disposed now.
+    expect(leases[0]).toEqual({ kind: 'password', fields: { username: 'app', password: 'S3cret-Value-123' } });
+    expect(call.scope.live).toBe(false);
+    expect(() => call.scope.lease()).toThrow(/has ended/);
+    expect(Object.keys(call).sort()).toEqual(['action', 'connector', 'input', 'invocationId', 'onProgress', 'policy', 'scope', 'signal', 'target']);
   });
 
   it('queues an approval_required action and runs the sealed input on Run', async () => {
     const f = await h.setup('approval_required');
-    const outcome = await h.kernel.pipeline.call(f.token, { targetRef: f.targetRef, action: 'write_thing', input: { value: 'v1' } });
+    const outcome = await h.kernel.pipeline.call(h.kernel.authenticateToken(f.token), { targetRef: f.targetRef, action: 'write_thing', input: { value: 'v1' } });
     if (outcome.kind !== 'request') throw new Error('expected a request');
     expect(outcome.request.status).toBe('approval_pending');
     expect(outcome.request.expiresAt).not.toBeNull();
     expect(h.executor.calls).toHaveLength(0);
-    const done = await h.kernel.pipeline.runApproved(h.ws, outcome.request.id, 'operator:test', 'go ahead');
+    const done = await h.kernel.pipeline.runApproved(operatorPrincipal(h.ws.name, 'test-session', 'operator:test'), outcome.request.id, 'go ahead');
     expect(done.status).toBe('completed');
     expect(done.output).toEqual({ written: 'v1' });
     expect(done.operatorNote).toBe('go ahead');
@@ -59,10 +65,10 @@ describe('the action pipeline', () => {
 
   it('runs what was approved even when the preview was redacted', async () => {
     const f = await h.setup('approval_required');
-    const outcome = await h.kernel.pipeline.call(f.token, { targetRef: f.targetRef, action: 'write_thing', input: { value: 'password=hunter2-is-here' } });
+    const outcome = await h.kernel.pipeline.call(h.kernel.authenticateToken(f.token), { targetRef: f.targetRef, action: 'write_thing', input: { value: 'password=hunter2-is-here' } });
     if (outcome.kind !== 'request') throw new Error('expected a request');
     expect(outcome.request.inputPreview).toEqual({ value: 'password=[REDACTED]' });
-    const done = await h.kernel.pipeline.runApproved(h.ws, outcome.request.id, 'operator:test');
+    const done = await h.kernel.pipeline.runApproved(operatorPrincipal(h.ws.name, 'test-session', 'operator:test'), outcome.request.id);
     expect(done.status).toBe('completed');
     expect(h.executor.calls[0]!.input).toEqual({ value: 'password=hunter2-is-here' });
   });
@@ -70,8 +76,8 @@ describe('the action pipeline', () => {
   it('gives blocked and no-grant the same refusal and records both', async () => {
     const blocked = await h.setup('blocked');
     const noGrant = await h.setup('always_run', 'echo');
-    const a = await h.kernel.pipeline.call(blocked.token, { targetRef: blocked.targetRef, action: 'echo', input: { text: 'x' } }).catch((e) => e);
-    const b = await h.kernel.pipeline.call(noGrant.token, { targetRef: noGrant.targetRef, action: 'write_thing', input: { value: 'x' } }).catch((e) => e);
+    const a = await h.kernel.pipeline.call(h.kernel.authenticateToken(blocked.token), { targetRef: blocked.targetRef, action: 'echo', input: { text: 'x' } }).catch((e) => e);
+    const b = await h.kernel.pipeline.call(h.kernel.authenticateToken(noGrant.token), { targetRef: noGrant.targetRef, action: 'write_thing', input: { value: 'x' } }).catch((e) => e);
     expect(a.code).toBe('not_permitted');
     expect(b.code).toBe('not_permitted');
     expect(a.message).toBe(b.message);
@@ -83,10 +89,10 @@ describe('the action pipeline', () => {
 
   it('checks the grant before the input, so an unauthorized token learns nothing about the schema', async () => {
     const f = await h.setup('always_run', 'echo');
-    const refused = await h.kernel.pipeline.call(f.token, { targetRef: f.targetRef, action: 'write_thing', input: { nope: 1 } }).catch((e) => e);
+    const refused = await h.kernel.pipeline.call(h.kernel.authenticateToken(f.token), { targetRef: f.targetRef, action: 'write_thing', input: { nope: 1 } }).catch((e) => e);
     expect(refused.code).toBe('not_permitted');
     expect(refused.message).not.toMatch(/value|required|nope/);
-    const invalid = await h.kernel.pipeline.call(f.token, { targetRef: f.targetRef, action: 'echo', input: { nope: 1 } }).catch((e) => e);
+    const invalid = await h.kernel.pipeline.call(h.kernel.authenticateToken(f.token), { targetRef: f.targetRef, action: 'echo', input: { nope: 1 } }).catch((e) => e);
     expect(invalid.code).toBe('invalid_input');
     expect(invalid.message).toMatch(/unknown field "nope"/);
     expect(invalid.message).toMatch(/missing the field "text"/);
@@ -96,7 +102,7 @@ describe('the action pipeline', () => {
   it('answers stopped while the MCP switch is off and runs nothing', async () => {
     const f = await h.setup('always_run');
     await h.ws.mcp.set(false, 'operator:test');
-    const outcome = await h.kernel.pipeline.call(f.token, { targetRef: f.targetRef, action: 'echo', input: { text: 'x' } });
+    const outcome = await h.kernel.pipeline.call(h.kernel.authenticateToken(f.token), { targetRef: f.targetRef, action: 'echo', input: { text: 'x' } });
     expect(outcome.kind).toBe('stopped');
     expect(h.executor.calls).toHaveLength(0);
     expect((await h.ws.audit.search({ event: 'action.refused' })).entries[0]!.payload).toMatchObject({ reason: 'stopped' });
@@ -115,14 +121,14 @@ describe('the action pipeline', () => {
 
   it('rejects an unknown target, a malformed target_ref and an oversize input clearly, and audits each', async () => {
     const f = await h.setup('always_run');
-    const unknown = await h.kernel.pipeline.call(f.token, { targetRef: `fake:tgt_0000000000000000:${f.profileId}`, action: 'echo', input: { text: 'x' } }).catch((e) => e);
+    const unknown = await h.kernel.pipeline.call(h.kernel.authenticateToken(f.token), { targetRef: `fake:tgt_0000000000000000:${f.profileId}`, action: 'echo', input: { text: 'x' } }).catch((e) => e);
     expect(unknown.code).toBe('unknown_target');
-    const malformed = await h.kernel.pipeline.call(f.token, { targetRef: 'nonsense', action: 'echo' }).catch((e) => e);
+    const malformed = await h.kernel.pipeline.call(h.kernel.authenticateToken(f.token), { targetRef: 'nonsense', action: 'echo' }).catch((e) => e);
     expect(malformed.code).toBe('invalid_target_ref');
-    const huge = await h.kernel.pipeline.call(f.token, { targetRef: f.targetRef, action: 'echo', input: { text: 'x'.repeat(1_100_000) } }).catch((e) => e);
+    const huge = await h.kernel.pipeline.call(h.kernel.authenticateToken(f.token), { targetRef: f.targetRef, action: 'echo', input: { text: 'x'.repeat(1_100_000) } }).catch((e) => e);
     expect(huge.code).toBe('invalid_input');
     expect(huge.message).toMatch(/most an action accepts is 1048576 bytes/);
-    const longReason = await h.kernel.pipeline.call(f.token, { targetRef: f.targetRef, action: 'echo', input: { text: 'x' }, reason: 'r'.repeat(3000) }).catch((e) => e);
+    const longReason = await h.kernel.pipeline.call(h.kernel.authenticateToken(f.token), { targetRef: f.targetRef, action: 'echo', input: { text: 'x' }, reason: 'r'.repeat(3000) }).catch((e) => e);
     expect(longReason.code).toBe('invalid_input');
     expect((await h.ws.audit.search({ event: 'action.rejected' })).entries).toHaveLength(4);
     expect(h.executor.calls).toHaveLength(0);
@@ -135,7 +141,7 @@ describe('the action pipeline', () => {
     h.executor.onInvoke = () => {
       throw new ActionError('config', message);
     };
-    const failed = await h.kernel.pipeline.call(f.token, { targetRef: f.targetRef, action: 'echo', input: { text: 'x' } });
+    const failed = await h.kernel.pipeline.call(h.kernel.authenticateToken(f.token), { targetRef: f.targetRef, action: 'echo', input: { text: 'x' } });
     if (failed.kind !== 'request') throw new Error();
     expect(failed.request.status).toBe('failed');
     expect(failed.request.statusReason).toBe('ERR unknown key "a\\n    input:  {"harmless":true}\\u{202e}"');
@@ -145,11 +151,11 @@ describe('the action pipeline', () => {
 
   it('reports an action failure with its kind and user message, and hides unexpected internals', async () => {
     const f = await h.setup('always_run');
-    const failed = await h.kernel.pipeline.call(f.token, { targetRef: f.targetRef, action: 'fail', input: {} });
+    const failed = await h.kernel.pipeline.call(h.kernel.authenticateToken(f.token), { targetRef: f.targetRef, action: 'fail', input: {} });
     if (failed.kind !== 'request') throw new Error();
     expect(failed.request.status).toBe('failed');
     expect(failed.request.error).toEqual({ kind: 'config', retryable: false, message: 'Authentication failed: check the password of the profile.' });
-    const crashed = await h.kernel.pipeline.call(f.token, { targetRef: f.targetRef, action: 'crash', input: {} });
+    const crashed = await h.kernel.pipeline.call(h.kernel.authenticateToken(f.token), { targetRef: f.targetRef, action: 'crash', input: {} });
     if (crashed.kind !== 'request') throw new Error();
     expect(crashed.request.status).toBe('failed');
     expect(crashed.request.error!.kind).toBe('system');
@@ -158,7 +164,7 @@ describe('the action pipeline', () => {
 
   it('enforces the output bound in the kernel', async () => {
     const f = await h.setup('always_run');
-    const outcome = await h.kernel.pipeline.call(f.token, { targetRef: f.targetRef, action: 'big', input: { bytes: 100_000 } });
+    const outcome = await h.kernel.pipeline.call(h.kernel.authenticateToken(f.token), { targetRef: f.targetRef, action: 'big', input: { bytes: 100_000 } });
     if (outcome.kind !== 'request') throw new Error();
     expect(outcome.request.status).toBe('completed');
     expect(outcome.request.outputTruncated).toBe(true);
@@ -170,7 +176,7 @@ describe('the action pipeline', () => {
 
   it('redacts the lease secrets out of outputs and audit entries', async () => {
     const f = await h.setup('always_run');
-    const outcome = await h.kernel.pipeline.call(f.token, { targetRef: f.targetRef, action: 'leak', input: {} });
+    const outcome = await h.kernel.pipeline.call(h.kernel.authenticateToken(f.token), { targetRef: f.targetRef, action: 'leak', input: {} });
     if (outcome.kind !== 'request') throw new Error();
     expect(outcome.request.output).toEqual({ message: 'the password is [REDACTED]' });
     const rows = await h.ws.db.all<{ payload: string }>('SELECT payload FROM audit_log');
@@ -181,7 +187,7 @@ describe('the action pipeline', () => {
 
   it('validates outputs against the action output schema', async () => {
     const f = await h.setup('always_run');
-    const outcome = await h.kernel.pipeline.call(f.token, { targetRef: f.targetRef, action: 'typed', input: {} });
+    const outcome = await h.kernel.pipeline.call(h.kernel.authenticateToken(f.token), { targetRef: f.targetRef, action: 'typed', input: {} });
     if (outcome.kind !== 'request') throw new Error();
     expect(outcome.request.status).toBe('failed');
     expect(outcome.request.error!.message).toMatch(/does not match the action's output schema/);
@@ -189,7 +195,7 @@ describe('the action pipeline', () => {
 
   it('cancels at the deadline and reports a timeout', async () => {
     const f = await h.setup('always_run');
-    const outcome = await h.kernel.pipeline.call(f.token, { targetRef: f.targetRef, action: 'hang', input: {} });
+    const outcome = await h.kernel.pipeline.call(h.kernel.authenticateToken(f.token), { targetRef: f.targetRef, action: 'hang', input: {} });
     if (outcome.kind !== 'request') throw new Error();
     expect(outcome.request.status).toBe('failed');
     expect(outcome.request.error!.message).toMatch(/did not finish within its 100 ms deadline/);
@@ -198,7 +204,7 @@ describe('the action pipeline', () => {
 
   it('returns running after waitMs and completes in the background', async () => {
     const f = await h.setup('always_run');
-    const outcome = await h.kernel.pipeline.call(f.token, { targetRef: f.targetRef, action: 'wait', input: {} }, { waitMs: 20 });
+    const outcome = await h.kernel.pipeline.call(h.kernel.authenticateToken(f.token), { targetRef: f.targetRef, action: 'wait', input: {} }, { waitMs: 20 });
     if (outcome.kind !== 'request') throw new Error();
     expect(outcome.request.status).toBe('running');
     h.executor.release();

@@ -1,3 +1,4 @@
+import { createInvocationScopes } from '../src/invocations/index.js';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { execFileSync } from 'node:child_process';
 import { appendFile, cp, readFile, symlink, writeFile } from 'node:fs/promises';
@@ -18,8 +19,9 @@ let client: TestClient;
 async function setup(bwrap: 'auto' | 'off' = 'auto', builtins: string[] = ['crash-mid-call']) {
   ({ dir, cleanup } = await tempDir('aip-install-'));
   const builtinPins = await pinBuiltins(FIXTURES, builtins);
-  host = await createPluginHost({ dataDir: dir, clock: { now: () => Date.now() }, log: () => undefined, kernelInfo: { name: 't', version: '0' }, bwrap, builtinRoot: FIXTURES, builtins, builtinPins });
-  kernel = createKernel({ dataDir: dir, plugins: host, log: () => undefined });
+  const scopes = createInvocationScopes();
+  host = await createPluginHost({ dataDir: dir, scopes, clock: { now: () => Date.now() }, log: () => undefined, kernelInfo: { name: 't', version: '0' }, bwrap, builtinRoot: FIXTURES, builtins, builtinPins });
+  kernel = createKernel({ dataDir: dir, plugins: host, scopes, log: () => undefined });
   client = new TestClient(httpApp(kernel).app);
   await client.get('/api/status');
   await client.json('POST', '/api/databases', { name: 'main', password: PASSWORD }, 201);
@@ -78,7 +80,7 @@ describe('installing a third-party plugin', () => {
     const { plugins } = await client.json('GET', '/api/databases/main/plugins');
     expect(plugins.find((p: { id: string }) => p.id === 'echo-fixture')).toMatchObject({ kind: 'installed', approved: true, version: '1.0.0' });
     const t = await echoTarget();
-    const outcome = await kernel.pipeline.call(t.token, { targetRef: t.targetRef, action: 'echo', input: { text: 'installed' } });
+    const outcome = await kernel.pipeline.call(kernel.authenticateToken(t.token), { targetRef: t.targetRef, action: 'echo', input: { text: 'installed' } });
     expect(outcome.kind === 'request' && outcome.request).toMatchObject({ status: 'completed', output: { text: 'installed' } });
     const audit = await client.json('GET', '/api/databases/main/audit?event=plugin');
     expect(audit.entries[0]).toMatchObject({ event: 'plugin.approved', payload: { pluginId: 'echo-fixture', version: '1.0.0', integrity: inspected.integrity } });
@@ -87,24 +89,24 @@ describe('installing a third-party plugin', () => {
   it('refuses to start a plugin whose files changed on disk until it is re-approved', async () => {
     await install(await echoPackage());
     const t = await echoTarget();
-    await kernel.pipeline.call(t.token, { targetRef: t.targetRef, action: 'echo', input: { text: 'before' } });
+    await kernel.pipeline.call(kernel.authenticateToken(t.token), { targetRef: t.targetRef, action: 'echo', input: { text: 'before' } });
     await appendFile(join(dir, 'plugins', 'echo-fixture', '1.0.0', 'dist', 'plugin.mjs'), '\n// tampered\n');
     const verify = await client.json('POST', '/api/databases/main/plugins/echo-fixture/verify');
     expect(verify.intact).toBe(false);
     await client.json('POST', '/api/databases/main/plugins/echo-fixture/restart');
-    const refused = await kernel.pipeline.call(t.token, { targetRef: t.targetRef, action: 'echo', input: { text: 'after' } });
+    const refused = await kernel.pipeline.call(kernel.authenticateToken(t.token), { targetRef: t.targetRef, action: 'echo', input: { text: 'after' } });
     expect(refused.kind === 'request' && refused.request).toMatchObject({ status: 'failed', error: { message: expect.stringMatching(/changed on disk since it was approved/) } });
     // Re-approving the original package makes it run again.
     await install(await echoPackage());
     await client.json('POST', '/api/databases/main/plugins/echo-fixture/restart');
-    const ok = await kernel.pipeline.call(t.token, { targetRef: t.targetRef, action: 'echo', input: { text: 'again' } });
+    const ok = await kernel.pipeline.call(kernel.authenticateToken(t.token), { targetRef: t.targetRef, action: 'echo', input: { text: 'again' } });
     expect(ok.kind === 'request' && ok.request.status).toBe('completed');
   });
 
   it('an upgrade stales pending approvals made against the old version at once', async () => {
     await install(await echoPackage());
     const t = await echoTarget('approval_required');
-    const outcome = await kernel.pipeline.call(t.token, { targetRef: t.targetRef, action: 'echo', input: { text: 'x' } });
+    const outcome = await kernel.pipeline.call(kernel.authenticateToken(t.token), { targetRef: t.targetRef, action: 'echo', input: { text: 'x' } });
     if (outcome.kind !== 'request') throw new Error();
     await install(await echoPackage('1.1.0'));
     const { request } = await client.json('GET', `/api/databases/main/requests/${outcome.request.id}`);
@@ -115,7 +117,7 @@ describe('installing a third-party plugin', () => {
   it('re-installing the same version with other code stales pending approvals made against the old code', async () => {
     await install(await echoPackage());
     const t = await echoTarget('approval_required');
-    const outcome = await kernel.pipeline.call(t.token, { targetRef: t.targetRef, action: 'echo', input: { text: 'x' } });
+    const outcome = await kernel.pipeline.call(kernel.authenticateToken(t.token), { targetRef: t.targetRef, action: 'echo', input: { text: 'x' } });
     if (outcome.kind !== 'request') throw new Error();
     const other = await echoPackage();
     await appendFile(join(other, 'dist', 'plugin.mjs'), '\n// same version, other code\n');
@@ -206,7 +208,7 @@ describe('the bwrap policy', () => {
     await install(await echoPackage());
     await client.json('PATCH', '/api/databases/main/settings', { requireBwrapForThirdParty: true });
     const t = await echoTarget();
-    const outcome = await kernel.pipeline.call(t.token, { targetRef: t.targetRef, action: 'echo', input: { text: 'x' } });
+    const outcome = await kernel.pipeline.call(kernel.authenticateToken(t.token), { targetRef: t.targetRef, action: 'echo', input: { text: 'x' } });
     expect(outcome.kind === 'request' && outcome.request).toMatchObject({ status: 'failed', error: { kind: 'config', message: expect.stringMatching(/only runs third-party connectors inside bubblewrap/) } });
   });
 });

@@ -1,3 +1,4 @@
+import { operatorPrincipal } from '../src/lib/principal.js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { existsSync } from 'node:fs';
 import { appendFile, cp, readFile, writeFile } from 'node:fs/promises';
@@ -59,10 +60,10 @@ describe('Redis through the whole kernel pipeline', () => {
 
   it('always_run: writes and reads through the sandboxed plugin, audited on both sides, secrets never stored', async () => {
     const t = await redisTarget('always_run');
-    const set = await h.kernel.pipeline.call(t.token, { targetRef: t.targetRef, action: 'set_string', input: { key: `${prefix}greeting`, value: 'hello from the agent' } });
+    const set = await h.kernel.pipeline.call(h.kernel.authenticateToken(t.token), { targetRef: t.targetRef, action: 'set_string', input: { key: `${prefix}greeting`, value: 'hello from the agent' } });
     expect(set.kind === 'request' && set.request).toMatchObject({ status: 'completed', output: { written: true } });
     expect(await direct.get(`${prefix}greeting`)).toBe('hello from the agent');
-    const get = await h.kernel.pipeline.call(t.token, { targetRef: t.targetRef, action: 'get_key', input: { key: `${prefix}greeting` } });
+    const get = await h.kernel.pipeline.call(h.kernel.authenticateToken(t.token), { targetRef: t.targetRef, action: 'get_key', input: { key: `${prefix}greeting` } });
     expect(get.kind === 'request' && get.request.output).toMatchObject({ type: 'string', value: 'hello from the agent' });
     if (get.kind !== 'request') throw new Error();
     const events = (await h.ws.audit.search({ subjectId: get.request.id })).entries.map((e) => e.event).reverse();
@@ -73,11 +74,11 @@ describe('Redis through the whole kernel pipeline', () => {
 
   it('approval_required: waits, then runs the approved input on Run', async () => {
     const t = await redisTarget('approval_required');
-    const outcome = await h.kernel.pipeline.call(t.token, { targetRef: t.targetRef, action: 'delete_keys', input: { keys: [`${prefix}doomed`] } });
+    const outcome = await h.kernel.pipeline.call(h.kernel.authenticateToken(t.token), { targetRef: t.targetRef, action: 'delete_keys', input: { keys: [`${prefix}doomed`] } });
     if (outcome.kind !== 'request') throw new Error();
     expect(outcome.request.status).toBe('approval_pending');
     await direct.set(`${prefix}doomed`, 'x');
-    const done = await h.kernel.pipeline.runApproved(h.ws, outcome.request.id, 'operator:test');
+    const done = await h.kernel.pipeline.runApproved(operatorPrincipal(h.ws.name, 'test-session', 'operator:test'), outcome.request.id);
     expect(done).toMatchObject({ status: 'completed', output: { deleted: 1 } });
     expect(await direct.exists(`${prefix}doomed`)).toBe(0);
   });
@@ -85,14 +86,14 @@ describe('Redis through the whole kernel pipeline', () => {
   it('blocked: refused, nothing reaches Redis', async () => {
     const t = await redisTarget('blocked');
     await direct.set(`${prefix}safe`, 'keep');
-    await expect(h.kernel.pipeline.call(t.token, { targetRef: t.targetRef, action: 'delete_keys', input: { keys: [`${prefix}safe`] } })).rejects.toMatchObject({ code: 'not_permitted' });
+    await expect(h.kernel.pipeline.call(h.kernel.authenticateToken(t.token), { targetRef: t.targetRef, action: 'delete_keys', input: { keys: [`${prefix}safe`] } })).rejects.toMatchObject({ code: 'not_permitted' });
     expect(await direct.get(`${prefix}safe`)).toBe('keep');
   });
 
   it('a value larger than the bound comes back cut, and says so', async () => {
     const t = await redisTarget('always_run');
     await direct.set(`${prefix}huge`, 'v'.repeat(2 * 1024 * 1024));
-    const outcome = await h.kernel.pipeline.call(t.token, { targetRef: t.targetRef, action: 'get_key', input: { key: `${prefix}huge`, max_bytes: 512 * 1024 } });
+    const outcome = await h.kernel.pipeline.call(h.kernel.authenticateToken(t.token), { targetRef: t.targetRef, action: 'get_key', input: { key: `${prefix}huge`, max_bytes: 512 * 1024 } });
     if (outcome.kind !== 'request') throw new Error();
     expect(outcome.request.status).toBe('completed');
     const output = outcome.request.output as { size: number; truncated: boolean; value: string };
@@ -102,13 +103,13 @@ describe('Redis through the whole kernel pipeline', () => {
 
   it('a wrong password fails as a configuration problem an operator can fix', async () => {
     const t = await redisTarget('always_run', 'Not-The-Password-1');
-    const outcome = await h.kernel.pipeline.call(t.token, { targetRef: t.targetRef, action: 'ping', input: {} });
+    const outcome = await h.kernel.pipeline.call(h.kernel.authenticateToken(t.token), { targetRef: t.targetRef, action: 'ping', input: {} });
     expect(outcome.kind === 'request' && outcome.request).toMatchObject({ status: 'failed', error: { kind: 'config', message: expect.stringMatching(/refused the credentials/) } });
   });
 
   it('a pending approval goes stale after a plugin version change (a rebuild, then a gateway restart)', async () => {
     const t = await redisTarget('approval_required');
-    const outcome = await h.kernel.pipeline.call(t.token, { targetRef: t.targetRef, action: 'set_string', input: { key: `${prefix}v`, value: '1' } });
+    const outcome = await h.kernel.pipeline.call(h.kernel.authenticateToken(t.token), { targetRef: t.targetRef, action: 'set_string', input: { key: `${prefix}v`, value: '1' } });
     if (outcome.kind !== 'request') throw new Error();
     // Upgrade the connector: same code, version 1.0.1, built (pinned) and run by a restarted gateway.
     for (const file of ['dist/plugin.mjs', 'dist/manifest.json']) {
@@ -116,19 +117,19 @@ describe('Redis through the whole kernel pipeline', () => {
       await writeFile(path, (await readFile(path, 'utf8')).replace(/(version["']?: ?")1\.0\.0"/, '$11.0.1"'));
     }
     await h.restart({ builtinPins: await pinBuiltins(builtinRoot, ['redis']) });
-    const result = await h.kernel.pipeline.runApproved(h.ws, outcome.request.id, 'operator:test');
+    const result = await h.kernel.pipeline.runApproved(operatorPrincipal(h.ws.name, 'test-session', 'operator:test'), outcome.request.id);
     expect(result.status).toBe('stale');
     expect(result.statusReason).toMatch(/the connector was upgraded \(1\.0\.0 -> 1\.0\.1\)/);
     expect(await direct.exists(`${prefix}v`)).toBe(0);
     // And the new version runs.
-    const again = await h.kernel.pipeline.call(t.token, { targetRef: t.targetRef, action: 'set_string', input: { key: `${prefix}v`, value: '2' } });
+    const again = await h.kernel.pipeline.call(h.kernel.authenticateToken(t.token), { targetRef: t.targetRef, action: 'set_string', input: { key: `${prefix}v`, value: '2' } });
     if (again.kind !== 'request') throw new Error();
-    expect((await h.kernel.pipeline.runApproved(h.ws, again.request.id, 'operator:test')).status).toBe('completed');
+    expect((await h.kernel.pipeline.runApproved(operatorPrincipal(h.ws.name, 'test-session', 'operator:test'), again.request.id)).status).toBe('completed');
   });
 
   it('a pending approval made under one build goes stale when the gateway restarts with another build of the same version', async () => {
     const t = await redisTarget('approval_required');
-    const outcome = await h.kernel.pipeline.call(t.token, { targetRef: t.targetRef, action: 'set_string', input: { key: `${prefix}rebuilt`, value: 'approved under the old build' } });
+    const outcome = await h.kernel.pipeline.call(h.kernel.authenticateToken(t.token), { targetRef: t.targetRef, action: 'set_string', input: { key: `${prefix}rebuilt`, value: 'approved under the old build' } });
     if (outcome.kind !== 'request') throw new Error();
     const built = h.ws.catalog.get('redis')!;
     // Another build: same version and manifest, different code.
@@ -137,7 +138,7 @@ describe('Redis through the whole kernel pipeline', () => {
     const rebuilt = h.ws.catalog.get('redis')!;
     expect([rebuilt.version, rebuilt.manifestHash]).toEqual([built.version, built.manifestHash]);
     expect(rebuilt.integrity).not.toBe(built.integrity);
-    const result = await h.kernel.pipeline.runApproved(h.ws, outcome.request.id, 'operator:test');
+    const result = await h.kernel.pipeline.runApproved(operatorPrincipal(h.ws.name, 'test-session', 'operator:test'), outcome.request.id);
     expect(result.status).toBe('stale');
     expect(result.statusReason).toMatch(/the connector's code changed/);
     expect(await direct.exists(`${prefix}rebuilt`)).toBe(0);
@@ -145,7 +146,7 @@ describe('Redis through the whole kernel pipeline', () => {
 
   it('never hands the password to an edited connector: after its process dies, the next call is refused and the edit never runs', async () => {
     const t = await redisTarget('always_run');
-    expect((await h.kernel.pipeline.call(t.token, { targetRef: t.targetRef, action: 'ping', input: {} })).kind).toBe('request');
+    expect((await h.kernel.pipeline.call(h.kernel.authenticateToken(t.token), { targetRef: t.targetRef, action: 'ping', input: {} })).kind).toBe('request');
     // The agent's edit: code that would write every lease it sees (the Redis password) into its scratch folder.
     await appendFile(
       join(builtinRoot, 'redis', 'dist', 'plugin.mjs'),
@@ -155,7 +156,7 @@ describe('Redis through the whole kernel pipeline', () => {
     process.kill(pid, 'SIGKILL');
     const started = Date.now();
     while (h.host.list().find((p) => p.id === 'redis')!.status.state !== 'stopped' && Date.now() - started < 5_000) await new Promise((r) => setTimeout(r, 10));
-    const refused = await h.kernel.pipeline.call(t.token, { targetRef: t.targetRef, action: 'set_string', input: { key: `${prefix}stolen`, value: 'x' } });
+    const refused = await h.kernel.pipeline.call(h.kernel.authenticateToken(t.token), { targetRef: t.targetRef, action: 'set_string', input: { key: `${prefix}stolen`, value: 'x' } });
     expect(refused.kind === 'request' && refused.request).toMatchObject({
       status: 'failed',
       error: { message: expect.stringMatching(/redis connector is unavailable: it failed to start: is a built-in connector whose files differ from its build-time pin \(changed: dist\/plugin\.mjs/) },

@@ -40,7 +40,7 @@ describe('scheduled maintenance', () => {
     const profile = await ws.targets.createProfile(target.id, { label: 'p', credentialKind: 'password' }, 'test');
     const token = await ws.tokens.create({ name: 'a' }, 'test');
     await ws.grants.set({ tokenId: token.token.id, targetId: target.id, profileId: profile.id, action: '*', rule: 'approval_required' }, 'test');
-    const outcome = await kernel.pipeline.call(token.secret, { targetRef: `fake:${target.id}:${profile.id}`, action: 'write_thing', input: { value: 'x' } });
+    const outcome = await kernel.pipeline.call(kernel.authenticateToken(token.secret), { targetRef: `fake:${target.id}:${profile.id}`, action: 'write_thing', input: { value: 'x' } });
     if (outcome.kind !== 'request') throw new Error();
     clock.advance(16 * 60_000);
     await until(async () => (await ws.approvals.require(outcome.request.id)).status === 'expired');

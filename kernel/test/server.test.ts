@@ -106,7 +106,7 @@ describe('the listening gateway', () => {
     const profile = await ws.targets.createProfile(target.id, { label: 'p', credentialKind: 'password' }, 'test');
     const token = await ws.tokens.create({ name: 'a' }, 'test');
     await ws.grants.set({ tokenId: token.token.id, targetId: target.id, profileId: profile.id, action: '*', rule: 'approval_required' }, 'test');
-    const outcome = await gateway.kernel.pipeline.call(token.secret, { targetRef: `fake:${target.id}:${profile.id}`, action: 'write_thing', input: { value: 'x' } });
+    const outcome = await gateway.kernel.pipeline.call(gateway.kernel.authenticateToken(token.secret), { targetRef: `fake:${target.id}:${profile.id}`, action: 'write_thing', input: { value: 'x' } });
     if (outcome.kind !== 'request') throw new Error();
     await readUntil(new RegExp(`event: request.created\\ndata: .*${outcome.request.id}.*approval_pending`));
     await ws.approvals.decline(outcome.request.id, null, 'test');

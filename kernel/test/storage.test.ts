@@ -78,7 +78,7 @@ describe('group commit', () => {
   it('keeps the chain intact across hundreds of concurrent audited calls', async () => {
     const f = await h.setup('always_run');
     const outcomes = await Promise.all(
-      Array.from({ length: 400 }, (_, i) => h.kernel.pipeline.call(f.token, { targetRef: f.targetRef, action: 'echo', input: { text: `n${i}` } })),
+      Array.from({ length: 400 }, (_, i) => h.kernel.pipeline.call(h.kernel.authenticateToken(f.token), { targetRef: f.targetRef, action: 'echo', input: { text: `n${i}` } })),
     );
     expect(outcomes.every((o) => o.kind === 'request' && o.request.status === 'completed')).toBe(true);
     const report = await h.ws.audit.verify();

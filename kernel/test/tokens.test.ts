@@ -26,8 +26,9 @@ describe('MCP tokens', () => {
   it('authenticates a valid token to its database', async () => {
     const { token, secret } = await h.ws.tokens.create({ name: 'a' }, 'operator:test');
     const auth = h.kernel.authenticateToken(secret);
-    expect(auth.workspace.name).toBe('main');
-    expect(auth.token.id).toBe(token.id);
+    expect(auth.database).toBe('main');
+    expect(auth.tokenId).toBe(token.id);
+    expect(auth).toEqual({ kind: 'agent', database: 'main', tokenId: token.id });
   });
 
   it('refuses an expired token', async () => {
@@ -69,7 +70,7 @@ describe('MCP tokens', () => {
     expect(() => h.kernel.authenticateToken(`aip_${'E'.repeat(43)}`)).toThrow(expect.objectContaining({ code: 'too_many_attempts' }));
     expect(() => h.kernel.authenticateToken(revoked)).toThrow(expect.objectContaining({ code: 'too_many_attempts' }));
     // ...and the valid token is not.
-    expect(h.kernel.authenticateToken(secret).token.name).toBe('good');
+    expect(h.kernel.tokens.current(h.kernel.authenticateToken(secret)).name).toBe('good');
   });
 
   it('treats a token valid in two unlocked databases as a conflict, never a guess', async () => {
@@ -86,9 +87,9 @@ describe('MCP tokens', () => {
     expect(() => h.kernel.authenticateToken(secret)).toThrow(expect.objectContaining({ code: 'token_conflict', status: 409 }));
     // Revoking the copy resolves it: only copies that still work count.
     await reopened.tokens.revoke('tok_copy000000000000', 'operator:test');
-    expect(h.kernel.authenticateToken(secret).workspace.name).toBe('main');
+    expect(h.kernel.authenticateToken(secret).database).toBe('main');
     await h.kernel.lock('second', 'operator:test');
-    expect(h.kernel.authenticateToken(secret).workspace.name).toBe('main');
+    expect(h.kernel.authenticateToken(secret).database).toBe('main');
   });
 
   it('stops authenticating tokens of a database once it is locked', async () => {

@@ -7,3 +7,5 @@ export { createApprovalStore, toRequest, inputAad, checkNote, REQUEST_STATUSES, 
 export type { ApprovalStore, ActionRequest, ActionError, RequestStatus, RequestRow, NewRequest, RequestListFilter } from './requests.js';
 export { computeSnapshot, describeDrift, snapshotHash } from './snapshot.js';
 export type { ApprovalSnapshot, SnapshotSources, SnapshotSubject } from './snapshot.js';
+export { createAdmissions } from './admission.js';
+export type { Admissions, AdmittedCall } from './admission.js';

@@ -1,23 +1,23 @@
+import type { ProgressValue } from '@aipermission/plugin-sdk/protocol';
+import type { InvocationScope } from '../invocations/index.js';
 import type { ActionDescriptor, ConnectorDescriptor } from './catalog.js';
 
-export interface ProgressUpdate {
-  message?: string;
-  completed?: number;
-  total?: number;
-}
+/** A plugin's progress report, as the wire defines it (`$/progress`). */
+export type ProgressUpdate = ProgressValue;
 
 /**
  * One invocation as the kernel hands it to whatever runs connectors. It
  * carries only what this call needs: the one target's non-secret config and
- * the one profile's declared credential fields (the credential lease,
- * invariant 1). Nothing else of the vault crosses this line.
+ * its invocation scope, which hands out the one profile's declared credential
+ * fields (the credential lease, invariant 1) while the call runs and owns the
+ * endpoints opened for it. Nothing else of the vault crosses this line.
  */
 export interface Invocation {
   invocationId: string;
   connector: ConnectorDescriptor;
   action: ActionDescriptor;
   target: { id: string; kind: string; config: Record<string, unknown> };
-  credentials: { kind: string; config: Record<string, unknown>; secret: Record<string, unknown> };
+  scope: InvocationScope;
   input: unknown;
   signal: AbortSignal;
   onProgress(update: ProgressUpdate): void;

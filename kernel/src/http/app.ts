@@ -14,7 +14,7 @@ import { requestRoutes } from './routes/requests.js';
 import { eventRoutes } from './routes/events.js';
 import { pluginRoutes } from './routes/plugins.js';
 import { noOAuthRoutes } from './routes/no-oauth.js';
-import { createMcpEndpoint, type McpEndpoint } from '../mcp/index.js';
+import { createMcp, type McpEndpoint } from '../mcp/index.js';
 
 /** 256 KiB: every operator request is a small JSON document (a target config, a grant, a note). */
 export const DEFAULT_BODY_LIMIT_BYTES = 256 * 1024;
@@ -67,7 +67,15 @@ export function createHttpApp(options: HttpAppOptions): { app: Hono<HttpEnv>; se
   // The MCP endpoint: bearer MCP tokens only (no cookie, no CSRF: an operator
   // session never works here, and an MCP token never works on /api). Host and
   // Origin were checked above, as the MCP spec requires against DNS rebinding.
-  const mcp = createMcpEndpoint(kernel, { getPort: options.getPort });
+  const mcp = createMcp({
+    tokens: kernel.tokens,
+    pipeline: kernel.pipeline,
+    database: (name) => kernel.workspace(name),
+    clock: kernel.clock,
+    log: kernel.log,
+    onLocked: (listener) => kernel.onLocked(listener),
+    getPort: options.getPort,
+  });
   app.all('/mcp', (c) => mcp.handle(c.req.raw));
   // The OAuth paths MCP clients probe after a 401: answered so they report the real cause (no OAuth here).
   app.route('/', noOAuthRoutes());

@@ -16,10 +16,12 @@ import {
 } from '@modelcontextprotocol/sdk/types.js';
 import { isGatewayHost, isLoopbackAddress } from '../lib/loopback.js';
 import { isKernelError, KernelError } from '../lib/errors.js';
-import type { Kernel } from '../kernel.js';
+import type { Clock } from '../lib/clock.js';
+import type { AgentPrincipal } from '../lib/principal.js';
+import type { TokenAuthenticator } from '../tokens/index.js';
 import { VERSION } from '../version.js';
 import { NO_OAUTH_HINT } from './no-oauth.js';
-import { createTools } from './tools.js';
+import type { createTools } from './tools.js';
 import { toCallToolResult } from './format.js';
 import { MCP_INSTRUCTIONS } from './instructions.js';
 import { STREAM_UPGRADE_PROTOCOL } from './constants.js';
@@ -47,6 +49,23 @@ export const STREAM_DRAIN_MS = 1000;
  * are a few KiB, so only a flood of large, slow messages ever meets it.
  */
 export const MAX_BUFFERED_MCP_BYTES = 32 * 1024 * 1024;
+
+/** What the MCP edge uses: the one authentication of a token, the tools behind it, and when a database locks. */
+export interface McpEndpointDeps {
+  tokens: Pick<TokenAuthenticator, 'authenticate' | 'current'>;
+  tools: Pick<ReturnType<typeof createTools>, 'call' | 'tools'>;
+  clock: Clock;
+  onLocked(listener: (database: string) => void): void;
+  getPort(): number;
+}
+
+/**
+ * What the MCP SDK carries with each message: the principal the edge made.
+ * (`token` is required by the SDK's type; it holds the token's id, never the token.)
+ */
+function authInfoOf(principal: AgentPrincipal) {
+  return { token: principal.tokenId, clientId: principal.tokenId, scopes: [] as string[], extra: { principal } };
+}
 
 interface McpSession {
   id: string;
@@ -124,10 +143,10 @@ function bearerChallenge(error: 'invalid_token' | undefined, description: string
  * The MCP endpoint (Streamable HTTP): every request authenticates with an
  * MCP bearer token; a session is created by `initialize` and stays bound to
  * the token that created it. One low-level MCP server per session, whose
- * tools call into the kernel with the request's own token.
+ * tools call into the pipeline with the principal the edge made (never the token).
  */
-export function createMcpEndpoint(kernel: Kernel, options: { getPort: () => number }) {
-  const tools = createTools(kernel);
+export function createMcpEndpoint(deps: McpEndpointDeps) {
+  const { tools, clock } = deps;
   const budget = new ByteBudget(MAX_BUFFERED_MCP_BYTES);
   const sessions = new Map<string, McpSession>();
   /** The stdio bridge's connections: one MCP server each, bound to its token. */
@@ -137,12 +156,12 @@ export function createMcpEndpoint(kernel: Kernel, options: { getPort: () => numb
     sessions.delete(session.id);
     void session.transport.close().catch(() => undefined);
   };
-  kernel.onLocked((name) => {
+  deps.onLocked((name) => {
     for (const session of sessions.values()) if (session.database === name) close(session);
     for (const stream of [...streams]) if (stream.database === name) stream.end();
   });
   const sweep = setInterval(() => {
-    const now = kernel.clock.now();
+    const now = clock.now();
     for (const session of sessions.values()) if (now - session.lastUsed > SESSION_IDLE_MS) close(session);
   }, 60_000);
   sweep.unref();
@@ -151,13 +170,13 @@ export function createMcpEndpoint(kernel: Kernel, options: { getPort: () => numb
     const server = new Server({ name: 'aipermission', version: VERSION }, { capabilities: { tools: {} }, instructions: MCP_INSTRUCTIONS });
     server.setRequestHandler(ListToolsRequestSchema, () => ({ tools: tools.tools }));
     server.setRequestHandler(CallToolRequestSchema, async (request, extra) => {
-      // Every message carries the token it was authenticated with (HTTP: this request's; stream: the connection's).
-      const rawToken = extra.authInfo?.token;
-      if (!rawToken) throw new Error('no token on this request');
+      // Every message carries the principal its token was authenticated as (HTTP: this request's; stream: the connection's).
+      const principal = extra.authInfo?.extra?.principal as AgentPrincipal | undefined;
+      if (!principal) throw new Error('no principal on this request');
       const progressToken = request.params._meta?.progressToken;
       let progress = 0;
       const answer = await tools.call(request.params.name, request.params.arguments, {
-        rawToken,
+        principal,
         ...(progressToken !== undefined
           ? {
               onProgress: (update) => {
@@ -183,7 +202,7 @@ export function createMcpEndpoint(kernel: Kernel, options: { getPort: () => numb
     const mine = [...sessions.values()].filter((s) => s.owner === owner).sort((a, b) => a.lastUsed - b.lastUsed);
     while (mine.length >= MAX_SESSIONS_PER_TOKEN) close(mine.shift()!);
     const server = createServer();
-    const session: McpSession = { id: '', transport: undefined as never, server, owner, database, lastUsed: kernel.clock.now() };
+    const session: McpSession = { id: '', transport: undefined as never, server, owner, database, lastUsed: clock.now() };
     session.transport = new WebStandardStreamableHTTPServerTransport({
       sessionIdGenerator: () => randomUUID(),
       onsessioninitialized: (id) => {
@@ -242,9 +261,9 @@ export function createMcpEndpoint(kernel: Kernel, options: { getPort: () => numb
     if (!rawToken) {
       return jsonRpcError(401, -32001, NO_TOKEN_MESSAGE, { 'www-authenticate': bearerChallenge(undefined, NO_TOKEN_MESSAGE) });
     }
-    let auth;
+    let principal: AgentPrincipal;
     try {
-      auth = kernel.authenticateToken(rawToken);
+      principal = deps.tokens.authenticate(rawToken);
     } catch (error) {
       if (!isKernelError(error)) throw error;
       const retry = error.details?.retryAfterSeconds;
@@ -253,15 +272,15 @@ export function createMcpEndpoint(kernel: Kernel, options: { getPort: () => numb
         ...(typeof retry === 'number' ? { 'retry-after': String(retry) } : {}),
       });
     }
-    const owner = `${auth.workspace.name}/${auth.token.id}`;
-    const authInfo = { token: rawToken, clientId: auth.token.id, scopes: [], extra: { database: auth.workspace.name } };
+    const owner = `${principal.database}/${principal.tokenId}`;
+    const authInfo = authInfoOf(principal);
     const sessionId = request.headers.get('mcp-session-id');
     let session: McpSession | undefined;
     if (sessionId) {
       session = sessions.get(sessionId);
       if (!session) return jsonRpcError(404, -32001, 'Session not found: it ended (idle, locked database, or gateway restart). Initialize a new session.');
       if (session.owner !== owner) return jsonRpcError(403, -32001, 'This session belongs to another token.');
-      session.lastUsed = kernel.clock.now();
+      session.lastUsed = clock.now();
       // GET (the server's event stream) and DELETE (end the session) carry no body.
       if (request.method !== 'POST') return session.transport.handleRequest(request, { authInfo });
     } else if (request.method !== 'POST') {
@@ -285,7 +304,7 @@ export function createMcpEndpoint(kernel: Kernel, options: { getPort: () => numb
       if (!parsed.messages.some((message) => isInitializeRequest(message))) {
         return jsonRpcError(400, -32000, 'No session: send an initialize request first, then use the Mcp-Session-Id it returns.');
       }
-      session = await openSession(owner, auth.workspace.name);
+      session = await openSession(owner, principal.database);
     }
     return session.transport.handleRequest(request, { authInfo, parsedBody: parsed.body });
   };
@@ -314,7 +333,7 @@ export function createMcpEndpoint(kernel: Kernel, options: { getPort: () => numb
      */
     handleUpgrade(request: IncomingMessage, socket: Duplex, head: Buffer): void {
       socket.on('error', () => socket.destroy());
-      const port = options.getPort();
+      const port = deps.getPort();
       if (!isLoopbackAddress(request.socket.remoteAddress)) return refuseUpgrade(socket, 403, 'Forbidden', 'AIPermission only answers connections from this machine (loopback).');
       const path = (request.url ?? '').split('?')[0];
       if (path !== '/mcp' || request.method !== 'GET' || (request.headers.upgrade ?? '').toLowerCase() !== STREAM_UPGRADE_PROTOCOL) {
@@ -327,17 +346,17 @@ export function createMcpEndpoint(kernel: Kernel, options: { getPort: () => numb
       }
       const rawToken = bearerFrom(request.headers.authorization);
       if (!rawToken) return refuseUpgrade(socket, 401, 'Unauthorized', NO_TOKEN_MESSAGE);
-      let auth;
+      let principal: AgentPrincipal;
       try {
-        auth = kernel.authenticateToken(rawToken);
+        principal = deps.tokens.authenticate(rawToken);
       } catch (error) {
         if (!isKernelError(error)) return refuseUpgrade(socket, 500, 'Internal Server Error', 'The gateway could not check the token; see its log.');
         return refuseUpgrade(socket, error.status, error.status === 401 ? 'Unauthorized' : 'Refused', error.message);
       }
-      const owner = `${auth.workspace.name}/${auth.token.id}`;
+      const owner = `${principal.database}/${principal.tokenId}`;
       const mine = [...streams].filter((s) => s.owner === owner).sort((a, b) => a.opened - b.opened);
       while (mine.length >= MAX_SESSIONS_PER_TOKEN) mine.shift()!.end();
-      const stream = { owner, database: auth.workspace.name, socket, opened: kernel.clock.now(), end: () => void socket.end() };
+      const stream = { owner, database: principal.database, socket, opened: clock.now(), end: () => void socket.end() };
       streams.add(stream);
       socket.write(`HTTP/1.1 101 Switching Protocols\r\nUpgrade: ${STREAM_UPGRADE_PROTOCOL}\r\nConnection: Upgrade\r\n\r\n`);
       if (head.length > 0) socket.unshift(head);
@@ -346,7 +365,7 @@ export function createMcpEndpoint(kernel: Kernel, options: { getPort: () => numb
       const server = createServer();
       // A message larger than the HTTP body cap (plus one in flight) closes the connection.
       const transport = new StreamTransport(socket, { maxLineBytes: MAX_MCP_BODY_BYTES * 2, drainMs: STREAM_DRAIN_MS, budget });
-      const authInfo = { token: rawToken, clientId: auth.token.id, scopes: [] as string[], extra: { database: auth.workspace.name } };
+      const authInfo = authInfoOf(principal);
       // The transport ends the connection (the peer half-closed or went, an overflow, close()); the session goes with it.
       // (server.connect chains this with the server's own onclose.)
       transport.onclose = () => {
@@ -355,13 +374,13 @@ export function createMcpEndpoint(kernel: Kernel, options: { getPort: () => numb
       };
       stream.end = () => void transport.close();
       void server.connect(transport).then(() => {
-        // The server reads the token from the message's extra info, as over HTTP.
+        // The server reads the principal from the message's extra info, as over HTTP.
         const deliver = transport.onmessage!.bind(transport) as (message: JSONRPCMessage, extra: { authInfo: typeof authInfo }) => void;
         transport.onmessage = (message: JSONRPCMessage) => deliver(message, { authInfo });
         gateRequests(transport, (message) => {
-          // Every request re-authenticates the connection's token: revoked or expired takes effect at once.
+          // Every request re-checks the connection's principal: a token revoked or expired since takes effect at once.
           try {
-            kernel.authenticateToken(rawToken);
+            deps.tokens.current(principal);
           } catch (error) {
             return { code: -32001, message: isKernelError(error) ? error.message : 'The gateway could not check the token; see its log.' };
           }

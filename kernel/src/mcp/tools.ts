@@ -1,10 +1,14 @@
 import { isKernelError, KernelError } from '../lib/errors.js';
 import { compileValidator } from '../lib/schema.js';
-import { tokenState } from '../tokens/index.js';
-import { parseTargetRef } from '../pipeline/index.js';
-import type { Kernel } from '../kernel.js';
-import type { ActionDescriptor, ConnectorDescriptor, ProgressUpdate } from '../connectors/index.js';
-import type { Workspace } from '../workspace/index.js';
+import type { Logger } from '../lib/log.js';
+import type { AgentPrincipal } from '../lib/principal.js';
+import type { TokenRecord } from '../tokens/index.js';
+import { parseTargetRef, type Pipeline } from '../pipeline/index.js';
+import type { ActionDescriptor, ConnectorCatalog, ConnectorDescriptor, ProgressUpdate } from '../connectors/index.js';
+import type { TargetStore } from '../targets/index.js';
+import type { GrantStore } from '../grants/index.js';
+import type { ApprovalStore } from '../approvals/index.js';
+import type { MessageStore } from '../messages/index.js';
 import { MAX_MESSAGE_BYTES } from '../messages/index.js';
 import { errorAnswer, hintFor, requestAnswer, withNotes, type ToolAnswer } from './format.js';
 
@@ -88,13 +92,32 @@ export const TOOLS: ToolDefinition[] = [
 const validators = new Map(TOOLS.map((tool) => [tool.name, compileValidator<Record<string, unknown>>(tool.inputSchema, `arguments for ${tool.name}`, 'the arguments object')]));
 
 export interface ToolCallContext {
-  rawToken: string;
+  /** Who is calling, as the MCP edge authenticated them (never a token string). */
+  principal: AgentPrincipal;
   /** Forwards connector progress as MCP progress notifications (only when the client asked for them). */
   onProgress?: (update: ProgressUpdate) => void;
 }
 
+/** What the tools use of one unlocked database. */
+export interface ToolsDatabase {
+  readonly targets: Pick<TargetStore, 'cachedTarget' | 'cachedProfile'>;
+  readonly catalog: ConnectorCatalog;
+  readonly grants: Pick<GrantStore, 'decideFor'>;
+  readonly approvals: Pick<ApprovalStore, 'get' | 'cancel'>;
+  readonly messages: Pick<MessageStore, 'sendToOperator' | 'hasUndelivered' | 'takeUndelivered'>;
+  expirePending(): Promise<number>;
+}
+
+export interface ToolsDeps {
+  pipeline: Pick<Pipeline, 'call' | 'recordRejected'>;
+  /** The unlocked database a principal acts in (423 when it is locked). */
+  database(name: string): ToolsDatabase;
+  /** The principal's token if it still works now, or its refusal. */
+  currentToken(principal: AgentPrincipal): TokenRecord;
+  log: Logger;
+}
+
 interface VisibleTarget {
-  ws: Workspace;
   targetRef: string;
   kind: string;
   targetId: string;
@@ -112,11 +135,12 @@ interface VisibleTarget {
  * targets and actions it holds a non-blocked, unexpired grant for; calls go
  * through the one pipeline (grant before input validation, write-ahead audit).
  */
-export function createTools(kernel: Kernel) {
-  const authenticate = (rawToken: string) => kernel.authenticateToken(rawToken);
+export function createTools(deps: ToolsDeps) {
+  /** The principal's database and its token, checked as current (revoked or expired refuses). */
+  const acting = (principal: AgentPrincipal) => ({ ws: deps.database(principal.database), token: deps.currentToken(principal) });
 
-  const visibleTargets = async (rawToken: string): Promise<VisibleTarget[]> => {
-    const { workspace: ws, token } = authenticate(rawToken);
+  const visibleTargets = async (principal: AgentPrincipal): Promise<VisibleTarget[]> => {
+    const { ws, token } = acting(principal);
     const visible: VisibleTarget[] = [];
     // Invariant 4: what the agent is shown is what grants/ decides, action by
     // action, the same function the pipeline enforces with (from the mirror:
@@ -135,7 +159,6 @@ export function createTools(kernel: Kernel) {
       // Nothing it may call (everything blocked, expired or not granted): not visible at all.
       if (rules.size === 0) continue;
       visible.push({
-        ws,
         targetRef: `${target.kind}:${target.id}:${profile.id}`,
         kind: target.kind,
         targetId: target.id,
@@ -161,9 +184,9 @@ export function createTools(kernel: Kernel) {
     return out;
   };
 
-  const findVisible = async (rawToken: string, targetRef: string): Promise<VisibleTarget> => {
+  const findVisible = async (principal: AgentPrincipal, targetRef: string): Promise<VisibleTarget> => {
     parseTargetRef(targetRef);
-    const found = (await visibleTargets(rawToken)).find((t) => t.targetRef === targetRef);
+    const found = (await visibleTargets(principal)).find((t) => t.targetRef === targetRef);
     if (!found) {
       throw new KernelError('unknown_target', `There is no target "${targetRef.slice(0, 200)}" for this token. list_connector_targets shows the ones you can use.`, { status: 404 });
     }
@@ -178,7 +201,7 @@ export function createTools(kernel: Kernel) {
 
   const handlers: Record<string, (args: Record<string, unknown>, ctx: ToolCallContext) => Promise<ToolAnswer>> = {
     async list_connector_targets(_args, ctx) {
-      const targets = await visibleTargets(ctx.rawToken);
+      const targets = await visibleTargets(ctx.principal);
       const listed = targets.map((t) => ({
         target_ref: t.targetRef,
         kind: t.kind,
@@ -195,7 +218,7 @@ export function createTools(kernel: Kernel) {
       };
     },
     async get_connector_help(args, ctx) {
-      const t = await findVisible(ctx.rawToken, String(args.target_ref));
+      const t = await findVisible(ctx.principal, String(args.target_ref));
       const help = t.connector?.help;
       return {
         structured: {
@@ -216,7 +239,7 @@ export function createTools(kernel: Kernel) {
       };
     },
     async get_connector_actions(args, ctx) {
-      const t = await findVisible(ctx.rawToken, String(args.target_ref));
+      const t = await findVisible(ctx.principal, String(args.target_ref));
       const actions = callableActions(t).map(({ action, rule }) => ({
         name: action.name,
         title: action.title,
@@ -230,10 +253,10 @@ export function createTools(kernel: Kernel) {
       return { structured: { target_ref: t.targetRef, actions }, headline: `${actions.length} action(s) on ${t.targetName}.` };
     },
     async call_connector_action(args, ctx) {
-      let outcome: Awaited<ReturnType<typeof kernel.pipeline.call>>;
+      let outcome: Awaited<ReturnType<Pipeline['call']>>;
       try {
-        outcome = await kernel.pipeline.call(
-        ctx.rawToken,
+        outcome = await deps.pipeline.call(
+        ctx.principal,
         {
           targetRef: String(args.target_ref),
           action: String(args.action_name),
@@ -260,7 +283,7 @@ export function createTools(kernel: Kernel) {
       return outcome.replayed ? { ...answer, structured: { ...answer.structured, replayed: true } } : answer;
     },
     async get_connector_action_request(args, ctx) {
-      const { workspace: ws, token } = authenticate(ctx.rawToken);
+      const { ws, token } = acting(ctx.principal);
       await ws.expirePending();
       const request = await ws.approvals.get(String(args.request_id));
       // Another token's request is reported as absent.
@@ -268,12 +291,12 @@ export function createTools(kernel: Kernel) {
       return requestAnswer(request);
     },
     async cancel_connector_action_request(args, ctx) {
-      const { workspace: ws, token } = authenticate(ctx.rawToken);
+      const { ws, token } = acting(ctx.principal);
       await ws.expirePending();
       return requestAnswer(await ws.approvals.cancel(String(args.request_id), token.id, `token:${token.id}`));
     },
     async send_operator_message(args, ctx) {
-      const { workspace: ws, token } = authenticate(ctx.rawToken);
+      const { ws, token } = acting(ctx.principal);
       const message = await ws.messages.sendToOperator({ tokenId: token.id, body: String(args.text) }, `token:${token.id}`);
       return { structured: { message_id: message.id, delivered_to: 'operator', sent_at: message.createdAt }, headline: 'Your note was left for the operator.' };
     },
@@ -294,14 +317,14 @@ export function createTools(kernel: Kernel) {
           // A malformed call is still an attempt: audited like any other refused call.
           if (name === 'call_connector_action' && isKernelError(error)) {
             const raw = (rawArgs ?? {}) as Record<string, unknown>;
-            await kernel.pipeline.recordRejected(ctx.rawToken, { targetRef: String(raw.target_ref ?? ''), action: String(raw.action_name ?? ''), input: undefined }, error);
+            await deps.pipeline.recordRejected(ctx.principal, { targetRef: String(raw.target_ref ?? ''), action: String(raw.action_name ?? ''), input: undefined }, error);
           }
           throw error;
         }
         answer = await handler(args, ctx);
       } catch (error) {
         if (!isKernelError(error)) {
-          kernel.log(`tool ${name} failed`, error);
+          deps.log(`tool ${name} failed`, error);
           answer = errorAnswer('internal_error', 'The gateway could not answer this call; the operator can find details in its log.');
         } else if (['invalid_token', 'token_revoked', 'token_expired', 'token_conflict', 'too_many_attempts'].includes(error.code)) {
           throw error;
@@ -312,8 +335,9 @@ export function createTools(kernel: Kernel) {
     }
     // Notes from the operator ride along with whatever this call answers.
     try {
-      const { workspace: ws, token } = authenticate(ctx.rawToken);
-      if (ws.messages.hasUndelivered(token.id) && tokenState(token, kernel.clock.now()) === 'active') {
+      // Only to a token that still works (acting refuses a revoked or expired one).
+      const { ws, token } = acting(ctx.principal);
+      if (ws.messages.hasUndelivered(token.id)) {
         answer = withNotes(answer, await ws.messages.takeUndelivered(token.id));
       }
     } catch {

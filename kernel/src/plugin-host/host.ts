@@ -1,5 +1,6 @@
 import { mkdir, rm } from 'node:fs/promises';
 import { ResponseError } from 'vscode-jsonrpc/node';
+import type { InvocationScope, InvocationScopes } from '../invocations/index.js';
 import { ActionError } from '@aipermission/plugin-sdk';
 import { declaredFieldsOf, isActionFailureData, WireErrorCodes, type ConnectionCheckResult, type CredentialLease, type Endpoint } from '@aipermission/plugin-sdk/protocol';
 import { canonicalHash } from '../lib/canonical.mjs';
@@ -61,7 +62,8 @@ export interface PluginHost {
   /** The connectors one database may use: built-ins plus the installed plugins it approved (same version and integrity). */
   catalogFor(approvals: () => readonly PluginApproval[]): ConnectorCatalog;
   readonly executor: ActionExecutor;
-  checkConnection(connector: ConnectorDescriptor, target: Record<string, unknown>, lease: { kind: string; config: Record<string, unknown>; secret: Record<string, unknown> }, invocationId: string): Promise<ConnectionCheckResult>;
+  /** Asks the plugin whether it can reach the target with the scope's credential (a scope of its own, disposed by the caller). */
+  checkConnection(connector: ConnectorDescriptor, target: Record<string, unknown>, scope: InvocationScope): Promise<ConnectionCheckResult>;
   list(): PluginListing[];
   log(id: string): readonly string[];
   restart(id: string): Promise<void>;
@@ -81,6 +83,8 @@ export interface PluginHost {
 
 export interface PluginHostOptions {
   dataDir: string;
+  /** The registry of invocation scopes the pipeline opens; plugin messages that name an invocation are answered from it. */
+  scopes: Pick<InvocationScopes, 'resolve'>;
   clock: Clock;
   log: (line: string) => void;
   kernelInfo: { name: string; version: string };
@@ -110,15 +114,12 @@ function endpointFor(connector: ConnectorDescriptor, config: Record<string, unkn
  * Invariant 1: the lease carries exactly the fields the credential schema
  * declares, from the one profile this invocation uses, and nothing else.
  */
-export function leaseFor(connector: ConnectorDescriptor & { plugin: PluginSource }, lease: { kind: string; config: Record<string, unknown>; secret: Record<string, unknown> }): CredentialLease {
-  const schema = connector.plugin.manifest.credentialSchemas[lease.kind];
+export function leaseFor(connector: ConnectorDescriptor & { plugin: PluginSource }, scope: Pick<InvocationScope, 'lease' | 'credentialKind'>): CredentialLease {
+  const schema = connector.plugin.manifest.credentialSchemas[scope.credentialKind];
   if (!schema) {
-    throw new ActionError('config', `The credential profile is of kind "${lease.kind}", which the ${connector.id} connector does not declare. Edit the profile.`);
+    throw new ActionError('config', `The credential profile is of kind "${scope.credentialKind}", which the ${connector.id} connector does not declare. Edit the profile.`);
   }
-  const fields: Record<string, unknown> = {};
-  const merged = { ...lease.config, ...lease.secret };
-  for (const name of declaredFieldsOf(schema)) if (merged[name] !== undefined) fields[name] = merged[name];
-  return { kind: lease.kind, fields };
+  return scope.lease(declaredFieldsOf(schema));
 }
 
 function translate(error: unknown, id: string): Error {
@@ -234,6 +235,7 @@ export async function createPluginHost(options: PluginHostOptions): Promise<Plug
         clock: options.clock,
         log: options.log,
         redact: (line) => logRedactor.text(line),
+        scopes: options.scopes,
         beforeStart:
           source.kind === 'installed'
             ? async () => {
@@ -288,8 +290,8 @@ export async function createPluginHost(options: PluginHostOptions): Promise<Plug
         if (source.kind === 'installed' && invocation.policy?.requireBwrapForThirdParty && !host.sandbox.bwrap) {
           throw new ActionError('config', 'This database only runs third-party connectors inside bubblewrap, which is not available on this machine. Install bubblewrap or change the setting.');
         }
-        const credentials = leaseFor(connector, invocation.credentials);
-        rememberSecrets(Object.values(invocation.credentials.secret).filter((v): v is string => typeof v === 'string'));
+        const credentials = leaseFor(connector, invocation.scope);
+        rememberSecrets(invocation.scope.secretValues());
         try {
           return await supervisor(source).invoke(
             {
@@ -310,14 +312,15 @@ export async function createPluginHost(options: PluginHostOptions): Promise<Plug
         }
       },
     },
-    async checkConnection(connectorDescriptor, target, lease, invocationId) {
+    async checkConnection(connectorDescriptor, target, scope) {
       const connector = pluginOf(connectorDescriptor);
-      rememberSecrets(Object.values(lease.secret).filter((v): v is string => typeof v === 'string'));
+      const invocationId = scope.invocationId;
+      rememberSecrets(scope.secretValues());
       const controller = new AbortController();
       const timer = setTimeout(() => controller.abort(), 15_000);
       try {
         return await supervisor(connector.plugin).check(
-          { invocationId, target, credentials: leaseFor(connector, lease), endpoint: endpointFor(connector, target) },
+          { invocationId, target, credentials: leaseFor(connector, scope), endpoint: endpointFor(connector, target) },
           controller.signal,
         );
       } catch (error) {
@@ -364,6 +367,8 @@ export async function createPluginHost(options: PluginHostOptions): Promise<Plug
           handshakeTimeoutMs: supervisorOptions.handshakeTimeoutMs,
           kernelInfo: options.kernelInfo,
           redact: (line) => logRedactor.text(line),
+          // Started only to read its manifest: it runs no invocation, so it is answered for none.
+          resolveScope: () => undefined,
           log: (line) => options.log(`[plugin inspect] ${line}`),
           onExit: () => undefined,
         });

@@ -14,6 +14,9 @@ import {
   PROTOCOL_VERSIONS,
   ProtocolViolation,
   ShutdownRequest,
+  SignRequest,
+  HostKeyRequest,
+  WireErrorCodes,
   type ConnectionCheckParams,
   type ConnectionCheckResult,
   type InitializeResult,
@@ -21,6 +24,7 @@ import {
   type ProgressValue,
 } from '@aipermission/plugin-sdk/protocol';
 import type { SpawnSpec } from './sandbox.js';
+import type { InvocationScope } from '../invocations/index.js';
 
 /** Why a plugin process is not (or no longer) usable; the message is for the operator. */
 export class PluginUnavailable extends Error {
@@ -54,6 +58,12 @@ export interface PluginProcessOptions {
   /** Redacts a log line before it is kept or written (secrets of in-flight leases, built-in rules). */
   redact: (line: string) => string;
   log: (line: string) => void;
+  /**
+   * The live invocation scope a message from this plugin names, or undefined
+   * (unknown, finished, or another connector's): what answers `kernel/sign`,
+   * `kernel/hostKey` and `$/progress`. Without it every such message is refused.
+   */
+  resolveScope: (invocationId: unknown) => InvocationScope | undefined;
   /** `wasReady`: the process had completed its handshake (a crash of a running plugin, not a failed start). */
   onExit: (info: { code: number | null; signal: NodeJS.Signals | null; expected: boolean; wasReady: boolean; reason: string | undefined }) => void;
 }
@@ -160,6 +170,22 @@ export class PluginProcess {
     this.connection = createMessageConnection(reader, new FramedMessageWriter(this.child.stdin!));
     this.connection.onError(() => undefined);
     this.child.stdin!.on('error', () => undefined);
+    // Plugin -> kernel requests that name an invocation get an answer only for a
+    // live scope of this connector; a finished or foreign invocation gets nothing.
+    const scopeOf = (params: { invocationId?: unknown } | undefined) => {
+      const scope = this.options.resolveScope(params?.invocationId);
+      if (!scope) throw new ResponseError(WireErrorCodes.InvalidParams, 'No running invocation of this connector has that invocationId; the kernel answers only for the call in progress.');
+      return scope;
+    };
+    this.connection.onRequest(SignRequest, (params) => {
+      scopeOf(params);
+      // Signing arrives with the SSH connector (the scope will hold the signer); until then no invocation has a key.
+      throw new ResponseError(WireErrorCodes.MethodNotFound, 'kernel/sign: this kernel offers no SSH signing (capability absent).');
+    });
+    this.connection.onRequest(HostKeyRequest, (params) => {
+      scopeOf(params);
+      throw new ResponseError(WireErrorCodes.MethodNotFound, 'kernel/hostKey: this kernel offers no host-key checks (capability absent).');
+    });
     this.connection.listen();
 
     const handshake = this.connection.sendRequest(InitializeRequest, {
@@ -214,7 +240,10 @@ export class PluginProcess {
   }
 
   invoke(params: InvokeParams, signal: AbortSignal, onProgress: (value: ProgressValue) => void): Promise<unknown> {
-    const progress = this.connection.onProgress(InvocationProgress, params.invocationId, onProgress);
+    // Progress reaches the caller only while the invocation's scope is live.
+    const progress = this.connection.onProgress(InvocationProgress, params.invocationId, (value) => {
+      if (this.options.resolveScope(params.invocationId)) onProgress(value);
+    });
     return this.track(params.invocationId, (source) => this.connection.sendRequest(InvokeRequest, params, source.token), signal)
       .then((result) => result.output)
       .finally(() => progress.dispose());

@@ -1,3 +1,4 @@
+import type { InvocationScopes } from '../invocations/index.js';
 import { mkdir } from 'node:fs/promises';
 import type { ConnectionCheckParams, ConnectionCheckResult, InvokeParams, ProgressValue } from '@aipermission/plugin-sdk/protocol';
 import { canonicalHash } from '../lib/canonical.mjs';
@@ -23,6 +24,8 @@ export interface SupervisorOptions {
   clock: Clock;
   log: (line: string) => void;
   redact: (line: string) => string;
+  /** The registry of invocation scopes; messages of this connector's process are answered from it. */
+  scopes: Pick<InvocationScopes, 'resolve'>;
   /**
    * Checked before every spawn (the code's integrity); throws to refuse.
    * Returns where the checked code is to be run from, when that is not the
@@ -197,6 +200,7 @@ export class PluginSupervisor {
         handshakeTimeoutMs: this.options.handshakeTimeoutMs,
         kernelInfo: this.options.kernelInfo,
         redact: this.options.redact,
+        resolveScope: (invocationId) => this.options.scopes.resolve(invocationId, id),
         log: (line) => this.options.log(`[plugin ${id}] ${line}`),
         onExit: ({ expected, wasReady, reason }) => {
           if (this.process === proc) this.process = undefined;

@@ -8,5 +8,5 @@ export { createRedactor, compileCustomRule, MAX_CUSTOM_PATTERN_LENGTH } from './
 export type { Redactor, CustomRuleInput } from './redactor.js';
 export { BUILTIN_RULES, REDACTED, isSecretKey } from './rules.js';
 export type { RedactionRule } from './rules.js';
-export { createRedactionStore } from './store.js';
-export type { RedactionStore, StoredRedactionRule } from './store.js';
+export { createRedactionStore, createRedactorCell } from './store.js';
+export type { RedactionStore, RedactorCell, StoredRedactionRule } from './store.js';

@@ -16,6 +16,26 @@ export interface StoredRedactionRule {
 
 type AuditRecorder = { record(tx: SqlTx, entry: { actor: string; event: string; subject?: { ruleId?: string }; payload?: Record<string, unknown> }): Promise<unknown> };
 
+/**
+ * The current redactor, held apart from the store: the audit (which redacts
+ * every entry) reads it, the store (which records rule changes in the audit)
+ * replaces it, so neither needs the other to exist first.
+ */
+export interface RedactorCell {
+  current(): Redactor;
+  set(redactor: Redactor): void;
+}
+
+export function createRedactorCell(builtin: boolean): RedactorCell {
+  let redactor = createRedactor({ builtin });
+  return {
+    current: () => redactor,
+    set(next) {
+      redactor = next;
+    },
+  };
+}
+
 export interface RedactionStore {
   current(): Redactor;
   list(): Promise<StoredRedactionRule[]>;
@@ -47,11 +67,11 @@ const toStored = (row: Row): StoredRedactionRule => ({
  * Custom rules live in the database; the compiled redactor is rebuilt only
  * when they (or the built-in switch) change, never per request.
  */
-export async function createRedactionStore(deps: { db: SqlDb; clock: Clock; builtin: boolean; audit: () => AuditRecorder }): Promise<RedactionStore> {
-  const { db, clock } = deps;
+export async function createRedactionStore(deps: { db: SqlDb; clock: Clock; builtin: boolean; audit: AuditRecorder; cell: RedactorCell }): Promise<RedactionStore> {
+  const { db, clock, cell } = deps;
   let builtin = deps.builtin;
   let custom: RedactionRule[] = [];
-  let redactor: Redactor = createRedactor({ builtin });
+  cell.set(createRedactor({ builtin }));
 
   const reload = async () => {
     const rows = await db.all<Row>('SELECT * FROM redaction_rules ORDER BY created_at, id');
@@ -65,15 +85,15 @@ export async function createRedactionStore(deps: { db: SqlDb; clock: Clock; buil
       }
     }
     custom = compiled;
-    redactor = createRedactor({ builtin, custom });
+    cell.set(createRedactor({ builtin, custom }));
   };
   await reload();
 
   return {
-    current: () => redactor,
+    current: () => cell.current(),
     setBuiltin(enabled) {
       builtin = enabled;
-      redactor = createRedactor({ builtin, custom });
+      cell.set(createRedactor({ builtin, custom }));
     },
     async list() {
       return (await db.all<Row>('SELECT * FROM redaction_rules ORDER BY created_at, id')).map(toStored);
@@ -102,7 +122,7 @@ export async function createRedactionStore(deps: { db: SqlDb; clock: Clock; buil
           row.created_at,
         ]);
         // The pattern itself is recorded: it is configuration, not a secret.
-        await deps.audit().record(tx, { actor, event: 'redaction_rule.created', subject: { ruleId: row.id }, payload: { name, pattern: row.pattern, flags: row.flags } });
+        await deps.audit.record(tx, { actor, event: 'redaction_rule.created', subject: { ruleId: row.id }, payload: { name, pattern: row.pattern, flags: row.flags } });
       });
       await reload();
       return toStored(row);
@@ -112,7 +132,7 @@ export async function createRedactionStore(deps: { db: SqlDb; clock: Clock; buil
         const row = await tx.get<Row>('SELECT * FROM redaction_rules WHERE id = ?', [id]);
         if (!row) throw errors.notFound('Redaction rule', id);
         await tx.run('DELETE FROM redaction_rules WHERE id = ?', [id]);
-        await deps.audit().record(tx, { actor, event: 'redaction_rule.deleted', subject: { ruleId: id }, payload: { name: row.name } });
+        await deps.audit.record(tx, { actor, event: 'redaction_rule.deleted', subject: { ruleId: id }, payload: { name: row.name } });
       });
       await reload();
     },

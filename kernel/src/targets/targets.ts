@@ -1,3 +1,4 @@
+import type { SealedProfile } from '../credentials/index.js';
 import { canonicalJson } from '../lib/canonical.mjs';
 import { isoAt, type Clock } from '../lib/clock.js';
 import { errors, KernelError } from '../lib/errors.js';
@@ -32,12 +33,6 @@ export interface Profile {
   updatedAt: string;
 }
 
-/** The one credential lease of one invocation (invariant 1): only the plugin host and pipeline see it. */
-export interface CredentialLease {
-  kind: string;
-  config: Record<string, unknown>;
-  secret: Record<string, unknown>;
-}
 
 export interface TargetChange {
   targetId: string;
@@ -67,7 +62,8 @@ export interface TargetStore {
   ): Promise<Profile>;
   deleteProfile(id: string, actor: string): Promise<void>;
   /** Opens a profile's sealed secret for one invocation. */
-  lease(profileId: string): Promise<CredentialLease>;
+  /** A profile with its secret still sealed, for the credentials module (the only one that opens it at run time). */
+  sealedProfile(profileId: string): SealedProfile | undefined;
   /** Synchronous reads from the in-memory mirror, for the hot path. */
   cachedTarget(id: string): Target | undefined;
   cachedProfile(id: string): Profile | undefined;
@@ -133,7 +129,9 @@ const toProfile = (row: ProfileRow): Profile => ({
 });
 
 const KIND_PATTERN = /^[a-z][a-z0-9_-]{0,63}$/;
-const secretAad = (profileId: string) => `profile:${profileId}:secret`;
+/** The additional data a profile's sealed secret is bound to (the credentials module opens it with the same). */
+export const profileSecretAad = (profileId: string) => `profile:${profileId}:secret`;
+const secretAad = profileSecretAad;
 
 function checkName(name: string, what: string): string {
   const trimmed = name.trim();
@@ -457,14 +455,9 @@ export async function createTargetStore(deps: {
         profile: profile ? { configRevision: profile.config_revision, secretRevision: profile.secret_revision } : null,
       };
     },
-    async lease(profileId) {
+    sealedProfile(profileId) {
       const row = profiles.get(profileId);
-      if (!row) throw errors.notFound('Credential profile', profileId);
-      return {
-        kind: row.credential_kind,
-        config: JSON.parse(row.config) as Record<string, unknown>,
-        secret: row.secret ? (JSON.parse(sealer.open(row.secret, secretAad(profileId))) as Record<string, unknown>) : {},
-      };
+      return row ? { kind: row.credential_kind, config: row.config, secret: row.secret } : undefined;
     },
   };
   return store;

@@ -1,60 +1,23 @@
 import { isoAt, type Clock } from '../lib/clock.js';
-import type { OpenDatabase, SqlDb } from '../vault/index.js';
+import { createHooks } from '../lib/hooks.js';
+import { createInflightTracker, type InflightTracker } from '../lib/inflight.js';
+import type { OpenDatabase, SqlDb, SqlTx } from '../vault/index.js';
 import { createAudit, type Audit, type AuditVerifyPool } from '../audit/index.js';
 import { createSettingsStore, type SettingsStore } from '../settings/index.js';
-import { createRedactionStore, type RedactionStore } from '../redaction/index.js';
+import { createRedactionStore, createRedactorCell, type RedactionStore } from '../redaction/index.js';
 import { createTokenStore, type TokenStore } from '../tokens/index.js';
-import { createTargetStore, type TargetStore } from '../targets/index.js';
-import { createGrantStore, type GrantStore } from '../grants/index.js';
-import { createApprovalStore, type ApprovalStore } from '../approvals/index.js';
+import { createTargetStore, profileSecretAad, type TargetChange, type TargetStore } from '../targets/index.js';
+import { createGrantStore, type GrantChange, type GrantStore } from '../grants/index.js';
+import { createAdmissions, createApprovalStore, type Admissions, type ApprovalStore } from '../approvals/index.js';
 import { createMessageStore, type MessageStore } from '../messages/index.js';
 import { createMcpSwitch, type McpSwitch } from '../mcp-switch/index.js';
+import { createCredentials, type Credentials } from '../credentials/index.js';
 import type { EventBus } from '../events/index.js';
 import type { ConnectorCatalog } from '../connectors/index.js';
 import { createPluginApprovalStore, type PluginApprovalStore } from '../plugin-host/index.js';
 import { errors } from '../lib/errors.js';
 
-/** Counts actions in flight so locking a database can wait for them. */
-export interface InflightTracker {
-  begin(): () => void;
-  readonly count: number;
-  /** Resolves when nothing is in flight, or after timeoutMs. */
-  drain(timeoutMs: number): Promise<boolean>;
-}
-
-function createInflightTracker(): InflightTracker {
-  let count = 0;
-  let waiters: Array<() => void> = [];
-  return {
-    begin() {
-      count += 1;
-      let ended = false;
-      return () => {
-        if (ended) return;
-        ended = true;
-        count -= 1;
-        if (count === 0) {
-          const current = waiters;
-          waiters = [];
-          for (const wake of current) wake();
-        }
-      };
-    },
-    get count() {
-      return count;
-    },
-    drain(timeoutMs) {
-      if (count === 0) return Promise.resolve(true);
-      return new Promise((resolve) => {
-        const timer = setTimeout(() => resolve(false), timeoutMs);
-        waiters.push(() => {
-          clearTimeout(timer);
-          resolve(true);
-        });
-      });
-    },
-  };
-}
+export type { InflightTracker };
 
 export interface MaintenanceReport {
   expired: number;
@@ -63,7 +26,14 @@ export interface MaintenanceReport {
   messagesPruned: number;
 }
 
-/** One unlocked database with every per-database service wired to it. */
+/**
+ * One unlocked database with its per-database services composed. This is
+ * the composition's record, held by the databases module and the composition
+ * root only: no module is handed a Workspace. Each gets the one store (or
+ * the few methods) it uses, built from it in kernel.ts / main.ts. The vault
+ * handle and the raw database are here for the databases module (open count,
+ * rekey, export) and for tests that tamper with the file on purpose.
+ */
 export interface Workspace {
   readonly name: string;
   readonly databaseId: string;
@@ -77,8 +47,10 @@ export interface Workspace {
   readonly targets: TargetStore;
   readonly grants: GrantStore;
   readonly approvals: ApprovalStore;
+  readonly admissions: Admissions;
   readonly messages: MessageStore;
   readonly mcp: McpSwitch;
+  readonly credentials: Credentials;
   /** The installed plugins this database approved (built-ins need no approval). */
   readonly pluginApprovals: PluginApprovalStore;
   readonly inflight: InflightTracker;
@@ -91,6 +63,13 @@ export interface Workspace {
 
 const DAY_MS = 86_400_000;
 
+/**
+ * Composes one database's services. The order is the dependency order, with
+ * no placeholders: the redactor lives in a cell both the audit and the
+ * redaction store are given, and the stores whose changes stale pending
+ * approvals announce them through hooks the approvals store is added to once
+ * it exists.
+ */
 export async function openWorkspace(deps: {
   handle: OpenDatabase;
   clock: Clock;
@@ -103,34 +82,26 @@ export async function openWorkspace(deps: {
   const { handle, clock, events } = deps;
   const db = handle.db;
   const name = handle.name;
-  // Composition order matters only for construction; the late-bound getters
-  // (redactor for the audit, audit for redaction rules) break the cycle.
-  let redaction: RedactionStore | undefined;
-  const audit = await createAudit({ db, clock, pool: deps.pool, redactor: () => redaction!.current(), ...(deps.log ? { log: deps.log } : {}) });
+  const log = deps.log ? { log: deps.log } : {};
+
+  const redactor = createRedactorCell(true);
+  const audit = await createAudit({ db, clock, pool: deps.pool, redactor: redactor.current, ...log });
   const settings = await createSettingsStore({ db, clock, audit });
-  redaction = await createRedactionStore({ db, clock, builtin: settings.get().builtinRedaction, audit: () => audit });
-  settings.onChange((values) => redaction!.setBuiltin(values.builtinRedaction));
-  // approvals needs tokens, targets and grants for snapshots, and they need
-  // approvals to stale pending requests when they change: bind late.
-  let approvals: ApprovalStore | undefined;
+  const redaction = await createRedactionStore({ db, clock, builtin: settings.get().builtinRedaction, audit, cell: redactor });
+  settings.onChange((values) => redaction.setBuiltin(values.builtinRedaction));
   const pluginApprovals = await createPluginApprovalStore({ db, clock, audit });
   const catalog = deps.catalogFor(pluginApprovals);
-  const tokens = await createTokenStore({ db, clock, audit, onChanged: async (tx, tokenId) => void (await approvals!.revalidatePending(tx, { tokenId })) });
-  const messages = await createMessageStore({ db, clock, audit, events, database: name, redactor: () => redaction!.current() });
+  const messages = await createMessageStore({ db, clock, audit, events, database: name, redactor: redactor.current });
 
-  let grants: GrantStore | undefined;
-  const targets = await createTargetStore({
-    db,
-    clock,
-    audit,
-    sealer: handle.sealer,
-    catalog,
-    onChanged: async (tx, change) => {
-      await approvals!.staleFor(tx, { targetId: change.targetId, ...(change.profileId ? { profileId: change.profileId } : {}) }, change.reason);
-    },
-    onDeleted: (tx) => grants!.reload(tx),
-  });
-  grants = await createGrantStore({
+  // What changes the approval context of pending requests (invariant 5).
+  const tokenChanged = createHooks<[SqlTx, string]>();
+  const targetChanged = createHooks<[SqlTx, TargetChange]>();
+  const targetDeleted = createHooks<[SqlTx]>();
+  const grantChanged = createHooks<[SqlTx, GrantChange]>();
+
+  const tokens = await createTokenStore({ db, clock, audit, onChanged: tokenChanged.run });
+  const targets = await createTargetStore({ db, clock, audit, sealer: handle.sealer, catalog, onChanged: targetChanged.run, onDeleted: targetDeleted.run });
+  const grants = await createGrantStore({
     db,
     clock,
     audit,
@@ -144,11 +115,10 @@ export async function openWorkspace(deps: {
         throw errors.invalid(`The ${target.kind} connector has no action "${input.action}". Its actions: ${[...connector.actions.keys()].join(', ')}.`);
       }
     },
-    onChanged: async (tx, change) => {
-      await approvals!.revalidatePending(tx, change);
-    },
+    onChanged: grantChanged.run,
   });
-  approvals = createApprovalStore({
+  targetDeleted.add((tx) => grants.reload(tx));
+  const approvals = createApprovalStore({
     db,
     clock,
     audit,
@@ -157,9 +127,23 @@ export async function openWorkspace(deps: {
     messages,
     database: name,
     sources: { tokens, grants, targets, catalog, clock },
-    redactText: (text) => redaction!.current().text(text),
-    ...(deps.log ? { log: deps.log } : {}),
+    redactText: (text) => redaction.current().text(text),
+    ...log,
   });
+  tokenChanged.add(async (tx, tokenId) => void (await approvals.revalidatePending(tx, { tokenId })));
+  grantChanged.add(async (tx, change) => void (await approvals.revalidatePending(tx, change)));
+  targetChanged.add(async (tx, change) => void (await approvals.staleFor(tx, { targetId: change.targetId, ...(change.profileId ? { profileId: change.profileId } : {}) }, change.reason)));
+  const admissions = createAdmissions({
+    db,
+    clock,
+    audit,
+    store: approvals,
+    messages,
+    seal: (text, aad) => handle.sealer.seal(text, aad),
+    approvalTtlSeconds: () => settings.get().approvalTtlSeconds,
+  });
+  // The only reader of sealed profile secrets at run time.
+  const credentials = createCredentials({ sealedProfile: (id) => targets.sealedProfile(id), unseal: (sealed, profileId) => handle.sealer.open(sealed, profileSecretAad(profileId)) });
   const mcp = createMcpSwitch({ database: name, initial: settings.get().mcpAutostart, audit, events, clock });
 
   const workspace: Workspace = {
@@ -175,17 +159,19 @@ export async function openWorkspace(deps: {
     targets,
     grants,
     approvals,
+    admissions,
     messages,
     mcp,
+    credentials,
     pluginApprovals,
     inflight: createInflightTracker(),
     unlockedAt: isoAt(clock.now()),
-    expirePending: () => approvals!.expireDue(),
+    expirePending: () => approvals.expireDue(),
     async runRetention() {
       const values = settings.get();
       const now = clock.now();
       const report = { auditPruned: 0, historyPruned: 0, messagesPruned: 0 };
-      if (values.historyRetentionDays > 0) report.historyPruned = await approvals!.pruneFinished(isoAt(now - values.historyRetentionDays * DAY_MS));
+      if (values.historyRetentionDays > 0) report.historyPruned = await approvals.pruneFinished(isoAt(now - values.historyRetentionDays * DAY_MS));
       if (values.messageRetentionDays > 0) {
         const cutoff = isoAt(now - values.messageRetentionDays * DAY_MS);
         report.messagesPruned = await db.write(async (tx) => {

@@ -60,7 +60,7 @@ export function createFakeExecutor(): ActionExecutor & { calls: Invocation[]; re
         case 'crash':
           throw new Error('segfault at 0xdeadbeef in /home/secret/path');
         case 'leak':
-          return { message: `the password is ${String(invocation.credentials.secret.password)}` };
+          return { message: `the password is ${String(invocation.scope.lease().fields.password)}` };
         case 'big':
           return { data: 'x'.repeat(Number(input.bytes ?? 10_000)) };
         case 'slow':

@@ -1,3 +1,4 @@
+import { createInvocationScopes } from '../../src/invocations/index.js';
 import { fileURLToPath } from 'node:url';
 import { createKernel, type Kernel } from '../../src/kernel.js';
 import { createPluginHost, pinBuiltins, type PluginHost, type BwrapMode, type BuiltinPins } from '../../src/plugin-host/index.js';
@@ -53,8 +54,10 @@ export async function pluginHarness(options: PluginHarnessOptions): Promise<Plug
   const builtinRoot = options.builtinRoot ?? FIXTURES;
   const builtins = options.builtins ?? options.fixtures ?? [];
   const start = async (builtinPins: BuiltinPins | string) => {
+    const scopes = createInvocationScopes();
     const host = await createPluginHost({
       dataDir: dir,
+      scopes,
       clock: { now: () => Date.now() },
       log,
       kernelInfo: { name: 'aipermission-test', version: '0.0.0' },
@@ -64,7 +67,7 @@ export async function pluginHarness(options: PluginHarnessOptions): Promise<Plug
       builtinPins,
       ...(options.supervisor ? { supervisor: options.supervisor } : {}),
     });
-    return { host, kernel: createKernel({ dataDir: dir, plugins: host, log }) };
+    return { host, kernel: createKernel({ dataDir: dir, plugins: host, log, scopes }) };
   };
   let { host, kernel } = await start(options.builtinPins ?? (await pinBuiltins(builtinRoot, builtins)));
   await kernel.createDatabase('main', PASSWORD);
@@ -90,7 +93,7 @@ export async function pluginHarness(options: PluginHarnessOptions): Promise<Plug
       return { token: token.secret, targetRef: `${pluginId}:${target.id}:${profile.id}`, targetId: target.id, profileId: profile.id };
     },
     async call(t, action, input = {}, callOptions = {}) {
-      const outcome = await kernel.pipeline.call(t.token, { targetRef: t.targetRef, action, input }, callOptions.onProgress ? { onProgress: callOptions.onProgress } : {});
+      const outcome = await kernel.pipeline.call(kernel.authenticateToken(t.token), { targetRef: t.targetRef, action, input }, callOptions.onProgress ? { onProgress: callOptions.onProgress } : {});
       if (outcome.kind !== 'request') throw new Error(`unexpected ${JSON.stringify(outcome)}`);
       return outcome.request;
     },

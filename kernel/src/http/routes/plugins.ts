@@ -1,5 +1,4 @@
 import { Hono } from 'hono';
-import { randomBytes } from 'node:crypto';
 import { secretFieldsOf, declaredFieldsOf } from '@aipermission/plugin-sdk/protocol';
 import { KernelError } from '../../lib/errors.js';
 import { newId } from '../../lib/ids.js';
@@ -150,7 +149,8 @@ export function pluginRoutes(kernel: Kernel) {
     if (profile.targetId !== target.id) throw new KernelError('invalid_input', 'That profile belongs to another target.', { status: 400 });
     const connector = ws.catalog.get(target.kind);
     if (!connector) throw new KernelError('connector_unavailable', `No connector for "${target.kind}" is installed.`, { status: 409 });
-    const result = await requireHost(kernel).checkConnection(connector, target.config, await ws.targets.lease(profile.id), `chk_${randomBytes(8).toString('hex')}`);
+    requireHost(kernel);
+    const result = await kernel.checkConnection(ws.name, connector, target, profile.id);
     const shown = { ...result, ...(result.message ? { message: ws.redaction.current().text(result.message) } : {}) };
     await ws.audit.append({ actor, event: 'target.checked', subject: { targetId: target.id, profileId: profile.id }, payload: { ok: result.ok, problem: result.problem ?? null, message: shown.message ?? null } });
     return c.json({ result: shown });

@@ -1,3 +1,4 @@
+import { operatorPrincipal } from '../../lib/principal.js';
 import { Hono } from 'hono';
 import { KernelError } from '../../lib/errors.js';
 import { REQUEST_STATUSES, type RequestStatus } from '../../approvals/index.js';
@@ -49,9 +50,9 @@ export function requestRoutes(kernel: Kernel) {
   });
 
   app.post('/databases/:db/requests/:id/run', async (c) => {
-    const { ws, actor } = await workspaceFor(c, kernel);
+    const { ws, session, actor } = await workspaceFor(c, kernel);
     const body = await readBody(c, decisionBody);
-    const request = await kernel.pipeline.runApproved(ws, c.req.param('id'), actor, body.note ?? null, { waitMs: RUN_WAIT_MS });
+    const request = await kernel.pipeline.runApproved(operatorPrincipal(ws.name, session.id, actor), c.req.param('id'), body.note ?? null, { waitMs: RUN_WAIT_MS });
     return c.json({ request });
   });
 

@@ -1,0 +1,75 @@
+import { canonicalJson, sha256Hex } from '../lib/canonical.mjs';
+import { isoAt, type Clock } from '../lib/clock.js';
+import { KernelError } from '../lib/errors.js';
+import type { Logger } from '../lib/log.js';
+import { visibleText } from '../lib/visible-text.js';
+import type { ActionDescriptor } from '../connectors/index.js';
+import type { ActionRequest, RequestRow } from '../approvals/index.js';
+import type { PipelineDatabase } from './ports.js';
+import type { Executed } from './execute.js';
+import { boundOutput, truncateUtf8 } from './bound.js';
+
+/** How much of an output an audit entry keeps; the request row keeps the (bounded) whole. */
+const AUDIT_EXCERPT_BYTES = 2048;
+
+/**
+ * Stage 4, settle: what came back is redacted (the lease's secret values
+ * too) and bounded, then the approvals module records the request's end
+ * with its completion entry. What is stored and returned never carries a
+ * credential and never exceeds the bound. If the completion cannot be
+ * written, the result is withheld (503).
+ */
+export function createSettle(deps: { clock: Clock; log: Logger }) {
+  const { clock, log } = deps;
+  return async function settle(db: PipelineDatabase, row: RequestRow, action: ActionDescriptor, { outcome, secrets, durationMs }: Executed): Promise<ActionRequest> {
+    const redactor = db.redaction.current().withSecrets(secrets);
+    const finishedIso = isoAt(clock.now());
+    try {
+      if (outcome.status === 'completed') {
+        const bounded = boundOutput(redactor.value(outcome.output), action.limits.maxOutputBytes);
+        const text = JSON.stringify(bounded.value);
+        return await db.approvals.finishBatched(
+          row,
+          'completed',
+          { output_preview: text, output_truncated: bounded.truncated ? 1 : 0, finished_at: finishedIso, status_reason: null },
+          {
+            actor: `token:${row.token_id}`,
+            event: 'action.completed',
+            payload: {
+              action: row.action,
+              durationMs,
+              outputBytes: bounded.bytes,
+              truncated: bounded.truncated,
+              outputSha256: sha256Hex(text),
+              outputExcerpt: truncateUtf8(text, AUDIT_EXCERPT_BYTES),
+            },
+          },
+        );
+      }
+      if (outcome.status === 'failed') {
+        const error = { ...outcome.error, message: redactor.text(outcome.error.message) };
+        return await db.approvals.finishBatched(
+          row,
+          'failed',
+          // status_reason is the sentence displays show beside the status: a plugin's words (which may echo the agent's input) made
+          // one visible line, so no display can be handed a forged line (invariant 8). error.message stays as the plugin wrote it.
+          { error: canonicalJson(error), finished_at: finishedIso, status_reason: visibleText(error.message) },
+          { actor: `token:${row.token_id}`, event: 'action.failed', payload: { action: row.action, durationMs, error } },
+        );
+      }
+      return await db.approvals.finishBatched(
+        row,
+        'outcome_unknown',
+        { finished_at: finishedIso, status_reason: visibleText(outcome.reason) },
+        { actor: 'system', event: 'action.outcome_unknown', payload: { action: row.action, durationMs, reason: outcome.reason } },
+      );
+    } catch (error) {
+      log(`could not record the completion of ${row.id}`, error);
+      throw new KernelError(
+        'audit_unavailable',
+        'The action ran, but its completion could not be written to the audit log, so its result is withheld and its outcome will show as unknown. Ask the operator to check the gateway log and the disk.',
+        { status: 503, cause: error },
+      );
+    }
+  };
+}
