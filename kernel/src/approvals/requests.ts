@@ -217,10 +217,10 @@ export function checkNote(note: string | null | undefined): string | null {
 export function createApprovalStore(deps: {
   db: SqlDb;
   clock: Clock;
-  audit: Audit;
+  audit: Pick<Audit, 'commit' | 'record'>;
   events: EventBus;
-  sealer: Sealer;
-  messages: MessageStore;
+  sealer: Pick<Sealer, 'open'>;
+  messages: Pick<MessageStore, 'sendToAgent'>;
   database: string;
   sources: SnapshotSources;
   redactText: (text: string) => string;

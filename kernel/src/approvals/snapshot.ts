@@ -31,11 +31,12 @@ export interface SnapshotSubject {
   inputHash: string;
 }
 
+/** What a snapshot is computed from: one method of each store, no more. */
 export interface SnapshotSources {
-  tokens: TokenStore;
-  grants: GrantStore;
-  targets: TargetStore;
-  catalog: ConnectorCatalog;
+  tokens: Pick<TokenStore, 'get'>;
+  grants: Pick<GrantStore, 'evaluate'>;
+  targets: Pick<TargetStore, 'revisions'>;
+  catalog: Pick<ConnectorCatalog, 'get'>;
   clock: Clock;
 }
 

@@ -121,7 +121,7 @@ export interface EffectiveGrant {
 export async function createGrantStore(deps: {
   db: SqlDb;
   clock: Clock;
-  audit: Audit;
+  audit: Pick<Audit, 'record'>;
   /** Checks that the token, target and profile exist and belong together; throws a clear error if not. */
   checkRefs: (input: GrantSetInput) => Promise<void>;
   /** Called inside the change's transaction: pending approvals the change affects are re-checked. */

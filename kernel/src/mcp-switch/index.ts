@@ -12,7 +12,7 @@ export interface McpSwitch {
   set(running: boolean, actor: string): Promise<void>;
 }
 
-export function createMcpSwitch(deps: { database: string; initial: boolean; audit: Audit; events: EventBus; clock: Clock }): McpSwitch {
+export function createMcpSwitch(deps: { database: string; initial: boolean; audit: Pick<Audit, 'append'>; events: EventBus; clock: Clock }): McpSwitch {
   let running = deps.initial;
   return {
     isRunning: () => running,

@@ -66,7 +66,7 @@ export function checkMessageBody(body: string): string {
   return trimmed;
 }
 
-export async function createMessageStore(deps: { db: SqlDb; clock: Clock; audit: Audit; redactor: () => Redactor; events: EventBus; database: string }): Promise<MessageStore> {
+export async function createMessageStore(deps: { db: SqlDb; clock: Clock; audit: Pick<Audit, 'record'>; redactor: () => Redactor; events: EventBus; database: string }): Promise<MessageStore> {
   const { db, clock, audit } = deps;
   // Undelivered notes per token, so every MCP response can check for notes without a query.
   const waiting = new Map<string, number>();

@@ -35,7 +35,7 @@ const toApproval = (row: Row): StoredPluginApproval => ({
   approvedBy: row.approved_by,
 });
 
-export async function createPluginApprovalStore(deps: { db: SqlDb; clock: Clock; audit: Audit }): Promise<PluginApprovalStore> {
+export async function createPluginApprovalStore(deps: { db: SqlDb; clock: Clock; audit: Pick<Audit, 'record'> }): Promise<PluginApprovalStore> {
   const { db, clock, audit } = deps;
   let mirror = (await db.all<Row>('SELECT * FROM plugin_approvals ORDER BY plugin_id')).map(toApproval);
   return {

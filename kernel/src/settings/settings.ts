@@ -58,7 +58,7 @@ export interface SettingsStore {
   onChange(listener: (values: SettingsValues) => void): void;
 }
 
-export async function createSettingsStore(deps: { db: SqlDb; clock: Clock; audit: Audit }): Promise<SettingsStore> {
+export async function createSettingsStore(deps: { db: SqlDb; clock: Clock; audit: Pick<Audit, 'record'> }): Promise<SettingsStore> {
   const { db, clock, audit } = deps;
   const rows = await db.all<{ key: string; value: string }>('SELECT key, value FROM settings');
   let values: SettingsValues = { ...DEFAULT_SETTINGS };

@@ -152,7 +152,7 @@ function isPlainObject(value: unknown): value is Record<string, unknown> {
 export async function createTargetStore(deps: {
   db: SqlDb;
   clock: Clock;
-  audit: Audit;
+  audit: Pick<Audit, 'record'>;
   sealer: Sealer;
   catalog: ConnectorCatalog;
   /** Called inside the change's transaction so pending approvals go stale atomically with the edit. */

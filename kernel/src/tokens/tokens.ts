@@ -103,7 +103,7 @@ export interface TokenStore {
 export async function createTokenStore(deps: {
   db: SqlDb;
   clock: Clock;
-  audit: Audit;
+  audit: Pick<Audit, 'record'>;
   /** Called inside the revoke transaction so the token's pending approvals go stale with it. */
   onChanged: (tx: SqlTx, tokenId: string) => Promise<void>;
 }): Promise<TokenStore> {
