@@ -6,7 +6,7 @@
 import { createKernel, type Kernel, type KernelOptions } from './kernel.js';
 import { createPluginHost, type BwrapMode, type PluginHostOptions } from './plugin-host/index.js';
 import { systemClock } from './lib/clock.js';
-import { createHttpApp, listenOnLoopback, loopbackBindAddress, type RunningServer } from './http/index.js';
+import { createHttpApp, httpDepsFromKernel, listenOnLoopback, loopbackBindAddress, type RunningServer } from './http/index.js';
 import { acquireDataDirLock, resolveDataDir } from './vault/index.js';
 import { VERSION } from './version.js';
 import { hardenProcess } from './lib/harden.js';
@@ -63,7 +63,7 @@ export async function startGateway(options: GatewayOptions = {}): Promise<Gatewa
   }
   const kernel = createKernel({ ...options, dataDir, clock, log, plugins });
   let port = options.port ?? DEFAULT_PORT;
-  const { app, mcp } = createHttpApp({ kernel, getPort: () => port, version: VERSION });
+  const { app, mcp } = createHttpApp({ deps: httpDepsFromKernel(kernel), getPort: () => port, version: VERSION });
   let server: RunningServer;
   try {
     server = await listenOnLoopback(app.fetch, { host, port, onUpgrade: (request, socket, head) => mcp.handleUpgrade(request, socket, head) });

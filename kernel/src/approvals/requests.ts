@@ -189,6 +189,12 @@ export interface ApprovalStore {
   snapshotNow(q: SqlQueries | undefined, row: Pick<RequestRow, 'token_id' | 'target_id' | 'profile_id' | 'connector_id' | 'action' | 'input_hash'>): Promise<ApprovalSnapshot>;
   /** Re-checks pending requests; stales every one whose snapshot drifted. Returns how many went stale. */
   revalidatePending(tx: SqlTx, filter: { tokenId?: string; targetId?: string; profileId?: string; connectorId?: string }): Promise<number>;
+  /**
+   * Re-checks the pending requests of one connector in a transaction of its
+   * own, for a change made outside any store's transaction (a plugin was
+   * installed, upgraded or removed). Returns how many went stale.
+   */
+  revalidateConnector(connectorId: string): Promise<number>;
   /** Stales pending requests of a target or profile that changed, with the reason. */
   staleFor(tx: SqlTx, filter: { targetId: string; profileId?: string }, reason: string): Promise<number>;
   decline(id: string, note: string | null, actor: string): Promise<ActionRequest>;
@@ -394,6 +400,9 @@ export function createApprovalStore(deps: {
         staled += 1;
       }
       return staled;
+    },
+    revalidateConnector(connectorId) {
+      return db.write((tx) => store.revalidatePending(tx, { connectorId }));
     },
     async staleFor(tx, filter, reason) {
       const rows = filter.profileId
