@@ -93,6 +93,6 @@ export async function startGateway(options: GatewayOptions = {}): Promise<Gatewa
 
 export { createKernel, VERSION };
 export type { Kernel, KernelOptions };
-export { createHttpApp, listenOnLoopback } from './http/index.js';
+export { createHttpApp, httpDepsFromKernel, listenOnLoopback } from './http/index.js';
 export { createStaticCatalog, defineStaticConnector } from './connectors/index.js';
 export type { ActionExecutor, ConnectorCatalog, ConnectorDescriptor, Invocation } from './connectors/index.js';

@@ -107,6 +107,11 @@ export async function unlockedDatabase(
   return { name, session: proven, actor: proven ? actorOf(proven) : NO_SESSION_ACTOR };
 }
 
+/** The refusal of any plugin operation in a gateway built without a plugin host. */
+export function noPluginHost(): KernelError {
+  return new KernelError('plugins_unavailable', 'This gateway runs without a plugin host.', { status: 409 });
+}
+
 /** The default database: the first one created (its file's birth time, which no process can set), then by name. */
 export function defaultDatabase(databases: ReadonlyArray<{ name: string; createdAt: string }>): string | null {
   const sorted = [...databases].sort((a, b) => a.createdAt.localeCompare(b.createdAt) || a.name.localeCompare(b.name));

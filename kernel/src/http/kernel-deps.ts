@@ -4,6 +4,7 @@ import type { Kernel } from '../kernel.js';
 import { createMcpEndpoint } from '../mcp/index.js';
 import type { HttpDeps } from './app.js';
 import type { ApprovalsRunner, ConnectionChecks, DatabaseGuard, DatabaseLifecycle } from './deps.js';
+import { noPluginHost } from './helpers.js';
 
 /**
  * Builds the HTTP app's dependencies from today's Kernel: the only file in
@@ -99,7 +100,7 @@ function connectionChecksOf(kernel: Kernel): ConnectionChecks {
       if (profile.targetId !== target.id) throw new KernelError('invalid_input', 'That profile belongs to another target.', { status: 400 });
       const connector = ws.catalog.get(target.kind);
       if (!connector) throw new KernelError('connector_unavailable', `No connector for "${target.kind}" is installed.`, { status: 409 });
-      if (!kernel.plugins) throw new KernelError('plugins_unavailable', 'This gateway runs without a plugin host.', { status: 409 });
+      if (!kernel.plugins) throw noPluginHost();
       const result = await kernel.plugins.checkConnection(connector, target.config, await ws.targets.lease(profile.id), `chk_${randomBytes(8).toString('hex')}`);
       const shown = { ...result, ...(result.message ? { message: ws.redaction.current().text(result.message) } : {}) };
       await ws.audit.append({

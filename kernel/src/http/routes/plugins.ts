@@ -7,7 +7,7 @@ import type { ApprovalStore } from '../../approvals/index.js';
 import type { SettingsStore } from '../../settings/index.js';
 import type { HttpContext, HttpEnv } from '../context.js';
 import type { ConnectionChecks, DatabaseGuard, PerDatabase } from '../deps.js';
-import { bodySchema, databaseFor, readBody } from '../helpers.js';
+import { bodySchema, databaseFor, noPluginHost, readBody } from '../helpers.js';
 
 const inspectBody = bodySchema<{ source: string }>({ source: { type: 'string', minLength: 1, maxLength: 4096 } }, ['source']);
 const installBody = bodySchema<{ inspection: string; integrity: string }>(
@@ -58,7 +58,7 @@ export interface PluginRouteDeps {
 export function pluginRoutes(deps: PluginRouteDeps) {
   const app = new Hono<HttpEnv>();
   const requireHost = (): PluginRouteHost => {
-    if (!deps.plugins) throw new KernelError('plugins_unavailable', 'This gateway runs without a plugin host.', { status: 409 });
+    if (!deps.plugins) throw noPluginHost();
     return deps.plugins;
   };
   const inspections = new Map<string, { inspected: InspectedPlugin; database: string; timer: NodeJS.Timeout }>();
