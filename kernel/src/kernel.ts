@@ -157,7 +157,7 @@ export function createKernel(options: KernelOptions): Kernel {
     scopes,
     authenticateToken: (raw) => tokens.authenticate(raw),
     async checkConnection(database, connector, target, profileId) {
-      if (!plugins) throw new KernelError('plugins_unavailable', 'This gateway runs no plugin host.', { status: 409 });
+      if (!plugins) throw new KernelError('plugins_unavailable', 'This gateway runs without a plugin host.', { status: 409 });
       const credential = databases.workspace(database).credentials.open(profileId);
       const scope = scopes.open({ invocationId: newId('chk'), connectorId: connector.id, targetId: target.id, profileId, credential });
       try {

@@ -7,6 +7,7 @@ import { createKernel, type Kernel, type KernelOptions } from './kernel.js';
 import { createPluginHost, type BwrapMode, type PluginHostOptions } from './plugin-host/index.js';
 import { systemClock } from './lib/clock.js';
 import { createHttpApp, listenOnLoopback, loopbackBindAddress, type RunningServer } from './http/index.js';
+import { httpDepsFromKernel } from './wiring.js';
 import { acquireDataDirLock, resolveDataDir } from './vault/index.js';
 import { VERSION } from './version.js';
 import { hardenProcess } from './lib/harden.js';
@@ -67,7 +68,7 @@ export async function startGateway(options: GatewayOptions = {}): Promise<Gatewa
   }
   const kernel = createKernel({ ...options, dataDir, clock, log, plugins, scopes });
   let port = options.port ?? DEFAULT_PORT;
-  const { app, mcp } = createHttpApp({ kernel, getPort: () => port, version: VERSION });
+  const { app, mcp } = createHttpApp({ deps: httpDepsFromKernel(kernel), getPort: () => port, version: VERSION });
   let server: RunningServer;
   try {
     server = await listenOnLoopback(app.fetch, { host, port, onUpgrade: (request, socket, head) => mcp.handleUpgrade(request, socket, head) });
@@ -98,5 +99,6 @@ export async function startGateway(options: GatewayOptions = {}): Promise<Gatewa
 export { createKernel, VERSION };
 export type { Kernel, KernelOptions };
 export { createHttpApp, listenOnLoopback } from './http/index.js';
+export { httpDepsFromKernel } from './wiring.js';
 export { createStaticCatalog, defineStaticConnector } from './connectors/index.js';
 export type { ActionExecutor, ConnectorCatalog, ConnectorDescriptor, Invocation } from './connectors/index.js';

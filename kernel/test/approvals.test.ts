@@ -96,6 +96,19 @@ describe('approval snapshots: what was approved is what runs', () => {
     await expectStaleOnRun(request.id, /the connector was upgraded \(1\.0\.0 -> 1\.1\.0\)/);
   });
 
+  it("re-checks a connector's pending approvals at once, in a transaction of its own, when asked (a plugin was installed or removed)", async () => {
+    const request = await pending();
+    expect(await h.ws.approvals.revalidateConnector('fake')).toBe(0);
+    h.catalog.register(defineStaticConnector(fakeConnectorDefinition('1.1.0')));
+    expect(await h.ws.approvals.revalidateConnector('another-connector')).toBe(0);
+    expect((await h.ws.approvals.require(request.id)).status).toBe('approval_pending');
+    expect(await h.ws.approvals.revalidateConnector('fake')).toBe(1);
+    const now = await h.ws.approvals.require(request.id);
+    expect(now.status).toBe('stale');
+    expect(now.statusReason).toMatch(/the connector was upgraded \(1\.0\.0 -> 1\.1\.0\)/);
+    expect((await h.ws.audit.search({ event: 'action.staled', limit: 1 })).entries[0]?.subject).toMatchObject({ requestId: request.id });
+  });
+
   it("marks an approval stale when the manifest or the action's definition changed under the same version", async () => {
     const a = await pending({ value: 'a' });
     h.catalog.register(defineStaticConnector(fakeConnectorDefinition('1.0.0', { title: 'Renamed' })));

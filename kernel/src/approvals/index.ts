@@ -4,7 +4,7 @@
  * notes, agent cancel, and `outcome_unknown` after a crash.
  */
 export { createApprovalStore, toRequest, inputAad, checkNote, REQUEST_STATUSES, ACTIVE_STATUSES } from './requests.js';
-export type { ApprovalStore, ActionRequest, ActionError, RequestStatus, RequestRow, NewRequest, RequestListFilter } from './requests.js';
+export type { ApprovalStore, ActionRequest, RequestError, RequestStatus, RequestRow, NewRequest, RequestListFilter } from './requests.js';
 export { computeSnapshot, describeDrift, snapshotHash } from './snapshot.js';
 export type { ApprovalSnapshot, SnapshotSources, SnapshotSubject } from './snapshot.js';
 export { createAdmissions } from './admission.js';

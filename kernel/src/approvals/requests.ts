@@ -1,3 +1,4 @@
+import type { ActionFailureData } from '@aipermission/plugin-sdk/protocol';
 import { isoAt, type Clock } from '../lib/clock.js';
 import { errors, KernelError } from '../lib/errors.js';
 import { toFtsQuery } from '../lib/fts.js';
@@ -36,10 +37,16 @@ export const REQUEST_STATUSES: readonly RequestStatus[] = [
 /** Not final: the agent should poll again. */
 export const ACTIVE_STATUSES: readonly RequestStatus[] = ['approval_pending', 'running'];
 
-export interface ActionError {
-  kind: 'config' | 'transient' | 'system';
-  retryable: boolean;
-  message: string;
+/**
+ * How a failed request's error is stored and shown (REST, MCP): the wire's
+ * ActionFailureData (plugin-sdk) with its `userMessage` as `message`, or the
+ * kernel's own failure (deadline, output schema). Converted in one place,
+ * pipeline/execute.ts (asRequestError).
+ */
+export interface RequestError {
+  kind: ActionFailureData['kind'];
+  retryable: ActionFailureData['retryable'];
+  message: ActionFailureData['userMessage'];
 }
 
 /** An action request as the operator and (through MCP) the agent see it: redacted, never the sealed input. */
@@ -65,7 +72,7 @@ export interface ActionRequest {
   statusReason: string | null;
   output: unknown;
   outputTruncated: boolean;
-  error: ActionError | null;
+  error: RequestError | null;
   operatorNote: string | null;
   createdAt: string;
   updatedAt: string;
@@ -131,7 +138,7 @@ export function toRequest(row: RequestRow): ActionRequest {
     statusReason: row.status_reason,
     output: row.output_preview === null ? null : (JSON.parse(row.output_preview) as unknown),
     outputTruncated: row.output_truncated === 1,
-    error: row.error === null ? null : (JSON.parse(row.error) as ActionError),
+    error: row.error === null ? null : (JSON.parse(row.error) as RequestError),
     operatorNote: row.operator_note,
     createdAt: row.created_at,
     updatedAt: row.updated_at,
@@ -189,6 +196,12 @@ export interface ApprovalStore {
   snapshotNow(q: SqlQueries | undefined, row: Pick<RequestRow, 'token_id' | 'target_id' | 'profile_id' | 'connector_id' | 'action' | 'input_hash'>): Promise<ApprovalSnapshot>;
   /** Re-checks pending requests; stales every one whose snapshot drifted. Returns how many went stale. */
   revalidatePending(tx: SqlTx, filter: { tokenId?: string; targetId?: string; profileId?: string; connectorId?: string }): Promise<number>;
+  /**
+   * Re-checks the pending requests of one connector in a transaction of its
+   * own, for a change made outside any store's transaction (a plugin was
+   * installed, upgraded or removed). Returns how many went stale.
+   */
+  revalidateConnector(connectorId: string): Promise<number>;
   /** Stales pending requests of a target or profile that changed, with the reason. */
   staleFor(tx: SqlTx, filter: { targetId: string; profileId?: string }, reason: string): Promise<number>;
   decline(id: string, note: string | null, actor: string): Promise<ActionRequest>;
@@ -394,6 +407,9 @@ export function createApprovalStore(deps: {
         staled += 1;
       }
       return staled;
+    },
+    revalidateConnector(connectorId) {
+      return db.write((tx) => store.revalidatePending(tx, { connectorId }));
     },
     async staleFor(tx, filter, reason) {
       const rows = filter.profileId

@@ -33,6 +33,16 @@ export interface Databases {
   unlocked(): Workspace[];
   isUnlocked(name: string): boolean;
   exists(name: string): Promise<boolean>;
+  /**
+   * Changes an unlocked database's password, audit-first (invariant 6, no
+   * audit, no action): proven through the password gate, recorded
+   * (`database.password_changing`), then made; a failure is recorded too.
+   */
+  changePassword(name: string, currentPassword: string, newPassword: string, actor: string): Promise<void>;
+  /** Writes an `.aipdb` copy of an unlocked database: proven through the gate and recorded first. */
+  exportTo(name: string, file: string, password: string, actor: string): Promise<void>;
+  /** Imports an `.aipdb` file as a new database. */
+  importFrom(file: string, password: string, name: string): Promise<DatabaseInfo>;
   /** Runs TTL expiry now (the scheduler does this every few seconds). */
   expireNow(): Promise<void>;
   onLocked(listener: (name: string) => void): void;
@@ -44,7 +54,7 @@ export interface Databases {
 const LOCK_DRAIN_MS = 5_000;
 
 export function createDatabases(deps: {
-  vault: Pick<Vault, 'list' | 'create' | 'open' | 'exists'>;
+  vault: Pick<Vault, 'list' | 'create' | 'open' | 'exists' | 'importDatabase'>;
   clock: Clock;
   log: Logger;
   events: EventBus;
@@ -112,6 +122,26 @@ export function createDatabases(deps: {
     },
     createDatabase: (name, password) => vault.create(name, password),
     exists: (name) => vault.exists(name),
+    async changePassword(name, currentPassword, newPassword, actor) {
+      const ws = await databases.provePassword(name, currentPassword, actor);
+      await ws.audit.append({ actor, event: 'database.password_changing', subject: { database: name } });
+      try {
+        await ws.handle.changePassword(currentPassword, newPassword);
+      } catch (error) {
+        await ws.audit
+          .append({ actor, event: 'database.password_change_failed', subject: { database: name }, payload: { code: (error as { code?: string }).code ?? 'internal_error' } })
+          .catch(() => undefined);
+        throw error;
+      }
+      await ws.audit.append({ actor, event: 'database.password_changed', subject: { database: name } });
+    },
+    async exportTo(name, file, password, actor) {
+      // Through the password gate like every other check: no unthrottled way to test a guess.
+      const ws = await databases.provePassword(name, password, actor);
+      await ws.audit.append({ actor, event: 'database.exported', subject: { database: name } });
+      await ws.handle.exportTo(file, password);
+    },
+    importFrom: (file, password, name) => vault.importDatabase(file, password, name),
     async unlock(name, password, actor) {
       const existing = workspaces.get(name);
       if (existing) return databases.provePassword(name, password, actor);

@@ -2,25 +2,50 @@ import { Hono } from 'hono';
 import { bodyLimit } from 'hono/body-limit';
 import { HTTPException } from 'hono/http-exception';
 import { isKernelError, KernelError } from '../lib/errors.js';
-import type { Kernel } from '../kernel.js';
+import type { Clock } from '../lib/clock.js';
+import type { Logger } from '../lib/log.js';
 import type { HttpEnv } from './context.js';
 import { hostAndOriginCheck, jsonOnly, loopbackPeersOnly, securityHeaders, sessionAndCsrf } from './boundary.js';
 import { createSessionStore, type SessionStore } from './sessions.js';
-import { systemRoutes, IMPORT_MAX_BYTES } from './routes/system.js';
-import { configRoutes } from './routes/config.js';
-import { targetRoutes } from './routes/targets.js';
-import { tokenRoutes } from './routes/tokens.js';
-import { requestRoutes } from './routes/requests.js';
-import { eventRoutes } from './routes/events.js';
-import { pluginRoutes } from './routes/plugins.js';
+import { systemRoutes, IMPORT_MAX_BYTES, type SystemRouteDeps } from './routes/system.js';
+import { configRoutes, type ConfigRouteDeps } from './routes/config.js';
+import { targetRoutes, type TargetRouteDeps } from './routes/targets.js';
+import { tokenRoutes, type TokenRouteDeps } from './routes/tokens.js';
+import { requestRoutes, type RequestRouteDeps } from './routes/requests.js';
+import { eventRoutes, type EventRouteDeps } from './routes/events.js';
+import { pluginRoutes, type PluginRouteDeps } from './routes/plugins.js';
 import { noOAuthRoutes } from './routes/no-oauth.js';
-import { createMcp, type McpEndpoint } from '../mcp/index.js';
+import type { McpEndpoint } from '../mcp/index.js';
 
 /** 256 KiB: every operator request is a small JSON document (a target config, a grant, a note). */
 export const DEFAULT_BODY_LIMIT_BYTES = 256 * 1024;
 
+/** What the app itself uses, next to its route groups: the sessions' clock, the lock notice, the error log and the MCP endpoint. */
+export interface AppDeps {
+  clock: Clock;
+  /** Sessions lose a database when it is locked. */
+  onLocked(listener: (name: string) => void): void;
+  log: Logger;
+  /** Builds the MCP endpoint (bearer MCP tokens only) served at /mcp. */
+  mcpEndpoint(options: { getPort: () => number }): McpEndpoint;
+}
+
+/**
+ * Everything the HTTP app depends on: the union of what its route groups
+ * declare (each group is handed only its own part, see createHttpApp).
+ * ../wiring.ts (the composition root) builds it from the kernel's modules.
+ */
+export type HttpDeps = AppDeps &
+  Omit<SystemRouteDeps, 'sessions' | 'version'> &
+  ConfigRouteDeps &
+  TargetRouteDeps &
+  TokenRouteDeps &
+  RequestRouteDeps &
+  Omit<EventRouteDeps, 'sessions'> &
+  PluginRouteDeps;
+
 export interface HttpAppOptions {
-  kernel: Kernel;
+  deps: HttpDeps;
   /** The port actually listened on (known only after listen when 0 was asked for). */
   getPort: () => number;
   version: string;
@@ -37,9 +62,9 @@ function errorBody(code: string, message: string) {
  * Errors leave as `{"error": {"code", "message"}}`, never a stack trace.
  */
 export function createHttpApp(options: HttpAppOptions): { app: Hono<HttpEnv>; sessions: SessionStore; mcp: McpEndpoint } {
-  const { kernel } = options;
-  const sessions = options.sessions ?? createSessionStore(kernel.clock);
-  kernel.onLocked((name) => sessions.dropDatabase(name));
+  const { deps } = options;
+  const sessions = options.sessions ?? createSessionStore(deps.clock);
+  deps.onLocked((name) => sessions.dropDatabase(name));
   const app = new Hono<HttpEnv>();
 
   app.use('*', securityHeaders());
@@ -56,26 +81,36 @@ export function createHttpApp(options: HttpAppOptions): { app: Hono<HttpEnv>; se
   });
   app.use('/api/*', sessionAndCsrf(sessions));
 
-  app.route('/api', systemRoutes(kernel, sessions, options.version));
-  app.route('/api', configRoutes(kernel));
-  app.route('/api', targetRoutes(kernel));
-  app.route('/api', tokenRoutes(kernel));
-  app.route('/api', requestRoutes(kernel));
-  app.route('/api', eventRoutes(kernel, sessions));
-  app.route('/api', pluginRoutes(kernel));
+  // Each group gets its own part of the deps, by name, so who uses what is read here.
+  const { databases, clock } = deps;
+  app.route(
+    '/api',
+    systemRoutes({ databases, lifecycle: deps.lifecycle, mcpSwitch: deps.mcpSwitch, audit: deps.audit, sessions, clock, dataDir: deps.dataDir, version: options.version }),
+  );
+  app.route('/api', configRoutes({ databases, settings: deps.settings, mcpSwitch: deps.mcpSwitch, redaction: deps.redaction, catalog: deps.catalog }));
+  app.route('/api', targetRoutes({ databases, targets: deps.targets }));
+  app.route('/api', tokenRoutes({ databases, clock, tokens: deps.tokens, grants: deps.grants }));
+  app.route(
+    '/api',
+    requestRoutes({ databases, approvals: deps.approvals, runner: deps.runner, audit: deps.audit, messages: deps.messages, tokens: deps.tokens }),
+  );
+  app.route('/api', eventRoutes({ databases, events: deps.events, sessions }));
+  app.route(
+    '/api',
+    pluginRoutes({
+      databases,
+      plugins: deps.plugins,
+      pluginApprovals: deps.pluginApprovals,
+      settings: deps.settings,
+      approvals: deps.approvals,
+      connectionChecks: deps.connectionChecks,
+    }),
+  );
 
   // The MCP endpoint: bearer MCP tokens only (no cookie, no CSRF: an operator
   // session never works here, and an MCP token never works on /api). Host and
   // Origin were checked above, as the MCP spec requires against DNS rebinding.
-  const mcp = createMcp({
-    tokens: kernel.tokens,
-    pipeline: kernel.pipeline,
-    database: (name) => kernel.workspace(name),
-    clock: kernel.clock,
-    log: kernel.log,
-    onLocked: (listener) => kernel.onLocked(listener),
-    getPort: options.getPort,
-  });
+  const mcp = deps.mcpEndpoint({ getPort: options.getPort });
   app.all('/mcp', (c) => mcp.handle(c.req.raw));
   // The OAuth paths MCP clients probe after a 401: answered so they report the real cause (no OAuth here).
   app.route('/', noOAuthRoutes());
@@ -102,7 +137,7 @@ export function createHttpApp(options: HttpAppOptions): { app: Hono<HttpEnv>; se
       const status = error.status;
       return c.json(errorBody(status === 413 ? 'body_too_large' : 'http_error', error.message || 'The request could not be handled.'), status);
     }
-    kernel.log(`unexpected error on ${c.req.method} ${c.req.path}`, error);
+    deps.log(`unexpected error on ${c.req.method} ${c.req.path}`, error);
     return c.json(errorBody('internal_error', 'Something went wrong inside the gateway; the details are in its log.'), 500);
   });
 

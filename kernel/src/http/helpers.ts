@@ -2,9 +2,8 @@ import { KernelError } from '../lib/errors.js';
 import { quoteForMessage } from '../lib/quote.js';
 import { compileValidator } from '../lib/schema.js';
 import { assertDatabaseName } from '../vault/index.js';
-import type { Kernel } from '../kernel.js';
-import type { Workspace } from '../workspace/index.js';
 import type { HttpContext } from './context.js';
+import type { DatabaseGuard } from './deps.js';
 import type { Session } from './sessions.js';
 
 /** Compiles a body schema; every body schema rejects unknown fields. */
@@ -36,10 +35,10 @@ export function actorOf(session: Session): string {
 }
 
 /** The operator session, or 401 (423 first when nothing is unlocked at all). */
-export function requireSession(c: HttpContext, kernel: Kernel): Session {
+export function requireSession(c: HttpContext, databases: Pick<DatabaseGuard, 'anyUnlocked'>): Session {
   const session = c.get('session');
   if (!session) {
-    if (kernel.unlocked().length === 0) {
+    if (!databases.anyUnlocked()) {
       throw new KernelError('locked', 'No database is unlocked. Unlock one first (aip unlock).', { status: 423 });
     }
     throw new KernelError('not_authenticated', 'Prove the database password first (POST /api/databases/<name>/unlock or aip unlock).', { status: 401 });
@@ -66,14 +65,14 @@ export function databaseNameOf(c: HttpContext): string {
 }
 
 /**
- * The workspace a `/api/databases/:db/...` route acts on: 400 for a value
+ * The database a `/api/databases/:db/...` route acts on: 400 for a value
  * that is not a database name, 404 if there is no such database, 423 while
  * it is locked, 401 unless this session proved its password.
  */
-export async function workspaceFor(c: HttpContext, kernel: Kernel): Promise<{ ws: Workspace; session: Session; actor: string }> {
+export async function databaseFor(c: HttpContext, databases: Pick<DatabaseGuard, 'isUnlocked' | 'exists'>): Promise<{ name: string; session: Session; actor: string }> {
   const name = databaseNameOf(c);
-  if (!kernel.isUnlocked(name)) {
-    const exists = await kernel.vault.exists(name).catch(() => false);
+  if (!databases.isUnlocked(name)) {
+    const exists = await databases.exists(name).catch(() => false);
     if (!exists) throw new KernelError('database_not_found', `There is no database named "${name}".`, { status: 404 });
     throw new KernelError('database_locked', `Database "${name}" is locked. Unlock it first (aip unlock --db ${name}).`, { status: 423 });
   }
@@ -83,7 +82,7 @@ export async function workspaceFor(c: HttpContext, kernel: Kernel): Promise<{ ws
       status: 401,
     });
   }
-  return { ws: kernel.workspace(name), session, actor: actorOf(session) };
+  return { name, session, actor: actorOf(session) };
 }
 
 /** The audit actor of a stop (lock, switch off) asked for without a session: some local process, unproven. */
@@ -91,18 +90,26 @@ export const NO_SESSION_ACTOR = 'local:no-session';
 
 /**
  * For the routes that only ever stop things (lock, MCP switch off): the
- * unlocked workspace with or without a session. 404/423 as for workspaceFor.
+ * unlocked database with or without a session. 404/423 as for databaseFor.
  */
-export async function unlockedWorkspace(c: HttpContext, kernel: Kernel): Promise<{ ws: Workspace; session: Session | undefined; actor: string }> {
+export async function unlockedDatabase(
+  c: HttpContext,
+  databases: Pick<DatabaseGuard, 'isUnlocked' | 'exists'>,
+): Promise<{ name: string; session: Session | undefined; actor: string }> {
   const name = databaseNameOf(c);
-  if (!kernel.isUnlocked(name)) {
-    const exists = await kernel.vault.exists(name).catch(() => false);
+  if (!databases.isUnlocked(name)) {
+    const exists = await databases.exists(name).catch(() => false);
     if (!exists) throw new KernelError('database_not_found', `There is no database named "${name}".`, { status: 404 });
     throw new KernelError('database_locked', `Database "${name}" is locked already.`, { status: 423 });
   }
   const session = c.get('session');
   const proven = session && session.databases.has(name) ? session : undefined;
-  return { ws: kernel.workspace(name), session: proven, actor: proven ? actorOf(proven) : NO_SESSION_ACTOR };
+  return { name, session: proven, actor: proven ? actorOf(proven) : NO_SESSION_ACTOR };
+}
+
+/** The refusal of any plugin operation in a gateway built without a plugin host. */
+export function noPluginHost(): KernelError {
+  return new KernelError('plugins_unavailable', 'This gateway runs without a plugin host.', { status: 409 });
 }
 
 /** The default database: the first one created (its file's birth time, which no process can set), then by name. */

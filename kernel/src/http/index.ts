@@ -5,7 +5,15 @@
  * SSE event stream. The API is documented in docs/api.md.
  */
 export { createHttpApp, DEFAULT_BODY_LIMIT_BYTES } from './app.js';
-export type { HttpAppOptions } from './app.js';
+export type { HttpAppOptions, HttpDeps, AppDeps } from './app.js';
+export type { PerDatabase, DatabaseGuard, DatabaseLifecycle, ApprovalsRunner, ConnectionChecks } from './deps.js';
+export type { SystemRouteDeps } from './routes/system.js';
+export type { ConfigRouteDeps } from './routes/config.js';
+export type { TargetRouteDeps } from './routes/targets.js';
+export type { TokenRouteDeps } from './routes/tokens.js';
+export type { RequestRouteDeps } from './routes/requests.js';
+export type { EventRouteDeps } from './routes/events.js';
+export type { PluginRouteDeps, PluginRouteHost } from './routes/plugins.js';
 export { listenOnLoopback, loopbackBindAddress } from './server.js';
 export type { RunningServer } from './server.js';
 export { createSessionStore, SESSION_IDLE_MS } from './sessions.js';

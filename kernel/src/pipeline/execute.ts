@@ -3,14 +3,14 @@ import type { Clock } from '../lib/clock.js';
 import { KernelError } from '../lib/errors.js';
 import type { Logger } from '../lib/log.js';
 import { OutcomeUnknown, type ActionDescriptor, type ActionExecutor, type ConnectorDescriptor, type ProgressUpdate } from '../connectors/index.js';
-import type { ActionError, RequestRow } from '../approvals/index.js';
+import type { RequestError, RequestRow } from '../approvals/index.js';
 import type { InvocationScopes } from '../invocations/index.js';
 import type { PipelineDatabase } from './ports.js';
 
 /** After cancelling at the deadline, how long the executor gets to confirm before the outcome is declared unknown. */
 const CANCEL_GRACE_MS = 5_000;
 
-export type Outcome = { status: 'completed'; output: unknown } | { status: 'failed'; error: ActionError } | { status: 'outcome_unknown'; reason: string };
+export type Outcome = { status: 'completed'; output: unknown } | { status: 'failed'; error: RequestError } | { status: 'outcome_unknown'; reason: string };
 
 /** What one plugin call came to, with the secrets its lease held (for the redaction of what is kept). */
 export interface Executed {
@@ -32,7 +32,8 @@ export async function within<T>(promise: Promise<T>, ms: number): Promise<T | 't
   }
 }
 
-export function asActionError(error: unknown): ActionError {
+/** A connector's failure as a request's error: the SDK's ActionError (its userMessage), or a defect kept out of the answer. */
+export function asRequestError(error: unknown): RequestError {
   if (isActionError(error)) return { kind: error.kind, retryable: error.retryable, message: error.userMessage };
   // Anything else is a defect in the connector or host; its detail stays in
   // the log and never reaches the agent.
@@ -108,11 +109,11 @@ export function createExecute(deps: { clock: Clock; log: Logger; executor: Actio
         };
       } else {
         if (!isActionError(result.error)) log(`action ${row.id} failed unexpectedly`, result.error);
-        outcome = { status: 'failed', error: asActionError(result.error) };
+        outcome = { status: 'failed', error: asRequestError(result.error) };
       }
     } catch (error) {
       log(`action ${row.id} could not start`, error);
-      outcome = { status: 'failed', error: asActionError(error) };
+      outcome = { status: 'failed', error: asRequestError(error) };
     } finally {
       // From here on a plugin message naming this invocation gets nothing.
       await scope?.dispose();

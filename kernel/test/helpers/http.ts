@@ -1,5 +1,6 @@
 import type { Hono } from 'hono';
 import { createHttpApp } from '../../src/http/index.js';
+import { httpDepsFromKernel } from '../../src/wiring.js';
 import type { Kernel } from '../../src/kernel.js';
 
 export const PORT = 3210;
@@ -56,7 +57,7 @@ export class TestClient {
 }
 
 export function httpApp(kernel: Kernel) {
-  const { app, sessions } = createHttpApp({ kernel, getPort: () => PORT, version: 'test' });
+  const { app, sessions } = createHttpApp({ deps: httpDepsFromKernel(kernel), getPort: () => PORT, version: 'test' });
   return { app: app as unknown as Hono<never>, sessions };
 }
 

@@ -1,13 +1,20 @@
 import { Hono } from 'hono';
 import { streamSSE } from 'hono/streaming';
-import type { Kernel } from '../../kernel.js';
-import type { KernelEvent } from '../../events/index.js';
+import type { EventBus, KernelEvent } from '../../events/index.js';
 import type { HttpEnv } from '../context.js';
+import type { DatabaseGuard } from '../deps.js';
 import { requireSession } from '../helpers.js';
 import type { SessionStore } from '../sessions.js';
 
 /** A comment line every 15 s keeps proxies and browsers from timing the stream out. */
 export const HEARTBEAT_MS = 15_000;
+
+/** What the event stream uses: the 423-before-401 check, the event bus to listen on, and the sessions to notice its own end. */
+export interface EventRouteDeps {
+  databases: Pick<DatabaseGuard, 'anyUnlocked'>;
+  events: Pick<EventBus, 'subscribe'>;
+  sessions: Pick<SessionStore, 'get'>;
+}
 
 /**
  * The live event stream (Server-Sent Events): new and changed requests,
@@ -15,14 +22,15 @@ export const HEARTBEAT_MS = 15_000;
  * session proved. The UI and `aip approvals watch` react to it at once
  * instead of polling.
  */
-export function eventRoutes(kernel: Kernel, sessions: SessionStore) {
+export function eventRoutes(deps: EventRouteDeps) {
+  const { events, sessions } = deps;
   const app = new Hono<HttpEnv>();
   app.get('/events', (c) => {
-    const session = requireSession(c, kernel);
+    const session = requireSession(c, deps.databases);
     return streamSSE(c, async (stream) => {
       const queue: KernelEvent[] = [];
       let wake: (() => void) | undefined;
-      const unsubscribe = kernel.events.subscribe((event) => {
+      const unsubscribe = events.subscribe((event) => {
         if (!session.databases.has(event.database) && event.type !== 'database.locked') return;
         queue.push(event);
         wake?.();

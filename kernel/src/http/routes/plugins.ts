@@ -2,10 +2,12 @@ import { Hono } from 'hono';
 import { secretFieldsOf, declaredFieldsOf } from '@aipermission/plugin-sdk/protocol';
 import { KernelError } from '../../lib/errors.js';
 import { newId } from '../../lib/ids.js';
-import type { Kernel } from '../../kernel.js';
-import { assertPluginId, type InspectedPlugin, type PluginHost } from '../../plugin-host/index.js';
+import { assertPluginId, type InspectedPlugin, type PluginApprovalStore, type PluginHost } from '../../plugin-host/index.js';
+import type { ApprovalStore } from '../../approvals/index.js';
+import type { SettingsStore } from '../../settings/index.js';
 import type { HttpContext, HttpEnv } from '../context.js';
-import { bodySchema, readBody, workspaceFor } from '../helpers.js';
+import type { ConnectionChecks, DatabaseGuard, PerDatabase } from '../deps.js';
+import { bodySchema, databaseFor, noPluginHost, readBody } from '../helpers.js';
 
 const inspectBody = bodySchema<{ source: string }>({ source: { type: 'string', minLength: 1, maxLength: 4096 } }, ['source']);
 const installBody = bodySchema<{ inspection: string; integrity: string }>(
@@ -38,21 +40,35 @@ function pluginIdOf(c: HttpContext): string {
   return id;
 }
 
-function requireHost(kernel: Kernel): PluginHost {
-  if (!kernel.plugins) throw new KernelError('plugins_unavailable', 'This gateway runs without a plugin host.', { status: 409 });
-  return kernel.plugins;
+/** What the plugin routes ask of the plugin host (it runs the plugins; this database's approvals decide which may run). */
+export type PluginRouteHost = Pick<PluginHost, 'sandbox' | 'list' | 'inspect' | 'install' | 'remove' | 'verify' | 'restart' | 'log'>;
+
+/** What the plugin routes use; `plugins` is absent in a gateway that runs without a plugin host. */
+export interface PluginRouteDeps {
+  databases: Pick<DatabaseGuard, 'isUnlocked' | 'exists'>;
+  plugins: PluginRouteHost | undefined;
+  pluginApprovals: PerDatabase<Pick<PluginApprovalStore, 'get' | 'approve' | 'revoke'>>;
+  settings: PerDatabase<Pick<SettingsStore, 'get'>>;
+  /** A new, upgraded or removed plugin re-checks the pending requests approved against the old one. */
+  approvals: PerDatabase<Pick<ApprovalStore, 'revalidateConnector'>>;
+  connectionChecks: ConnectionChecks;
 }
 
 /** Plugins (list, inspect, install/approve, remove, verify, restart, log) and connection checks. */
-export function pluginRoutes(kernel: Kernel) {
+export function pluginRoutes(deps: PluginRouteDeps) {
   const app = new Hono<HttpEnv>();
+  const requireHost = (): PluginRouteHost => {
+    if (!deps.plugins) throw noPluginHost();
+    return deps.plugins;
+  };
   const inspections = new Map<string, { inspected: InspectedPlugin; database: string; timer: NodeJS.Timeout }>();
 
   app.get('/databases/:db/plugins', async (c) => {
-    const { ws } = await workspaceFor(c, kernel);
-    const host = requireHost(kernel);
+    const { name } = await databaseFor(c, deps.databases);
+    const approvals = deps.pluginApprovals(name);
+    const host = requireHost();
     const plugins = host.list().map(({ manifest, ...plugin }) => {
-      const approval = ws.pluginApprovals.get(plugin.id);
+      const approval = approvals.get(plugin.id);
       // A built-in is trusted as built (pinned); one without a pin never starts, so it is not shown as approved.
       const approved = plugin.kind === 'builtin' ? plugin.integrity !== null : approval?.version === plugin.version && approval.integrity === plugin.integrity;
       return { ...plugin, ...summary(manifest), approved, approval: approval ?? null };
@@ -61,8 +77,9 @@ export function pluginRoutes(kernel: Kernel) {
   });
 
   app.post('/databases/:db/plugins/inspect', async (c) => {
-    const { ws } = await workspaceFor(c, kernel);
-    const host = requireHost(kernel);
+    const { name } = await databaseFor(c, deps.databases);
+    const [approvals, settings] = [deps.pluginApprovals(name), deps.settings(name)];
+    const host = requireHost();
     const body = await readBody(c, inspectBody);
     const inspected = await host.inspect(body.source);
     const id = newId('ins');
@@ -71,23 +88,24 @@ export function pluginRoutes(kernel: Kernel) {
       void inspected.discard();
     }, INSPECTION_TTL_MS);
     timer.unref();
-    inspections.set(id, { inspected, database: ws.name, timer });
+    inspections.set(id, { inspected, database: name, timer });
     return c.json({
       inspection: id,
       plugin: summary(inspected.manifest),
       integrity: inspected.integrity,
       sandbox: inspected.sandbox,
-      replaces: ws.pluginApprovals.get(inspected.manifest.id) ?? null,
-      requireBwrap: ws.settings.get().requireBwrapForThirdParty,
+      replaces: approvals.get(inspected.manifest.id) ?? null,
+      requireBwrap: settings.get().requireBwrapForThirdParty,
     });
   });
 
   app.post('/databases/:db/plugins', async (c) => {
-    const { ws, actor } = await workspaceFor(c, kernel);
-    const host = requireHost(kernel);
+    const { name, actor } = await databaseFor(c, deps.databases);
+    const [pluginApprovals, approvals] = [deps.pluginApprovals(name), deps.approvals(name)];
+    const host = requireHost();
     const body = await readBody(c, installBody);
     const pending = inspections.get(body.inspection);
-    if (!pending || pending.database !== ws.name) {
+    if (!pending || pending.database !== name) {
       throw new KernelError('inspection_not_found', 'That inspection does not exist or expired; inspect the plugin again.', { status: 404 });
     }
     // Consent binds to what was shown: the package the operator saw is the one installed.
@@ -97,63 +115,57 @@ export function pluginRoutes(kernel: Kernel) {
     inspections.delete(body.inspection);
     clearTimeout(pending.timer);
     const source = await host.install(pending.inspected);
-    await ws.pluginApprovals.approve(
+    await pluginApprovals.approve(
       { pluginId: source.manifest.id, version: source.manifest.version, integrity: source.integrity!, manifestHash: source.manifestHash },
       actor,
     );
     // A new version invalidates what was approved against the old one.
-    await ws.db.write((tx) => ws.approvals.revalidatePending(tx, { connectorId: source.manifest.id }));
+    await approvals.revalidateConnector(source.manifest.id);
     return c.json({ plugin: { ...summary(source.manifest), integrity: source.integrity } }, 201);
   });
 
   app.delete('/databases/:db/plugins/:id', async (c) => {
-    const { ws, actor } = await workspaceFor(c, kernel);
-    const host = requireHost(kernel);
+    const { name, actor } = await databaseFor(c, deps.databases);
+    const [pluginApprovals, approvals] = [deps.pluginApprovals(name), deps.approvals(name)];
+    const host = requireHost();
     const id = pluginIdOf(c);
     const listed = host.list().find((plugin) => plugin.id === id);
     if (listed?.kind === 'builtin') throw new KernelError('builtin_plugin', `"${id}" is a built-in connector; it cannot be removed.`, { status: 409 });
-    if (ws.pluginApprovals.get(id)) await ws.pluginApprovals.revoke(id, actor);
+    if (pluginApprovals.get(id)) await pluginApprovals.revoke(id, actor);
     await host.remove(id);
-    await ws.db.write((tx) => ws.approvals.revalidatePending(tx, { connectorId: id }));
+    await approvals.revalidateConnector(id);
     return c.json({ removed: true });
   });
 
   app.post('/databases/:db/plugins/:id/verify', async (c) => {
-    const { ws } = await workspaceFor(c, kernel);
-    const host = requireHost(kernel);
+    const { name } = await databaseFor(c, deps.databases);
+    const approvals = deps.pluginApprovals(name);
+    const host = requireHost();
     const id = pluginIdOf(c);
     const listed = host.list().find((plugin) => plugin.id === id);
     if (!listed) throw new KernelError('not_found', `No plugin "${id}" is installed or built in.`, { status: 404 });
     const { kind, integrity, recorded } = await host.verify(id, listed.version);
     // An installed plugin is held to this database's approval, a built-in to the pin of the build that runs it.
-    const approvedIntegrity = kind === 'builtin' ? recorded : (ws.pluginApprovals.get(id)?.integrity ?? null);
+    const approvedIntegrity = kind === 'builtin' ? recorded : (approvals.get(id)?.integrity ?? null);
     return c.json({ id, version: listed.version, kind, integrity, approvedIntegrity, intact: approvedIntegrity !== null && approvedIntegrity === integrity });
   });
 
   app.post('/databases/:db/plugins/:id/restart', async (c) => {
-    await workspaceFor(c, kernel);
-    await requireHost(kernel).restart(pluginIdOf(c));
+    await databaseFor(c, deps.databases);
+    await requireHost().restart(pluginIdOf(c));
     return c.json({ restarted: true });
   });
 
   app.get('/databases/:db/plugins/:id/log', async (c) => {
-    await workspaceFor(c, kernel);
-    return c.json({ lines: requireHost(kernel).log(pluginIdOf(c)) });
+    await databaseFor(c, deps.databases);
+    return c.json({ lines: requireHost().log(pluginIdOf(c)) });
   });
 
+  // The check runs with the profile's credential lease, which only the connection checks see (never this route).
   app.post('/databases/:db/targets/:id/check', async (c) => {
-    const { ws, actor } = await workspaceFor(c, kernel);
+    const { name, actor } = await databaseFor(c, deps.databases);
     const body = await readBody(c, checkBody);
-    const target = await ws.targets.requireTarget(c.req.param('id'));
-    const profile = await ws.targets.requireProfile(body.profileId);
-    if (profile.targetId !== target.id) throw new KernelError('invalid_input', 'That profile belongs to another target.', { status: 400 });
-    const connector = ws.catalog.get(target.kind);
-    if (!connector) throw new KernelError('connector_unavailable', `No connector for "${target.kind}" is installed.`, { status: 409 });
-    requireHost(kernel);
-    const result = await kernel.checkConnection(ws.name, connector, target, profile.id);
-    const shown = { ...result, ...(result.message ? { message: ws.redaction.current().text(result.message) } : {}) };
-    await ws.audit.append({ actor, event: 'target.checked', subject: { targetId: target.id, profileId: profile.id }, payload: { ok: result.ok, problem: result.problem ?? null, message: shown.message ?? null } });
-    return c.json({ result: shown });
+    return c.json({ result: await deps.connectionChecks.check(name, { targetId: c.req.param('id'), profileId: body.profileId }, actor) });
   });
 
   return app;

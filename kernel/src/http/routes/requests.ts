@@ -1,10 +1,13 @@
 import { operatorPrincipal } from '../../lib/principal.js';
 import { Hono } from 'hono';
 import { KernelError } from '../../lib/errors.js';
-import { REQUEST_STATUSES, type RequestStatus } from '../../approvals/index.js';
-import type { Kernel } from '../../kernel.js';
+import { REQUEST_STATUSES, type ApprovalStore, type RequestStatus } from '../../approvals/index.js';
+import type { Audit } from '../../audit/index.js';
+import type { MessageStore } from '../../messages/index.js';
+import type { TokenStore } from '../../tokens/index.js';
 import type { HttpEnv } from '../context.js';
-import { bodySchema, checkQuery, intQuery, readBody, workspaceFor } from '../helpers.js';
+import type { ApprovalsRunner, DatabaseGuard, PerDatabase } from '../deps.js';
+import { bodySchema, checkQuery, databaseFor, intQuery, readBody } from '../helpers.js';
 
 const NOTE = { type: ['string', 'null'], maxLength: 4096 } as const;
 const decisionBody = bodySchema<{ note?: string | null }>({ note: NOTE });
@@ -15,13 +18,28 @@ const messageBody = bodySchema<{ tokenId: string; text: string }>(
 /** How long Run waits for the action before answering `running` (the SSE stream announces the end). */
 export const RUN_WAIT_MS = 10_000;
 
+/**
+ * What the request, audit and message routes use. Run goes through the
+ * runner (the pipeline, with its snapshot re-check and audit-first execution);
+ * the routes themselves only read, decline and send.
+ */
+export interface RequestRouteDeps {
+  databases: Pick<DatabaseGuard, 'isUnlocked' | 'exists'>;
+  approvals: PerDatabase<Pick<ApprovalStore, 'list' | 'require' | 'decline' | 'expireDue'>>;
+  runner: ApprovalsRunner;
+  audit: PerDatabase<Pick<Audit, 'search' | 'verify'>>;
+  messages: PerDatabase<Pick<MessageStore, 'list' | 'sendToAgent' | 'markRead'>>;
+  tokens: PerDatabase<Pick<TokenStore, 'require'>>;
+}
+
 /** Action requests (approvals and history), the audit log and operator/agent messages. */
-export function requestRoutes(kernel: Kernel) {
+export function requestRoutes(deps: RequestRouteDeps) {
   const app = new Hono<HttpEnv>();
 
   app.get('/databases/:db/requests', async (c) => {
     checkQuery(c, ['status', 'q', 'tokenId', 'targetId', 'before', 'limit']);
-    const { ws } = await workspaceFor(c, kernel);
+    const { name } = await databaseFor(c, deps.databases);
+    const approvals = deps.approvals(name);
     const statusParam = c.req.query('status');
     const statuses = statusParam ? (statusParam.split(',').map((s) => s.trim()) as RequestStatus[]) : undefined;
     for (const status of statuses ?? []) {
@@ -29,10 +47,10 @@ export function requestRoutes(kernel: Kernel) {
         throw new KernelError('invalid_query', `"${status}" is not a request status; use one of ${REQUEST_STATUSES.join(', ')}.`, { status: 400 });
       }
     }
-    await ws.expirePending();
+    await approvals.expireDue();
     const before = intQuery(c, 'before', 1, Number.MAX_SAFE_INTEGER);
     const limit = intQuery(c, 'limit', 1, 500);
-    const page = await ws.approvals.list({
+    const page = await approvals.list({
       ...(statuses ? { status: statuses } : {}),
       ...(c.req.query('q') ? { q: c.req.query('q')! } : {}),
       ...(c.req.query('tokenId') ? { tokenId: c.req.query('tokenId')! } : {}),
@@ -44,31 +62,35 @@ export function requestRoutes(kernel: Kernel) {
   });
 
   app.get('/databases/:db/requests/:id', async (c) => {
-    const { ws } = await workspaceFor(c, kernel);
-    await ws.expirePending();
-    return c.json({ request: await ws.approvals.require(c.req.param('id')) });
+    const { name } = await databaseFor(c, deps.databases);
+    const approvals = deps.approvals(name);
+    await approvals.expireDue();
+    return c.json({ request: await approvals.require(c.req.param('id')) });
   });
 
   app.post('/databases/:db/requests/:id/run', async (c) => {
-    const { ws, session, actor } = await workspaceFor(c, kernel);
+    const { name, session, actor } = await databaseFor(c, deps.databases);
     const body = await readBody(c, decisionBody);
-    const request = await kernel.pipeline.runApproved(operatorPrincipal(ws.name, session.id, actor), c.req.param('id'), body.note ?? null, { waitMs: RUN_WAIT_MS });
+    // The HTTP edge makes the operator's principal from the session that proved this database's password.
+    const request = await deps.runner.run(operatorPrincipal(name, session.id, actor), c.req.param('id'), body.note ?? null, { waitMs: RUN_WAIT_MS });
     return c.json({ request });
   });
 
   app.post('/databases/:db/requests/:id/decline', async (c) => {
-    const { ws, actor } = await workspaceFor(c, kernel);
+    const { name, actor } = await databaseFor(c, deps.databases);
+    const approvals = deps.approvals(name);
     const body = await readBody(c, decisionBody);
-    return c.json({ request: await ws.approvals.decline(c.req.param('id'), body.note ?? null, actor) });
+    return c.json({ request: await approvals.decline(c.req.param('id'), body.note ?? null, actor) });
   });
 
   app.get('/databases/:db/audit', async (c) => {
     checkQuery(c, ['q', 'event', 'actor', 'subject', 'since', 'until', 'before', 'limit']);
-    const { ws } = await workspaceFor(c, kernel);
+    const { name } = await databaseFor(c, deps.databases);
+    const audit = deps.audit(name);
     const before = intQuery(c, 'before', 1, Number.MAX_SAFE_INTEGER);
     const limit = intQuery(c, 'limit', 1, 500);
     const q = (name: string) => (c.req.query(name) ? { [name]: c.req.query(name)! } : {});
-    const page = await ws.audit.search({
+    const page = await audit.search({
       ...q('q'),
       ...q('event'),
       ...q('actor'),
@@ -82,21 +104,23 @@ export function requestRoutes(kernel: Kernel) {
   });
 
   app.post('/databases/:db/audit/verify', async (c) => {
-    const { ws } = await workspaceFor(c, kernel);
+    const { name } = await databaseFor(c, deps.databases);
+    const audit = deps.audit(name);
     await readBody(c, bodySchema({}));
-    return c.json({ report: await ws.audit.verify() });
+    return c.json({ report: await audit.verify() });
   });
 
   app.get('/databases/:db/messages', async (c) => {
     checkQuery(c, ['direction', 'tokenId', 'limit']);
-    const { ws } = await workspaceFor(c, kernel);
+    const { name } = await databaseFor(c, deps.databases);
+    const messages = deps.messages(name);
     const direction = c.req.query('direction');
     if (direction !== undefined && direction !== 'to_agent' && direction !== 'to_operator') {
       throw new KernelError('invalid_query', 'direction must be to_agent or to_operator.', { status: 400 });
     }
     const limit = intQuery(c, 'limit', 1, 500);
     return c.json({
-      messages: await ws.messages.list({
+      messages: await messages.list({
         ...(direction ? { direction } : {}),
         ...(c.req.query('tokenId') ? { tokenId: c.req.query('tokenId')! } : {}),
         ...(limit !== undefined ? { limit } : {}),
@@ -105,15 +129,16 @@ export function requestRoutes(kernel: Kernel) {
   });
 
   app.post('/databases/:db/messages', async (c) => {
-    const { ws, actor } = await workspaceFor(c, kernel);
+    const { name, actor } = await databaseFor(c, deps.databases);
+    const [tokens, messages] = [deps.tokens(name), deps.messages(name)];
     const body = await readBody(c, messageBody);
-    ws.tokens.require(body.tokenId);
-    return c.json({ message: await ws.messages.sendToAgent({ tokenId: body.tokenId, body: body.text }, actor) }, 201);
+    tokens.require(body.tokenId);
+    return c.json({ message: await messages.sendToAgent({ tokenId: body.tokenId, body: body.text }, actor) }, 201);
   });
 
   app.post('/databases/:db/messages/:id/read', async (c) => {
-    const { ws } = await workspaceFor(c, kernel);
-    await ws.messages.markRead(c.req.param('id'));
+    const { name } = await databaseFor(c, deps.databases);
+    await deps.messages(name).markRead(c.req.param('id'));
     return c.json({ read: true });
   });
 

@@ -4,10 +4,13 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { KernelError } from '../../lib/errors.js';
 import { assertPasswordRules, databaseNameFromFile } from '../../vault/index.js';
-import type { Kernel } from '../../kernel.js';
+import type { Clock } from '../../lib/clock.js';
+import type { Audit } from '../../audit/index.js';
+import type { McpSwitch } from '../../mcp-switch/index.js';
 import type { HttpContext, HttpEnv } from '../context.js';
+import type { DatabaseGuard, DatabaseLifecycle, PerDatabase } from '../deps.js';
 import { setSessionCookies, SESSION_COOKIE, CSRF_COOKIE } from '../boundary.js';
-import { actorOf, bodySchema, databaseNameOf, defaultDatabase, NO_SESSION_ACTOR, readBody, requireSession, unlockedWorkspace, workspaceFor } from '../helpers.js';
+import { actorOf, bodySchema, databaseFor, databaseNameOf, defaultDatabase, NO_SESSION_ACTOR, readBody, requireSession, unlockedDatabase } from '../helpers.js';
 import type { SessionStore } from '../sessions.js';
 import { deleteCookie } from 'hono/cookie';
 import { hardeningState } from '../../lib/harden.js';
@@ -27,35 +30,54 @@ const importBody = bodySchema<{ name?: string; fileName?: string; password: stri
   ['password', 'data'],
 );
 
+/**
+ * What the system routes use: the databases' lifecycle (which owns the
+ * vault, the password gate and the audit-first rekey and export), each
+ * database's MCP switch state and audit (to announce sessions), and the
+ * operator sessions.
+ */
+export interface SystemRouteDeps {
+  databases: DatabaseGuard;
+  lifecycle: DatabaseLifecycle;
+  mcpSwitch: PerDatabase<Pick<McpSwitch, 'isRunning'>>;
+  audit: PerDatabase<Pick<Audit, 'append'>>;
+  sessions: Pick<SessionStore, 'issue' | 'destroy' | 'dropDatabase'>;
+  clock: Clock;
+  /** Where the data lives, as the gateway resolved it. */
+  dataDir: string;
+  version: string;
+}
+
 /** Status, setup (create), import, unlock/lock, password change, export, logout. */
-export function systemRoutes(kernel: Kernel, sessions: SessionStore, version: string) {
+export function systemRoutes(deps: SystemRouteDeps) {
+  const { databases, lifecycle, sessions, version } = deps;
   const app = new Hono<HttpEnv>();
 
   app.get('/status', async (c) => {
     const session = c.get('session');
-    const databases = await kernel.listDatabases();
-    const first = defaultDatabase(databases);
+    const listed = await lifecycle.list();
+    const first = defaultDatabase(listed);
     return c.json({
       name: 'AIPermission',
       version,
       // Operator commands learn where the data lives from here, not from their own defaults.
-      dataDir: kernel.dataDir,
-      locked: kernel.unlocked().length === 0,
-      databases: databases.map((d) => ({
+      dataDir: deps.dataDir,
+      locked: !databases.anyUnlocked(),
+      databases: listed.map((d) => ({
         name: d.name,
         unlocked: d.unlocked,
         default: d.name === first,
         // The global stop's state, readable without a password: it only ever tells whether agents can run.
-        mcpRunning: d.unlocked ? kernel.workspace(d.name).mcp.isRunning() : false,
+        mcpRunning: d.unlocked ? deps.mcpSwitch(d.name).isRunning() : false,
         sizeBytes: d.sizeBytes,
         createdAt: d.createdAt,
         modifiedAt: d.modifiedAt,
         hasSafetyCopy: d.hasSafetyCopy,
-        rollbackWarning: kernel.rollbackWarning(d.name) ?? null,
+        rollbackWarning: lifecycle.rollbackWarning(d.name) ?? null,
       })),
       // Whether a same-user process could debug or read this one (aip doctor shows it).
       process: (({ dumpable, sigusr1Ignored, inspectorOpen }) => ({ pid: process.pid, dumpable, sigusr1Ignored, inspectorOpen }))(hardeningState()),
-      session: session ? { id: session.id, client: session.client, databases: [...session.databases].filter((name) => kernel.isUnlocked(name)) } : null,
+      session: session ? { id: session.id, client: session.client, databases: [...session.databases].filter((name) => databases.isUnlocked(name)) } : null,
     });
   });
 
@@ -63,9 +85,9 @@ export function systemRoutes(kernel: Kernel, sessions: SessionStore, version: st
   const openSession = async (c: HttpContext, name: string, client: 'ui' | 'cli', via: 'created' | 'unlocked' | 'proved') => {
     const session = sessions.issue(name, client, c.get('session'));
     setSessionCookies(c, session.secret, session.csrf);
-    await kernel
-      .workspace(name)
-      .audit.append({ actor: actorOf(session), event: 'session.started', subject: { database: name, sessionId: session.id }, payload: { client, via, sessionId: session.id, databases: [...session.databases] } });
+    await deps
+      .audit(name)
+      .append({ actor: actorOf(session), event: 'session.started', subject: { database: name, sessionId: session.id }, payload: { client, via, sessionId: session.id, databases: [...session.databases] } });
     return session;
   };
 
@@ -75,9 +97,9 @@ export function systemRoutes(kernel: Kernel, sessions: SessionStore, version: st
    * so an agent cannot plant a database of its own in the operator's gateway.
    */
   const requireSessionToAdd = async (c: HttpContext) => {
-    if ((await kernel.listDatabases()).length === 0) return;
+    if ((await lifecycle.list()).length === 0) return;
     const session = c.get('session');
-    if (!session || ![...session.databases].some((name) => kernel.isUnlocked(name))) {
+    if (!session || ![...session.databases].some((name) => databases.isUnlocked(name))) {
       throw new KernelError(
         'not_authenticated',
         'A database already exists, so adding another needs an operator session: unlock or prove the password of an existing database first (aip db create does this for you).',
@@ -90,11 +112,14 @@ export function systemRoutes(kernel: Kernel, sessions: SessionStore, version: st
   app.post('/databases', async (c) => {
     await requireSessionToAdd(c);
     const body = await readBody(c, createBody);
-    await kernel.createDatabase(body.name, body.password);
+    await lifecycle.create(body.name, body.password);
     const client = body.client ?? 'ui';
-    const ws = await kernel.unlock(body.name, body.password, `operator:${client}`);
+    await lifecycle.unlock(body.name, body.password, `operator:${client}`);
     const session = await openSession(c, body.name, client, 'created');
-    return c.json({ database: { name: ws.name, unlocked: true, mcpRunning: ws.mcp.isRunning() }, session: { id: session.id }, csrfToken: session.csrf }, 201);
+    return c.json(
+      { database: { name: body.name, unlocked: true, mcpRunning: deps.mcpSwitch(body.name).isRunning() }, session: { id: session.id }, csrfToken: session.csrf },
+      201,
+    );
   });
 
   app.post('/databases/import', async (c) => {
@@ -108,7 +133,7 @@ export function systemRoutes(kernel: Kernel, sessions: SessionStore, version: st
     try {
       const file = join(dir, 'upload.aipdb');
       await writeFile(file, data, { mode: 0o600 });
-      const info = await kernel.vault.importDatabase(file, body.password, name);
+      const info = await lifecycle.importFrom(file, body.password, name);
       return c.json({ database: { name: info.name, unlocked: false, sizeBytes: info.sizeBytes } }, 201);
     } finally {
       await rm(dir, { recursive: true, force: true });
@@ -119,10 +144,10 @@ export function systemRoutes(kernel: Kernel, sessions: SessionStore, version: st
     const name = databaseNameOf(c);
     const body = await readBody(c, unlockBody);
     const client = body.client ?? 'ui';
-    const ws = await kernel.unlock(name, body.password, `operator:${client}`);
+    await lifecycle.unlock(name, body.password, `operator:${client}`);
     const session = await openSession(c, name, client, 'unlocked');
     return c.json({
-      database: { name: ws.name, unlocked: true, mcpRunning: ws.mcp.isRunning(), rollbackWarning: kernel.rollbackWarning(ws.name) ?? null },
+      database: { name, unlocked: true, mcpRunning: deps.mcpSwitch(name).isRunning(), rollbackWarning: lifecycle.rollbackWarning(name) ?? null },
       session: { id: session.id },
       csrfToken: session.csrf,
     });
@@ -133,68 +158,56 @@ export function systemRoutes(kernel: Kernel, sessions: SessionStore, version: st
     const name = databaseNameOf(c);
     const body = await readBody(c, unlockBody);
     const client = body.client ?? 'cli';
-    if (!kernel.isUnlocked(name)) {
-      await workspaceFor(c, kernel); // 404 or 423 with the usual message
+    if (!databases.isUnlocked(name)) {
+      await databaseFor(c, databases); // 404 or 423 with the usual message
     }
-    const ws = await kernel.provePassword(name, body.password, `operator:${client}`);
+    await lifecycle.provePassword(name, body.password, `operator:${client}`);
     const session = await openSession(c, name, client, 'proved');
-    return c.json({ database: { name: ws.name, unlocked: true, mcpRunning: ws.mcp.isRunning() }, session: { id: session.id }, csrfToken: session.csrf });
+    return c.json({ database: { name, unlocked: true, mcpRunning: deps.mcpSwitch(name).isRunning() }, session: { id: session.id }, csrfToken: session.csrf });
   });
 
   // Stopping never needs the password (invariant 8 keeps what starts things;
   // an agent that guesses passwords wrong must not keep the operator from
   // stopping it). With a session the entry names it; without one it says so.
   app.post('/databases/:db/lock', async (c) => {
-    const { ws, actor } = await unlockedWorkspace(c, kernel);
+    const { name, actor } = await unlockedDatabase(c, databases);
     await readBody(c, bodySchema({}));
-    await kernel.lock(ws.name, actor);
-    return c.json({ database: { name: ws.name, unlocked: false } });
+    await lifecycle.lock(name, actor);
+    return c.json({ database: { name, unlocked: false } });
   });
 
   app.post('/lock', async (c) => {
     await readBody(c, bodySchema({}));
     const session = c.get('session');
-    const names = kernel.unlocked().map((ws) => ws.name);
-    for (const name of names) await kernel.lock(name, session?.databases.has(name) ? actorOf(session) : NO_SESSION_ACTOR);
+    const names = lifecycle.unlockedNames();
+    for (const name of names) await lifecycle.lock(name, session?.databases.has(name) ? actorOf(session) : NO_SESSION_ACTOR);
     return c.json({ locked: names });
   });
 
   app.post('/databases/:db/password', async (c) => {
-    const { ws, session, actor } = await workspaceFor(c, kernel);
+    const { name, session, actor } = await databaseFor(c, databases);
     const body = await readBody(c, passwordBody);
     assertPasswordRules(body.newPassword);
-    await kernel.provePassword(ws.name, body.currentPassword, actor);
-    // Invariant 6, no audit, no action: the change is on the record before it is made.
-    await ws.audit.append({ actor, event: 'database.password_changing', subject: { database: ws.name } });
-    try {
-      await ws.handle.changePassword(body.currentPassword, body.newPassword);
-    } catch (error) {
-      await ws.audit
-        .append({ actor, event: 'database.password_change_failed', subject: { database: ws.name }, payload: { code: (error as { code?: string }).code ?? 'internal_error' } })
-        .catch(() => undefined);
-      throw error;
-    }
-    await ws.audit.append({ actor, event: 'database.password_changed', subject: { database: ws.name } });
+    // Proven through the password gate, on the audit record, then made (invariant 6: no audit, no action).
+    await lifecycle.changePassword(name, body.currentPassword, body.newPassword, actor);
     // Everyone else proved the old password; they prove the new one.
-    sessions.dropDatabase(ws.name, session);
-    return c.json({ database: { name: ws.name }, changed: true });
+    sessions.dropDatabase(name, session);
+    return c.json({ database: { name }, changed: true });
   });
 
   app.post('/databases/:db/export', async (c) => {
-    const { ws, actor } = await workspaceFor(c, kernel);
+    const { name, actor } = await databaseFor(c, databases);
     const body = await readBody(c, exportBody);
-    // Through the password gate like every other check: no unthrottled way to test a guess.
-    await kernel.provePassword(ws.name, body.password, actor);
     const dir = await mkdtemp(join(tmpdir(), 'aip-export-'));
     try {
-      const file = join(dir, `${ws.name}.aipdb`);
-      await ws.audit.append({ actor, event: 'database.exported', subject: { database: ws.name } });
-      await ws.handle.exportTo(file, body.password);
+      const file = join(dir, `${name}.aipdb`);
+      // Proven through the password gate like every other check (no unthrottled way to test a guess), recorded, then written.
+      await lifecycle.exportTo(name, file, body.password, actor);
       const bytes = await readFile(file);
-      const stamp = new Date(kernel.clock.now()).toISOString().slice(0, 10);
+      const stamp = new Date(deps.clock.now()).toISOString().slice(0, 10);
       return c.body(bytes, 200, {
         'Content-Type': 'application/octet-stream',
-        'Content-Disposition': `attachment; filename="${ws.name}-${stamp}.aipdb"`,
+        'Content-Disposition': `attachment; filename="${name}-${stamp}.aipdb"`,
       });
     } finally {
       await rm(dir, { recursive: true, force: true });
@@ -202,7 +215,7 @@ export function systemRoutes(kernel: Kernel, sessions: SessionStore, version: st
   });
 
   app.post('/session/logout', async (c) => {
-    const session = requireSession(c, kernel);
+    const session = requireSession(c, databases);
     sessions.destroy(session);
     deleteCookie(c, SESSION_COOKIE, { path: '/' });
     deleteCookie(c, CSRF_COOKIE, { path: '/' });
