@@ -77,7 +77,15 @@ function lifecycleOf(kernel: Kernel): DatabaseLifecycle {
 
 /** The operator's Run goes through the same pipeline as an agent's call, as the operator's principal. */
 function runnerOf(kernel: Kernel): ApprovalsRunner {
-  return { run: (operator, requestId, note, options) => kernel.pipeline.runApproved(operator, requestId, note, options) };
+  return {
+    run: (operator, requestId, note, options) => kernel.pipeline.runApproved(operator, requestId, note, options),
+    async call(operator, input, options) {
+      const outcome = await kernel.pipeline.call(operator, input, options);
+      // The MCP switch stops only agents, so the operator's call always reaches a request.
+      if (outcome.kind !== 'request') throw new KernelError('stopped', outcome.message, { status: 409 });
+      return outcome.request;
+    },
+  };
 }
 
 /** Connection checks: the kernel opens the profile's credential in a scope of its own (kernel.checkConnection); the route never sees it. */

@@ -176,7 +176,7 @@ describe('each HTTP route group works with only the dependencies it declares', (
       requestRoutes({
         databases: only(full.databases, ['isUnlocked', 'exists']),
         approvals: (name) => only(ws(name).approvals, ['list', 'require', 'decline', 'expireDue']),
-        runner: only(full.runner, ['run']),
+        runner: only(full.runner, ['run', 'call']),
         audit: (name) => only(ws(name).audit, ['search', 'verify']),
         messages: (name) => only(ws(name).messages, ['list', 'sendToAgent', 'markRead']),
         tokens: (name) => only(ws(name).tokens, ['require']),

@@ -6,6 +6,8 @@ import { agentPrincipal, assertPrincipal, operatorPrincipal } from '../src/lib/p
 import type { Pipeline } from '../src/pipeline/index.js';
 import { createHarness, type Fixture, type Harness } from './helpers/kernel.js';
 import { callTool, mcpClient, type TransportKind } from './helpers/mcp.js';
+import { TestClient, httpApp } from './helpers/http.js';
+import { PASSWORD } from './helpers/temp.js';
 
 /** Every value reachable from `value` (functions and cycles skipped), as text, to search for a secret in. */
 function reachableText(value: unknown, seen = new Set<unknown>()): string {
@@ -103,12 +105,56 @@ describe('the principal: a token is authenticated once, at the edge', () => {
       });
       await expect(h.kernel.pipeline.recordRejected(wrong as never, { targetRef: f.targetRef, action: 'echo' }, new Error('x') as never)).rejects.toMatchObject({ code: 'internal_error' });
     }
-    // An operator principal cannot make an agent's call, nor an agent's run an approval.
-    await expect(h.kernel.pipeline.call(operatorPrincipal('main', 'ses_x', 'operator:test') as never, { targetRef: f.targetRef, action: 'echo', input: { text: 'x' } })).rejects.toMatchObject({ code: 'internal_error' });
+    // An agent's principal cannot run an approval (only the operator's can).
     await expect(h.kernel.pipeline.runApproved(agentPrincipal('main', f.tokenId) as never, 'req_0000000000000000')).rejects.toMatchObject({ code: 'internal_error' });
     expect(h.executor.calls).toHaveLength(0);
     expect((await h.ws.audit.search({ limit: 1 })).entries[0]?.seq ?? 0).toBe(before);
     expect(() => assertPrincipal(f.token)).toThrow();
+  });
+
+  it("runs the operator's own action through the same stages, recorded as the operator's, with no grant and not held by the MCP switch", async () => {
+    h.executor.calls.length = 0;
+    const other = await h.ws.targets.createTarget({ kind: 'fake', name: 'no-grants-here', config: { host: 'ops.internal' } }, 'operator:test');
+    const profile = await h.ws.targets.createProfile(other.id, { label: 'default', credentialKind: 'password', config: { username: 'ops' }, secret: { password: 'Ops-Secret-4242' } }, 'operator:test');
+    await h.ws.mcp.set(false, 'operator:test');
+    try {
+      const operator = operatorPrincipal('main', 'ses_console', 'operator:ui:ses_console');
+      const outcome = await h.kernel.pipeline.call(operator, { targetRef: `fake:${other.id}:${profile.id}`, action: 'leak', input: {}, reason: 'checking by hand' });
+      if (outcome.kind !== 'request') throw new Error('expected a request');
+      expect(outcome.request).toMatchObject({ status: 'completed', requestedBy: 'operator', operatorActor: 'operator:ui:ses_console', tokenId: '', rule: 'always_run' });
+      // Redacted like an agent's: the lease's secret never comes back in clear.
+      expect(JSON.stringify(outcome.request.output)).not.toContain('Ops-Secret-4242');
+      expect(h.executor.calls).toHaveLength(1);
+      const entries = (await h.ws.audit.search({ subjectId: outcome.request.id, limit: 10 })).entries;
+      expect(entries.map((e) => [e.event, e.actor]).sort()).toEqual([
+        ['action.completed', 'operator:ui:ses_console'],
+        ['action.started', 'operator:ui:ses_console'],
+      ]);
+      // While an agent, with MCP switched off, is stopped.
+      expect((await h.kernel.pipeline.call(h.kernel.authenticateToken(f.token), { targetRef: f.targetRef, action: 'echo', input: { text: 'x' } })).kind).toBe('stopped');
+    } finally {
+      await h.ws.mcp.set(true, 'operator:test');
+    }
+  });
+
+  it('lets the operator run an action over REST (session + CSRF), as the session\'s principal', async () => {
+    const client = new TestClient(httpApp(h.kernel).app);
+    await client.get('/api/status');
+    // Without a session: refused before anything runs.
+    expect((await client.post('/api/databases/main/actions', { targetRef: f.targetRef, action: 'echo', input: { text: 'x' } })).status).toBe(401);
+    await client.json('POST', '/api/databases/main/unlock', { password: PASSWORD });
+    const { request } = await client.json<{ request: { status: string; requestedBy: string; operatorActor: string; output: unknown } }>(
+      'POST',
+      '/api/databases/main/actions',
+      { targetRef: f.targetRef, action: 'echo', input: { text: 'by hand' }, reason: 'from the console' },
+      201,
+    );
+    expect(request).toMatchObject({ status: 'completed', requestedBy: 'operator', output: { text: 'by hand' } });
+    expect(request.operatorActor).toMatch(/^operator:/);
+    // Bad input is the same clear refusal an agent gets, named by what was wrong.
+    const bad = await client.post('/api/databases/main/actions', { targetRef: f.targetRef, action: 'echo', input: { nope: 1 } });
+    expect(bad.status).toBe(400);
+    expect(((await bad.json()) as { error: { message: string } }).error.message).toContain('is invalid');
   });
 
   it('checks the principal is still good on every call: a token revoked mid-session stops at once', async () => {

@@ -11,8 +11,10 @@ import { describeDrift, snapshotHash, type ApprovalSnapshot } from './snapshot.j
 /** What the pipeline knows of a call once it is authorized: who, on what, with which rule. */
 export interface AdmittedCall {
   actor: string;
+  /** The agent's token; empty when the operator runs the action directly (operatorActor says who). */
   tokenId: string;
   tokenName: string;
+  operatorActor?: string;
   target: { id: string; name: string; kind: string };
   profile: { id: string; label: string };
   connector: { id: string; version: string };
@@ -77,6 +79,7 @@ export function createAdmissions(deps: {
     reason: call.reason,
     input_hash: call.inputHash,
     created_at: call.createdAt,
+    operator_actor: call.operatorActor ?? null,
   });
 
   return {

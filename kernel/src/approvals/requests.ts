@@ -54,8 +54,12 @@ export interface ActionRequest {
   id: string;
   status: RequestStatus;
   targetRef: string;
+  /** The agent's token; empty for a request the operator ran directly. */
   tokenId: string;
   tokenName: string;
+  requestedBy: 'agent' | 'operator';
+  /** Who ran it, for `requestedBy: 'operator'` (their audit actor); else null. */
+  operatorActor: string | null;
   targetId: string;
   targetName: string;
   profileId: string;
@@ -114,6 +118,13 @@ export interface RequestRow {
   decided_at: string | null;
   started_at: string | null;
   finished_at: string | null;
+  /** The operator's audit actor for a request the operator ran directly; null for an agent's (token_id says who). */
+  operator_actor: string | null;
+}
+
+/** Who a request's entries are recorded as: the agent's token, or the operator who ran it. */
+export function requesterOf(row: Pick<RequestRow, 'token_id' | 'operator_actor'>): string {
+  return row.operator_actor ?? `token:${row.token_id}`;
 }
 
 export function toRequest(row: RequestRow): ActionRequest {
@@ -123,6 +134,8 @@ export function toRequest(row: RequestRow): ActionRequest {
     targetRef: `${row.connector_id}:${row.target_id}:${row.profile_id}`,
     tokenId: row.token_id,
     tokenName: row.token_name,
+    requestedBy: row.operator_actor === null ? 'agent' : 'operator',
+    operatorActor: row.operator_actor,
     targetId: row.target_id,
     targetName: row.target_name,
     profileId: row.profile_id,
@@ -151,8 +164,8 @@ export function toRequest(row: RequestRow): ActionRequest {
 
 export const inputAad = (requestId: string) => `request:${requestId}:input`;
 
-export type NewRequest = Omit<RequestRow, 'seq' | 'updated_at' | 'output_preview' | 'output_truncated' | 'error' | 'operator_note' | 'decided_at' | 'finished_at'> &
-  Partial<Pick<RequestRow, 'output_preview' | 'output_truncated' | 'error' | 'operator_note' | 'decided_at' | 'finished_at'>>;
+export type NewRequest = Omit<RequestRow, 'seq' | 'updated_at' | 'output_preview' | 'output_truncated' | 'error' | 'operator_note' | 'decided_at' | 'finished_at' | 'operator_actor'> &
+  Partial<Pick<RequestRow, 'output_preview' | 'output_truncated' | 'error' | 'operator_note' | 'decided_at' | 'finished_at' | 'operator_actor'>>;
 
 export interface RequestListFilter {
   status?: RequestStatus | RequestStatus[];
@@ -281,6 +294,7 @@ export function createApprovalStore(deps: {
     operator_note: null,
     decided_at: null,
     finished_at: null,
+    operator_actor: null,
     ...row,
     updated_at: row.created_at,
   });

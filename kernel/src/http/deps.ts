@@ -54,6 +54,13 @@ export interface DatabaseLifecycle {
 export interface ApprovalsRunner {
   /** Waits up to `waitMs` for the action; a request still running is returned as `running`. */
   run(operator: OperatorPrincipal, requestId: string, note: string | null, options: { waitMs: number }): Promise<ActionRequest>;
+  /**
+   * The operator's own action on a target (the UI's and CLI's), through the
+   * same pipeline as an agent's call: recorded, audited first, executed in an
+   * invocation scope, bounded and redacted. No grant is needed, and the MCP
+   * switch (which stops agents) does not hold it.
+   */
+  call(operator: OperatorPrincipal, input: { targetRef: string; action: string; input?: unknown; reason?: string; idempotencyKey?: string }, options: { waitMs: number }): Promise<ActionRequest>;
 }
 
 /**

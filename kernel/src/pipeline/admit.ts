@@ -39,9 +39,9 @@ export function resolveConnector(db: Pick<PipelineDatabase, 'catalog'>, kind: st
  */
 export function createAdmit(deps: { log: Logger }) {
   const { log } = deps;
-  return async function admit({ db, token, rule, call, input: rawInput }: AuthorizedCall, input: CallInput): Promise<Admission> {
+  return async function admit({ db, who, token, rule, call, input: rawInput }: AuthorizedCall, input: CallInput): Promise<Admission> {
     const reject = async (error: KernelError): Promise<never> => {
-      await recordRejected(db, token.id, input, error.code, error.message, log);
+      await recordRejected(db, who, input, error.code, error.message, log);
       throw error;
     };
     let resolved: ReturnType<typeof resolveConnector>;
@@ -68,13 +68,13 @@ export function createAdmit(deps: { log: Logger }) {
       created = await db.admissions.admit({ ...call, action: action.name, connector: { id: connector.id, version: connector.version } }, rule, key === undefined ? undefined : { key, fingerprint });
     } catch (error) {
       if (error instanceof KernelError) {
-        if (error.code === 'idempotency_conflict') await recordRejected(db, token.id, input, error.code, error.message, log);
+        if (error.code === 'idempotency_conflict') await recordRejected(db, who, input, error.code, error.message, log);
         throw error;
       }
       log('could not write the request and its intent entry', error);
       throw auditUnavailable(error);
     }
-    db.tokens.touch(token.id);
+    if (token) db.tokens.touch(token.id);
     if (created.replayed || created.row.status !== 'running') {
       return { kind: 'recorded', request: created.request ?? (await db.approvals.require(created.row.id)), replayed: created.replayed };
     }

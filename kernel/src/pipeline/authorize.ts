@@ -2,13 +2,13 @@ import { canonicalJson, sha256Hex } from '../lib/canonical.mjs';
 import { isoAt, type Clock } from '../lib/clock.js';
 import { errors, KernelError } from '../lib/errors.js';
 import type { Logger } from '../lib/log.js';
-import type { AgentPrincipal } from '../lib/principal.js';
+import type { AgentPrincipal, Principal } from '../lib/principal.js';
 import { grantRefusal } from '../grants/index.js';
 import { KERNEL_LIMITS } from '../connectors/index.js';
 import type { AdmittedCall } from '../approvals/index.js';
 import type { TokenRecord } from '../tokens/index.js';
 import type { PipelineDatabase } from './ports.js';
-import { recordRejected, recordStopped } from './refusals.js';
+import { recordRejected, recordStopped, type Attempter } from './refusals.js';
 import { truncateUtf8 } from './bound.js';
 
 export interface CallInput {
@@ -23,7 +23,10 @@ export interface CallInput {
 /** A call the grant allows, with everything later stages need and nothing they must look up again. */
 export interface AuthorizedCall {
   db: PipelineDatabase;
-  token: TokenRecord;
+  /** Who is asking, as audit entries name them. */
+  who: Attempter;
+  /** The agent's token, or undefined for the operator. */
+  token: TokenRecord | undefined;
   rule: 'always_run' | 'approval_required';
   call: AdmittedCall;
   /** The input as the agent sent it (runs from memory for always_run). */
@@ -51,20 +54,25 @@ export function parseTargetRef(ref: string): { kind: string; targetId: string; p
  * that order, all from memory. The grant is decided before anything about
  * the action's schema is looked at, so an unauthorized token learns nothing
  * from validation errors; a refusal is recorded (invariant 4).
+ *
+ * The operator (an operator principal: a session that proved the database's
+ * password, as the UI's and CLI's own actions are) needs no grant and is not
+ * held by the MCP switch, which stops agents; everything else is the same.
  */
 export function createAuthorize(deps: { clock: Clock; log: Logger; database: (name: string) => PipelineDatabase; currentToken: (principal: AgentPrincipal) => TokenRecord }) {
   const { clock, log } = deps;
-  return async function authorize(principal: AgentPrincipal, input: CallInput): Promise<Authorization> {
+  return async function authorize(principal: Principal, input: CallInput): Promise<Authorization> {
     const db = deps.database(principal.database);
-    const token = deps.currentToken(principal);
+    const token = principal.kind === 'agent' ? deps.currentToken(principal) : undefined;
+    const who: Attempter = token ? { actor: `token:${token.id}`, subject: { tokenId: token.id } } : { actor: (principal as { actor: string }).actor, subject: {} };
     const reject = async (error: KernelError): Promise<never> => {
-      await recordRejected(db, token.id, input, error.code, error.message, log);
+      await recordRejected(db, who, input, error.code, error.message, log);
       throw error;
     };
 
-    // The global switch: discovery still works, nothing runs.
-    if (!db.mcp.isRunning()) {
-      await recordStopped(db, token.id, input, log);
+    // The global switch: discovery still works, nothing an agent asks for runs.
+    if (token && !db.mcp.isRunning()) {
+      await recordStopped(db, who, input, log);
       return { kind: 'stopped', message: 'The operator has switched MCP execution off for now. Nothing was run; ask your operator to switch it on.' };
     }
 
@@ -99,9 +107,10 @@ export function createAuthorize(deps: { clock: Clock; log: Logger; database: (na
     const redactor = db.redaction.current();
     const connector = db.catalog.get(target.kind);
     const call: AdmittedCall = {
-      actor: `token:${token.id}`,
-      tokenId: token.id,
-      tokenName: token.name,
+      actor: who.actor,
+      tokenId: token?.id ?? '',
+      tokenName: token?.name ?? '',
+      ...(token ? {} : { operatorActor: who.actor }),
       target: { id: target.id, name: target.name, kind: target.kind },
       profile: { id: profile.id, label: profile.label },
       connector: { id: target.kind, version: connector?.version ?? '' },
@@ -113,6 +122,7 @@ export function createAuthorize(deps: { clock: Clock; log: Logger; database: (na
       createdAt: isoAt(clock.now()),
     };
 
+    if (!token) return { kind: 'authorized', authorized: { db, who, token, rule: 'always_run', call, input: rawInput } };
     const decision = await db.grants.evaluate(token.id, target.id, profile.id, input.action);
     if (decision.decision === 'denied' || decision.decision === 'blocked') {
       try {
@@ -122,6 +132,6 @@ export function createAuthorize(deps: { clock: Clock; log: Logger; database: (na
       }
       throw grantRefusal();
     }
-    return { kind: 'authorized', authorized: { db, token, rule: decision.decision, call, input: rawInput } };
+    return { kind: 'authorized', authorized: { db, who, token, rule: decision.decision, call, input: rawInput } };
   };
 }

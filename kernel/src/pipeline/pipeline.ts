@@ -1,6 +1,6 @@
 import { KernelError } from '../lib/errors.js';
 import type { Logger } from '../lib/log.js';
-import { assertPrincipal, type AgentPrincipal, type OperatorPrincipal } from '../lib/principal.js';
+import { assertPrincipal, type AgentPrincipal, type OperatorPrincipal, type Principal } from '../lib/principal.js';
 import { auditUnavailable } from '../audit/index.js';
 import type { ActionDescriptor, ConnectorDescriptor, ProgressUpdate } from '../connectors/index.js';
 import { checkNote, type ActionRequest, type RequestRow } from '../approvals/index.js';
@@ -20,8 +20,12 @@ export interface CallOptions {
 export type CallOutcome = { kind: 'stopped'; message: string } | { kind: 'request'; request: ActionRequest; replayed: boolean };
 
 export interface Pipeline {
-  /** The agent's call, through the stages: authorize -> admit -> execute -> settle. */
-  call(principal: AgentPrincipal, input: CallInput, options?: CallOptions): Promise<CallOutcome>;
+  /**
+   * A call through the stages: authorize -> admit -> execute -> settle. An
+   * agent's is held to its grants and the MCP switch; the operator's own (UI,
+   * CLI) needs neither and is recorded as theirs.
+   */
+  call(principal: Principal, input: CallInput, options?: CallOptions): Promise<CallOutcome>;
   /** Audits a call refused before it reached the pipeline (the tool's own arguments were malformed). */
   recordRejected(principal: AgentPrincipal, input: CallInput, error: KernelError): Promise<void>;
   /** The operator's Run on a pending request: re-checks the snapshot (admit), then execute -> settle from the sealed input. */
@@ -65,11 +69,11 @@ export function createPipeline(deps: PipelineDeps): Pipeline {
       assertPrincipal(principal, 'agent');
       const db = deps.database(principal.database);
       const token = deps.currentToken(principal);
-      await recordRejected(db, token.id, input, error.code, error.message, log);
+      await recordRejected(db, { actor: `token:${token.id}`, subject: { tokenId: token.id } }, input, error.code, error.message, log);
     },
 
     async call(principal, input, options = {}) {
-      assertPrincipal(principal, 'agent');
+      assertPrincipal(principal);
       const authorization = await authorize(principal, input);
       if (authorization.kind === 'stopped') return authorization;
       const { authorized } = authorization;

@@ -4,7 +4,7 @@ import { KernelError } from '../lib/errors.js';
 import type { Logger } from '../lib/log.js';
 import { visibleText } from '../lib/visible-text.js';
 import type { ActionDescriptor } from '../connectors/index.js';
-import type { ActionRequest, RequestRow } from '../approvals/index.js';
+import { requesterOf, type ActionRequest, type RequestRow } from '../approvals/index.js';
 import type { PipelineDatabase } from './ports.js';
 import type { Executed } from './execute.js';
 import { boundOutput, truncateUtf8 } from './bound.js';
@@ -33,7 +33,7 @@ export function createSettle(deps: { clock: Clock; log: Logger }) {
           'completed',
           { output_preview: text, output_truncated: bounded.truncated ? 1 : 0, finished_at: finishedIso, status_reason: null },
           {
-            actor: `token:${row.token_id}`,
+            actor: requesterOf(row),
             event: 'action.completed',
             payload: {
               action: row.action,
@@ -54,7 +54,7 @@ export function createSettle(deps: { clock: Clock; log: Logger }) {
           // status_reason is the sentence displays show beside the status: a plugin's words (which may echo the agent's input) made
           // one visible line, so no display can be handed a forged line (invariant 8). error.message stays as the plugin wrote it.
           { error: canonicalJson(error), finished_at: finishedIso, status_reason: visibleText(error.message) },
-          { actor: `token:${row.token_id}`, event: 'action.failed', payload: { action: row.action, durationMs, error } },
+          { actor: requesterOf(row), event: 'action.failed', payload: { action: row.action, durationMs, error } },
         );
       }
       return await db.approvals.finishBatched(

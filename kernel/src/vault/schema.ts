@@ -191,6 +191,16 @@ CREATE TABLE plugin_approvals (
 ) STRICT;
 `,
   },
+  {
+    version: 3,
+    name: 'operator-run requests',
+    sql: `
+-- Who ran a request the operator made directly (the UI and CLI run actions as
+-- the operator, through the same pipeline as an agent): their audit actor.
+-- NULL for an agent's request, whose token_id says who asked.
+ALTER TABLE requests ADD COLUMN operator_actor TEXT;
+`,
+  },
 ];
 
 export const SCHEMA_VERSION = MIGRATIONS[MIGRATIONS.length - 1]!.version;

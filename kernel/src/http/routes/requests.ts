@@ -15,6 +15,16 @@ const messageBody = bodySchema<{ tokenId: string; text: string }>(
   { tokenId: { type: 'string', minLength: 1, maxLength: 64 }, text: { type: 'string', minLength: 1, maxLength: 4096 } },
   ['tokenId', 'text'],
 );
+const actionBody = bodySchema<{ targetRef: string; action: string; input?: unknown; reason?: string; idempotencyKey?: string }>(
+  {
+    targetRef: { type: 'string', minLength: 1, maxLength: 200 },
+    action: { type: 'string', minLength: 1, maxLength: 100 },
+    input: {},
+    reason: { type: 'string', maxLength: 2048 },
+    idempotencyKey: { type: 'string', minLength: 1, maxLength: 128 },
+  },
+  ['targetRef', 'action'],
+);
 /** How long Run waits for the action before answering `running` (the SSE stream announces the end). */
 export const RUN_WAIT_MS = 10_000;
 
@@ -66,6 +76,17 @@ export function requestRoutes(deps: RequestRouteDeps) {
     const approvals = deps.approvals(name);
     await approvals.expireDue();
     return c.json({ request: await approvals.require(c.req.param('id')) });
+  });
+
+  app.post('/databases/:db/actions', async (c) => {
+    const { name, session, actor } = await databaseFor(c, deps.databases);
+    const body = await readBody(c, actionBody);
+    const request = await deps.runner.call(
+      operatorPrincipal(name, session.id, actor),
+      { targetRef: body.targetRef, action: body.action, ...(body.input !== undefined ? { input: body.input } : {}), ...(body.reason ? { reason: body.reason } : {}), ...(body.idempotencyKey ? { idempotencyKey: body.idempotencyKey } : {}) },
+      { waitMs: RUN_WAIT_MS },
+    );
+    return c.json({ request }, 201);
   });
 
   app.post('/databases/:db/requests/:id/run', async (c) => {
