@@ -1,0 +1,28 @@
+import { isIP } from 'node:net';
+import { checkServerIdentity, type PeerCertificate } from 'node:tls';
+import type { Endpoint } from './protocol/messages.js';
+
+/**
+ * What `net.connect` / `tls.connect` (and clients built on them: ioredis,
+ * pg, ssh2, dockerode, undici) need to reach an endpoint: a unix socket path
+ * or a loopback host and port.
+ */
+export function socketOptionsOf(endpoint: Endpoint): { path: string } | { host: string; port: number } {
+  return endpoint.type === 'unix' ? { path: endpoint.path } : { host: endpoint.host, port: endpoint.port };
+}
+
+/**
+ * TLS options that verify the target's real name, never the endpoint's: the
+ * endpoint is a relay on loopback or a socket path, so Node's default check
+ * (against the host it connected to) would check the wrong name. `name` is
+ * normally `endpoint.serverName`; a target setting may override it.
+ *
+ * A DNS name is also sent as SNI; an IP address is not (RFC 6066 forbids it)
+ * but is still what the certificate must name.
+ */
+export function tlsIdentityFor(name: string): { servername?: string; checkServerIdentity: (host: string, cert: PeerCertificate) => Error | undefined } {
+  return {
+    ...(isIP(name) === 0 ? { servername: name } : {}),
+    checkServerIdentity: (_host, cert) => checkServerIdentity(name, cert),
+  };
+}
