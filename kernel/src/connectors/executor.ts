@@ -1,10 +1,8 @@
+import type { ProgressValue } from '@aipermission/plugin-sdk/protocol';
 import type { ActionDescriptor, ConnectorDescriptor } from './catalog.js';
 
-export interface ProgressUpdate {
-  message?: string;
-  completed?: number;
-  total?: number;
-}
+/** A progress report of a running action: the wire's shape (`$/progress`), never a copy of it. */
+export type ProgressUpdate = ProgressValue;
 
 /**
  * One invocation as the kernel hands it to whatever runs connectors. It
@@ -17,6 +15,8 @@ export interface Invocation {
   connector: ConnectorDescriptor;
   action: ActionDescriptor;
   target: { id: string; kind: string; config: Record<string, unknown> };
+  /** The credential profile the call uses: with the target, it names the endpoint the kernel opens for the call. */
+  profileId: string;
   credentials: { kind: string; config: Record<string, unknown>; secret: Record<string, unknown> };
   input: unknown;
   signal: AbortSignal;

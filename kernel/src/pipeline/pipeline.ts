@@ -143,6 +143,7 @@ export function createPipeline(deps: {
         connector,
         action,
         target: { id: target.id, kind: target.kind, config: target.config },
+        profileId: row.profile_id,
         credentials: lease,
         input: rawInput,
         signal: controller.signal,
