@@ -188,6 +188,14 @@ describe('misbehaving plugins', () => {
     expect(request.error!.message).toMatch(/it was built for plugin protocol version 1; this gateway speaks 2: rebuild it with the current @aipermission\/plugin-sdk and install it again/);
   });
 
+  it('a plugin that answers with a version the kernel did not offer is refused, with a message that says to rebuild it', async () => {
+    h = await pluginHarness({ fixtures: ['answers-v1'], supervisor: FAST });
+    const t = await h.target('answers-v1');
+    const request = await h.call(t, 'noop');
+    expect(request.status).toBe('failed');
+    expect(request.error!.message).toMatch(/answered with plugin protocol version 1, which this gateway does not speak \(it speaks 2\): rebuild it with the current @aipermission\/plugin-sdk/);
+  });
+
   it('hang on invoke: cancelled at the deadline, killed after the grace period', async () => {
     h = await pluginHarness({ fixtures: ['hang'], supervisor: FAST });
     const t = await h.target('hang');

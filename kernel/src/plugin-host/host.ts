@@ -288,7 +288,7 @@ export async function createPluginHost(options: PluginHostOptions): Promise<Plug
   const openEndpointFor = async (
     running: PluginSupervisor,
     connector: ConnectorDescriptor,
-    call: { targetId: string; profileId: string; config: Record<string, unknown>; reuse: 'shared' | 'private' },
+    call: { targetId: string; profileId: string; config: Record<string, unknown>; reuse: 'shared' | 'private'; label?: string },
   ): Promise<EndpointHandle | null> => {
     const address = directAddress(connector, call.config);
     if (!address) return null;
@@ -301,6 +301,7 @@ export async function createPluginHost(options: PluginHostOptions): Promise<Plug
         ...address,
         where: await running.endpointPlace(),
         reuse: call.reuse,
+        ...(call.label ? { label: call.label } : {}),
       });
     } catch (error) {
       throw new ActionError('system', `The gateway could not open the connection endpoint for the ${connector.id} connector: ${(error as Error).message}.`, { retryable: true });
@@ -382,7 +383,7 @@ export async function createPluginHost(options: PluginHostOptions): Promise<Plug
       try {
         const running = supervisor(connector.plugin);
         // A check tests a fresh connection: an endpoint of its own, closed (with what it relayed) when the check ends.
-        endpoint = await openEndpointFor(running, connector, { targetId: 'check', profileId: invocationId, config: target, reuse: 'private' });
+        endpoint = await openEndpointFor(running, connector, { targetId: 'check', profileId: invocationId, config: target, reuse: 'private', label: `the ${connector.id} endpoint of connection check ${invocationId}` });
         const result = await running.check({ invocationId, target, credentials: leaseFor(connector, lease), endpoint: endpoint?.endpoint ?? null }, controller.signal);
         if (result.ok || !endpoint?.dialFailure) return result;
         const problem = result.problem === 'network' || result.problem === 'unknown' || result.problem === undefined ? (endpoint.dialFailure.timedOut ? 'timeout' : 'network') : result.problem;

@@ -54,6 +54,8 @@ export interface EndpointRequest {
    * connections included (a connection check wants a fresh connection).
    */
   reuse?: 'shared' | 'private';
+  /** What the gateway log calls it (default: "the <connector> endpoint of target <id> (profile <id>)"). */
+  label?: string;
 }
 
 /** One invocation's hold on an endpoint. */
@@ -124,7 +126,7 @@ export function createTransports(deps: TransportsDeps): Transports {
   let socketNumber = 0;
   let closedForGood = false;
 
-  const describe = (r: EndpointRequest) => `the ${r.connectorId} endpoint of target ${r.targetId} (profile ${r.profileId})`;
+  const describe = (r: EndpointRequest) => r.label ?? `the ${r.connectorId} endpoint of target ${r.targetId} (profile ${r.profileId})`;
 
   const close = (listener: Listener): Promise<void> => {
     listener.closing ??= (async () => {
