@@ -1,5 +1,5 @@
-import { isIP } from 'node:net';
-import { checkServerIdentity, type PeerCertificate } from 'node:tls';
+import { connect, isIP, type Socket } from 'node:net';
+import { checkServerIdentity, connect as tlsConnect, type PeerCertificate, type TLSSocket } from 'node:tls';
 import type { Endpoint } from './protocol/messages.js';
 
 /**
@@ -25,4 +25,26 @@ export function tlsIdentityFor(name: string): { servername?: string; checkServer
     ...(isIP(name) === 0 ? { servername: name } : {}),
     checkServerIdentity: (_host, cert) => checkServerIdentity(name, cert),
   };
+}
+
+export interface ConnectEndpointOptions {
+  /** Speak TLS end to end with the target, verifying `name` (default: the endpoint's serverName). */
+  tls?: { name?: string; ca?: string | Buffer | Array<string | Buffer>; rejectUnauthorized?: boolean };
+}
+
+/**
+ * A connected socket to the target behind an endpoint: plain, or TLS that
+ * verifies the target's name. For clients that take a socket factory, e.g.
+ * `https.request(url, { createConnection: () => connectEndpoint(ctx.endpoint!, { tls: {} }) })`.
+ */
+export function connectEndpoint(endpoint: Endpoint, options: ConnectEndpointOptions = {}): Socket | TLSSocket {
+  if (!options.tls) return connect(socketOptionsOf(endpoint));
+  const name = options.tls.name ?? endpoint.serverName;
+  if (!name) throw new Error('This endpoint carries no server name to verify the TLS certificate against; pass tls.name.');
+  return tlsConnect({
+    ...socketOptionsOf(endpoint),
+    ...tlsIdentityFor(name),
+    ...(options.tls.ca !== undefined ? { ca: options.tls.ca } : {}),
+    ...(options.tls.rejectUnauthorized !== undefined ? { rejectUnauthorized: options.tls.rejectUnauthorized } : {}),
+  });
 }

@@ -7,7 +7,8 @@ import { connect as tlsConnect, createServer as createTlsServer, type Server } f
 import { fileURLToPath } from 'node:url';
 import { ResponseError } from 'vscode-jsonrpc/node';
 import { startPlugin, type PluginUnderTest } from '../src/testing/index.js';
-import { createPool, socketOptionsOf, tlsIdentityFor } from '../src/index.js';
+import { connectEndpoint, createPool, socketOptionsOf, tlsIdentityFor } from '../src/index.js';
+import { createServer as createHttpsServer, request as httpsRequest } from 'node:https';
 import {
   InitializeRequest,
   InvokeRequest,
@@ -170,6 +171,45 @@ describe('TLS through an endpoint verifies the target name, not the endpoint add
   it("fails for another name, and Node's default (the endpoint's address) fails too", async () => {
     await expect(handshake(tlsIdentityFor('other.internal'))).rejects.toMatchObject({ code: 'ERR_TLS_CERT_ALTNAME_INVALID' });
     await expect(handshake({})).rejects.toMatchObject({ code: 'ERR_TLS_CERT_ALTNAME_INVALID' });
+  });
+
+  it('connectEndpoint speaks TLS to the name in the endpoint, and an HTTPS client can use it as its socket factory', async () => {
+    const endpoint: Endpoint = { type: 'tcp', host: '127.0.0.1', port, transport: 'direct', serverName: 'cache.internal' };
+    const text = await new Promise<string>((resolve, reject) => {
+      const socket = connectEndpoint(endpoint, { tls: { ca } });
+      let got = '';
+      socket.setEncoding('utf8');
+      socket.on('data', (chunk: string) => (got += chunk));
+      socket.on('end', () => resolve(got));
+      socket.on('error', reject);
+    });
+    expect(text).toBe('hello over tls\n');
+    const refused = await new Promise<unknown>((resolve) => {
+      const socket = connectEndpoint({ ...endpoint, serverName: 'other.internal' }, { tls: { ca } });
+      socket.on('error', resolve);
+      socket.on('secureConnect', () => resolve('connected'));
+    });
+    expect(refused).toMatchObject({ code: 'ERR_TLS_CERT_ALTNAME_INVALID' });
+    expect(() => connectEndpoint({ type: 'tcp', host: '127.0.0.1', port, transport: 'direct' }, { tls: {} })).toThrow(/no server name to verify/);
+    // The factory form: an HTTPS client that sends its requests through the endpoint.
+    const web = createHttpsServer({ key: await readFile(join(dir, 'server.key')), cert: await readFile(join(dir, 'server.crt')) }, (req, res) => res.end(`hello ${req.headers.host}`));
+    await new Promise<void>((resolve) => web.listen(0, '127.0.0.1', resolve));
+    const webEndpoint: Endpoint = { ...endpoint, port: (web.address() as { port: number }).port };
+    try {
+      const body = await new Promise<string>((resolve, reject) => {
+        const req = httpsRequest({ host: 'cache.internal', defaultPort: 443, path: '/', createConnection: () => connectEndpoint(webEndpoint, { tls: { ca } }) } as never, (res) => {
+          let got = '';
+          res.setEncoding('utf8');
+          res.on('data', (chunk: string) => (got += chunk));
+          res.on('end', () => resolve(got));
+        });
+        req.on('error', reject);
+        req.end();
+      });
+      expect(body).toBe('hello cache.internal');
+    } finally {
+      web.close();
+    }
   });
 
   it('checks an IP address name without sending it as SNI', () => {
