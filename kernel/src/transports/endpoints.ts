@@ -123,6 +123,8 @@ export function createTransports(deps: TransportsDeps): Transports {
   /** Shared endpoints by key: a listener once listening, or the promise of one. */
   const shared = new Map<string, Listener | Promise<Listener>>();
   const all = new Set<Listener>();
+  /** Listeners still starting, by owner: closeOwner waits for them, so none comes up after its owner closed. */
+  const starting = new Set<{ owner: string; ready: Promise<unknown> }>();
   let socketNumber = 0;
   let closedForGood = false;
 
@@ -177,7 +179,17 @@ export function createTransports(deps: TransportsDeps): Transports {
     });
   };
 
-  const listen = async (key: string, request: EndpointRequest): Promise<Listener> => {
+  const listen = (key: string, request: EndpointRequest): Promise<Listener> => {
+    const entry = { owner: request.owner, ready: startListener(key, request) };
+    starting.add(entry);
+    void entry.ready.then(
+      () => starting.delete(entry),
+      () => starting.delete(entry),
+    );
+    return entry.ready as Promise<Listener>;
+  };
+
+  const startListener = async (key: string, request: EndpointRequest): Promise<Listener> => {
     const server = createServer({ allowHalfOpen: true, pauseOnConnect: true });
     let endpoint: Endpoint;
     let socketFile: string | undefined;
@@ -227,35 +239,39 @@ export function createTransports(deps: TransportsDeps): Transports {
     return handle;
   };
 
+  const openEndpoint = async (request: EndpointRequest): Promise<EndpointHandle> => {
+    if (closedForGood) throw new Error('the transports are closed (the gateway is stopping)');
+    if (request.reuse === 'private') return hold(await listen(`private:${socketNumber}`, request), true);
+    const key = keyOf(request);
+    let found = shared.get(key);
+    if (!found) {
+      const opening = listen(key, request);
+      shared.set(key, opening);
+      opening.then(
+        (listener) => {
+          if (shared.get(key) === opening) shared.set(key, listener);
+        },
+        () => {
+          if (shared.get(key) === opening) shared.delete(key);
+        },
+      );
+      found = opening;
+    }
+    const listener = found instanceof Promise ? await found : found;
+    // Closed while this open waited for it (its owner stopped, or it idled out): open a fresh one.
+    if (listener.closing) return openEndpoint(request);
+    return hold(listener, false);
+  };
+
   return {
-    async openEndpoint(request) {
-      if (closedForGood) throw new Error('the transports are closed (the gateway is stopping)');
-      if (request.reuse === 'private') return hold(await listen(`private:${socketNumber}`, request), true);
-      const key = keyOf(request);
-      let found = shared.get(key);
-      if (!found) {
-        const opening = listen(key, request);
-        shared.set(key, opening);
-        opening.then(
-          (listener) => {
-            if (shared.get(key) === opening) shared.set(key, listener);
-          },
-          () => {
-            if (shared.get(key) === opening) shared.delete(key);
-          },
-        );
-        found = opening;
-      }
-      const listener = found instanceof Promise ? await found : found;
-      // Closed while this open waited for it (its owner stopped): open a fresh one.
-      if (listener.closing) return this.openEndpoint(request);
-      return hold(listener, false);
-    },
+    openEndpoint,
     async closeOwner(owner) {
+      await Promise.allSettled([...starting].filter((entry) => entry.owner === owner).map((entry) => entry.ready));
       await Promise.all([...all].filter((listener) => listener.owner === owner).map(close));
     },
     async closeAll() {
       closedForGood = true;
+      await Promise.allSettled([...starting].map((entry) => entry.ready));
       await Promise.all([...all].map(close));
     },
     stats() {
