@@ -35,7 +35,9 @@ describe('the action pipeline', () => {
     const call = h.executor.calls[0]!;
     expect(call.target).toEqual({ id: f.targetId, kind: 'fake', config: { host: 'db.internal' } });
     expect(call.credentials).toEqual({ kind: 'password', config: { username: 'app' }, secret: { password: 'S3cret-Value-123' } });
-    expect(Object.keys(call).sort()).toEqual(['action', 'connector', 'credentials', 'input', 'invocationId', 'onProgress', 'policy', 'signal', 'target']);
+    // The profile's id names the endpoint the kernel opens for the call (with the target's); it is not a credential.
+    expect(call.profileId).toBe(f.profileId);
+    expect(Object.keys(call).sort()).toEqual(['action', 'connector', 'credentials', 'input', 'invocationId', 'onProgress', 'policy', 'profileId', 'signal', 'target']);
   });
 
   it('queues an approval_required action and runs the sealed input on Run', async () => {
