@@ -248,14 +248,12 @@ export async function createPluginHost(options: PluginHostOptions): Promise<Plug
     const key = keyOf(source);
     let found = supervisors.get(key);
     if (!found) {
-      // The supervisor names its endpoints' owner; the closure reads it once it exists.
-      let owner = '';
       found = new PluginSupervisor(source, {
         ...supervisorOptions,
         bwrap,
         scratchDir: scratchDirFor(options.dataDir, source.manifest.id),
         endpointRoot,
-        closeEndpoints: () => transports.closeOwner(owner),
+        closeEndpoints: (owner) => transports.closeOwner(owner),
         kernelInfo: options.kernelInfo,
         clock: options.clock,
         log: options.log,
@@ -272,7 +270,6 @@ export async function createPluginHost(options: PluginHostOptions): Promise<Plug
               }
             : () => verifiedBuiltinCode(source),
       });
-      owner = found.endpointOwner;
       supervisors.set(key, found);
     }
     return found;

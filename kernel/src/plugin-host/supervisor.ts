@@ -24,8 +24,8 @@ export interface SupervisorOptions {
   scratchDir: string;
   /** Where this plugin's endpoint socket folders are made (bubblewrap only; `<data>/plugin-endpoints`). */
   endpointRoot: string;
-  /** Closes the endpoints the kernel opened for this plugin; stop() calls it. */
-  closeEndpoints?: () => Promise<void>;
+  /** Closes the endpoints the kernel opened for this plugin (named by its endpointOwner); stop() calls it. */
+  closeEndpoints?: (owner: string) => Promise<void>;
   kernelInfo: { name: string; version: string };
   clock: Clock;
   log: (line: string) => void;
@@ -351,7 +351,7 @@ export class PluginSupervisor {
     if (starting) await starting.catch(() => undefined);
     await this.process?.stop();
     await Promise.all([...this.disposals]);
-    await this.options.closeEndpoints?.();
+    await this.options.closeEndpoints?.(this.endpointOwner);
     const dir = this.endpointDir;
     this.endpointDir = undefined;
     const path = await dir?.catch(() => undefined);
