@@ -59,7 +59,7 @@ afterEach(async () => {
   for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
 });
 
-function transports(options: { idleMs?: number; dialTimeoutMs?: number } = {}): { t: Transports; logs: string[] } {
+function transports(options: { idleMs?: number; dialTimeoutMs?: number; maxConnectionsPerEndpoint?: number } = {}): { t: Transports; logs: string[] } {
   const logs: string[] = [];
   const t = createTransports({ log: (line) => logs.push(line), ...options });
   cleanups.push(() => t.closeAll());
@@ -249,6 +249,21 @@ describe('endpoints the kernel opens per invocation', () => {
     expect(await dial(theirs.endpoint).firstLine).toBe('I am A');
     mine.close();
     theirs.close();
+  });
+
+  it('relays at most maxConnectionsPerEndpoint connections at once, so a plugin cannot exhaust the gateway', async () => {
+    const a = await started(service('A'));
+    const { t, logs } = transports({ maxConnectionsPerEndpoint: 3 });
+    const hold = await t.openEndpoint(request(a.port));
+    const open = [dial(hold.endpoint), dial(hold.endpoint), dial(hold.endpoint)];
+    for (const { firstLine } of open) expect(await firstLine).toBe('I am A');
+    expect(await dial(hold.endpoint).firstLine).toBe('error ECONNRESET');
+    expect(logs.join('\n')).toMatch(/refused a connection to .*: it already relays 3 connections/);
+    open[0]!.socket.destroy();
+    await until(() => t.stats().relayed === 2);
+    expect(await dial(hold.endpoint).firstLine).toBe('I am A');
+    for (const { socket } of open) socket.destroy();
+    hold.close();
   });
 
   it('closes an endpoint left idle (no invocation, no relayed connection)', async () => {

@@ -19,6 +19,14 @@ export const TRANSPORT_DEFAULTS = {
    * endpoint) stable; a finished session frees its listener.
    */
   idleMs: 5 * 60_000,
+  /**
+   * Connections one endpoint relays at once. Each costs the gateway two
+   * sockets, so a plugin that opens connections in a loop must not be able to
+   * exhaust the gateway's file descriptors; 64 is well above what a
+   * connector's pool needs for one target and profile (the SDK's keeps one,
+   * pg's default ten).
+   */
+  maxConnectionsPerEndpoint: 64,
 } as const;
 
 /** Longest unix socket path the kernel can listen on (sun_path is 108 bytes on Linux, with the terminating NUL). */
@@ -73,6 +81,7 @@ export interface TransportsDeps {
   log: (line: string) => void;
   dialTimeoutMs?: number;
   idleMs?: number;
+  maxConnectionsPerEndpoint?: number;
 }
 
 /**
@@ -120,6 +129,7 @@ const keyOf = (r: EndpointRequest) =>
 export function createTransports(deps: TransportsDeps): Transports {
   const dialTimeoutMs = deps.dialTimeoutMs ?? TRANSPORT_DEFAULTS.dialTimeoutMs;
   const idleMs = deps.idleMs ?? TRANSPORT_DEFAULTS.idleMs;
+  const maxConnections = deps.maxConnectionsPerEndpoint ?? TRANSPORT_DEFAULTS.maxConnectionsPerEndpoint;
   /** Shared endpoints by key: a listener once listening, or the promise of one. */
   const shared = new Map<string, Listener | Promise<Listener>>();
   const all = new Set<Listener>();
@@ -155,8 +165,14 @@ export function createTransports(deps: TransportsDeps): Transports {
   const onConnection = (listener: Listener, socket: Socket) => {
     // The guarantee (docs/security.md, "Network"): a new connection is relayed
     // only while an invocation for this target and profile holds the endpoint.
-    if (listener.holds.size === 0 || listener.closing) {
-      deps.log(`[kernel] refused a connection to ${describe(listener.request)}: no invocation for it is running`);
+    const refusal =
+      listener.holds.size === 0 || listener.closing
+        ? 'no invocation for it is running'
+        : listener.relays.size >= maxConnections
+          ? `it already relays ${maxConnections} connections`
+          : undefined;
+    if (refusal) {
+      deps.log(`[kernel] refused a connection to ${describe(listener.request)}: ${refusal}`);
       if (listener.endpoint.type === 'tcp') socket.resetAndDestroy();
       else socket.destroy();
       return;
