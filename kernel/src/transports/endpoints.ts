@@ -49,6 +49,13 @@ export interface EndpointRequest {
   connectorId: string;
   targetId: string;
   profileId: string;
+  /**
+   * How the kernel reaches the target: `direct`, a TCP connection from the
+   * gateway (the default, and the only one today). SSH tunnels will be
+   * another value here, with the SSH hop's details, dialled by relay.ts
+   * behind the same endpoints and the same guarantees.
+   */
+  via?: 'direct';
   /** The target's configured address: the only place the relay ever dials (the kernel decides, never the plugin). */
   host: string;
   port: number;
@@ -123,7 +130,7 @@ interface Hold extends EndpointHandle {
 }
 
 const keyOf = (r: EndpointRequest) =>
-  [r.owner, r.connectorId, r.targetId, r.profileId, r.host, r.port, r.serverName ?? '', r.where === 'loopback' ? 'loopback' : `${r.where.unixDir}|${r.where.sandboxPath}`].join('\u0000');
+  [r.owner, r.connectorId, r.targetId, r.profileId, r.via ?? 'direct', r.host, r.port, r.serverName ?? '', r.where === 'loopback' ? 'loopback' : `${r.where.unixDir}|${r.where.sandboxPath}`].join('\u0000');
 
 /** Endpoints the kernel opens per invocation and relays to the target. */
 export function createTransports(deps: TransportsDeps): Transports {
@@ -209,7 +216,7 @@ export function createTransports(deps: TransportsDeps): Transports {
     const server = createServer({ allowHalfOpen: true, pauseOnConnect: true });
     let endpoint: Endpoint;
     let socketFile: string | undefined;
-    const base = { transport: 'direct', ...(request.serverName ? { serverName: request.serverName } : {}) };
+    const base = { transport: request.via ?? 'direct', ...(request.serverName ? { serverName: request.serverName } : {}) };
     if (request.where === 'loopback') {
       await new Promise<void>((resolve, reject) => {
         server.once('error', reject);
