@@ -1,5 +1,7 @@
 import { afterEach, describe, expect, it } from 'vitest';
+import { readdir } from 'node:fs/promises';
 import { createServer, type Server, type Socket } from 'node:net';
+import { basename, join } from 'node:path';
 import { createHttpApp, listenOnLoopback, type RunningServer } from '../src/http/index.js';
 import { detectBwrap, sandboxLevel } from '../src/plugin-host/index.js';
 import { startGateway, type Gateway } from '../src/main.js';
@@ -122,6 +124,21 @@ describe('endpoint lifecycle, seen from a real plugin', () => {
       expect(h.logs.join('\n')).toMatch(/refused a connection to the netprobe endpoint of target \S+ \(profile \S+\): no invocation for it is running/);
     });
   }
+
+  it.skipIf(!HAS_BWRAP)("an operator's restart closes the plugin's endpoints and removes their sockets; the next call gets a fresh endpoint", async () => {
+    h = await pluginHarness({ fixtures: ['netprobe'], supervisor: FAST });
+    const t = await h.target('netprobe', { config: { host: '127.0.0.1', port: 6379 } });
+    const before = ((await h.call(t, 'keep')).output as { endpoint: { path: string } }).endpoint;
+    const root = join(h.dir, 'plugin-endpoints');
+    const [folder] = await readdir(root);
+    expect(await readdir(join(root, folder!))).toEqual([basename(before.path)]);
+    await h.host.restart('netprobe');
+    expect(await readdir(root)).toEqual([]);
+    const after = ((await h.call(t, 'banner')).output as { endpoint: unknown; line: string });
+    expect(after.line).toBe('SUCCEEDED: +PONG');
+    expect(await readdir(root)).toHaveLength(1);
+    expect(await readdir(root)).not.toContain(folder);
+  });
 
   it('a target the kernel cannot reach: the plugin sees its connection closed, and the gateway log says why', async () => {
     h = await pluginHarness({ fixtures: ['netprobe'], supervisor: FAST });
