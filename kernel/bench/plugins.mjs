@@ -80,7 +80,7 @@ try {
     signal: new AbortController().signal,
     target: { host: '127.0.0.1', port: 6379 },
     credentials: { kind: 'none', fields: {} },
-    endpoint: { host: '127.0.0.1', port: 6379, transport: 'direct' },
+    endpoint: { type: 'tcp', host: '127.0.0.1', port: 6379, transport: 'direct', serverName: '127.0.0.1' },
     limits: { timeoutMs: 20_000, maxOutputBytes: 786_432 },
     progress: () => {},
     log: { debug() {}, info() {}, warn() {}, error() {} },

@@ -13,6 +13,7 @@ import { VERSION } from './version.js';
 import { hardenProcess } from './lib/harden.js';
 import { createStderrLogger } from './lib/log.js';
 import { createInvocationScopes } from './invocations/index.js';
+import { createTransports } from './transports/index.js';
 
 export interface GatewayOptions extends Omit<KernelOptions, 'dataDir' | 'plugins'> {
   dataDir?: string;
@@ -50,6 +51,8 @@ export async function startGateway(options: GatewayOptions = {}): Promise<Gatewa
   const dirLock = await acquireDataDirLock(dataDir);
   // One registry of invocation scopes: the pipeline opens them, the plugin host answers plugin messages from them.
   const scopes = createInvocationScopes({ log });
+  // The kernel owns transports (invariant 3): each invocation's endpoint is opened here and owned by its scope.
+  const transports = createTransports({ log });
   let plugins: Awaited<ReturnType<typeof createPluginHost>>;
   try {
     plugins = await createPluginHost({
@@ -57,6 +60,7 @@ export async function startGateway(options: GatewayOptions = {}): Promise<Gatewa
       clock,
       log,
       scopes,
+      transports,
       kernelInfo: { name: 'aipermission', version: VERSION },
       ...(options.bwrap ? { bwrap: options.bwrap } : {}),
       ...(options.builtinPluginsDir ? { builtinRoot: options.builtinPluginsDir } : {}),

@@ -61,6 +61,7 @@ describe('from scaffold to installed connector', () => {
     const { plugins, sandbox } = JSON.parse(listed.stdout);
     expect(plugins.find((p: { id: string }) => p.id === 'redis')).toMatchObject({ kind: 'builtin', approved: true });
     expect(sandbox.level).toMatch(/node-permission/);
+    expect(sandbox.network).toBe(sandbox.bwrap ? 'none (endpoint only)' : 'host network (no bubblewrap)');
   });
 
   it('asks for consent, and without a terminal needs --yes', async () => {

@@ -39,6 +39,8 @@ describe('the action pipeline', () => {
     expect(call.target).toEqual({ id: f.targetId, kind: 'fake', config: { host: 'db.internal' } });
     // The lease was handed out while the call ran (recorded by the fake executor below); the scope is disposed now.
     expect(leases[0]).toEqual({ kind: 'password', fields: { username: 'app', password: 'S3cret-Value-123' } });
+    // The profile's id names the endpoint the kernel opens for the call (with the target's); it is not a credential.
+    expect(call.scope.profileId).toBe(f.profileId);
     expect(call.scope.live).toBe(false);
     expect(() => call.scope.lease()).toThrow(/has ended/);
     expect(Object.keys(call).sort()).toEqual(['action', 'connector', 'input', 'invocationId', 'onProgress', 'policy', 'scope', 'signal', 'target']);

@@ -50,7 +50,12 @@ describe('a well-behaved plugin', () => {
     expect(output.credentialKind).toBe('password');
     // The plugin saw the password (it needs it); the stored request does not.
     expect(output.credentialFields).toEqual({ username: 'app', password: '[REDACTED]' });
-    expect(output.endpoint).toEqual({ host: 'db.internal', port: 5555, transport: 'direct' });
+    // The endpoint is the kernel's, named after the target's host (the TLS name); the relay behind it dials db.internal:5555.
+    expect(output.endpoint).toEqual(
+      HAS_BWRAP
+        ? { type: 'unix', path: expect.stringMatching(/^\/run\/ep\/\d+\.sock$/), transport: 'direct', serverName: 'db.internal' }
+        : { type: 'tcp', host: '127.0.0.1', port: expect.any(Number), transport: 'direct', serverName: 'db.internal' },
+    );
     expect(output.env).toEqual(expect.arrayContaining(['AIP_PLUGIN_SCRATCH', 'NODE_ENV']));
     // PWD is set by bwrap to the sandbox's own /scratch; nothing else comes from the kernel.
     expect(output.env.filter((name: string) => !['AIP_PLUGIN_SCRATCH', 'NODE_ENV', 'LANG', 'LC_ALL', 'TZ', 'PWD'].includes(name))).toEqual([]);
@@ -174,12 +179,21 @@ describe('misbehaving plugins', () => {
     expect(h.host.list()[0]!.status.crashes).toBe(1);
   });
 
-  it('bad protocol version: refused at the handshake with a message that says so', async () => {
+  it('bad protocol version: a plugin built for version 1 is refused at the handshake with a message that says to rebuild it', async () => {
     h = await pluginHarness({ fixtures: ['bad-protocol'], supervisor: FAST });
     const t = await h.target('bad-protocol');
     const request = await h.call(t, 'noop');
     expect(request.status).toBe('failed');
-    expect(request.error!.message).toMatch(/refused the handshake: bad-protocol speaks version 2 only; the kernel offered 1/);
+    expect(request.error!.message).toMatch(/refused the handshake: bad-protocol speaks version 1 only; the kernel offered 2/);
+    expect(request.error!.message).toMatch(/it was built for plugin protocol version 1; this gateway speaks 2: rebuild it with the current @aipermission\/plugin-sdk and install it again/);
+  });
+
+  it('a plugin that answers with a version the kernel did not offer is refused, with a message that says to rebuild it', async () => {
+    h = await pluginHarness({ fixtures: ['answers-v1'], supervisor: FAST });
+    const t = await h.target('answers-v1');
+    const request = await h.call(t, 'noop');
+    expect(request.status).toBe('failed');
+    expect(request.error!.message).toMatch(/answered with plugin protocol version 1, which this gateway does not speak \(it speaks 2\): rebuild it with the current @aipermission\/plugin-sdk/);
   });
 
   it('hang on invoke: cancelled at the deadline, killed after the grace period', async () => {

@@ -7,6 +7,8 @@ import { fileURLToPath } from 'node:url';
 import { Redis } from 'ioredis';
 import { pinBuiltins } from '../src/plugin-host/index.js';
 import { pluginHarness, type PluginHarness } from './helpers/plugins.js';
+import { freePort } from './helpers/cli.js';
+import { startTlsRedis } from './helpers/redis.js';
 import { tempDir } from './helpers/temp.js';
 
 const PLUGINS = fileURLToPath(new URL('../../plugins/', import.meta.url));
@@ -105,6 +107,40 @@ describe('Redis through the whole kernel pipeline', () => {
     const t = await redisTarget('always_run', 'Not-The-Password-1');
     const outcome = await h.kernel.pipeline.call(h.kernel.authenticateToken(t.token), { targetRef: t.targetRef, action: 'ping', input: {} });
     expect(outcome.kind === 'request' && outcome.request).toMatchObject({ status: 'failed', error: { kind: 'config', message: expect.stringMatching(/refused the credentials/) } });
+  });
+
+  it("TLS through the kernel's endpoint checks the certificate against the target's host, not the endpoint", async () => {
+    // The certificate names localhost only; the plugin connects to its endpoint (a socket or 127.0.0.1), the kernel to localhost.
+    const tls = await startTlsRedis(['localhost']);
+    try {
+      const ping = async (host: string) => {
+        const target = await h.ws.targets.createTarget({ kind: 'redis', name: `tls-${host}-${Math.random().toString(36).slice(2, 8)}`, config: { host, port: tls.port, tls: true, tlsCaPem: tls.caPem } }, 'operator:test');
+        const profile = await h.ws.targets.createProfile(target.id, { label: 'open', credentialKind: 'none' }, 'operator:test');
+        const token = await h.ws.tokens.create({ name: 'agent' }, 'operator:test');
+        await h.ws.grants.set({ tokenId: token.token.id, targetId: target.id, profileId: profile.id, action: '*', rule: 'always_run' }, 'operator:test');
+        const outcome = await h.kernel.pipeline.call(h.kernel.authenticateToken(token.secret), { targetRef: `redis:${target.id}:${profile.id}`, action: 'ping', input: {} });
+        if (outcome.kind !== 'request') throw new Error(JSON.stringify(outcome));
+        return outcome.request;
+      };
+      expect(await ping('localhost')).toMatchObject({ status: 'completed', output: { reply: 'PONG' } });
+      // Same server, same relay, but a target named by an address the certificate does not carry: refused by the plugin's TLS check.
+      expect(await ping('127.0.0.1')).toMatchObject({ status: 'failed', error: { kind: 'config', message: expect.stringMatching(/^The TLS handshake with Redis failed: .*127\.0\.0\.1/) } });
+    } finally {
+      await tls.stop();
+    }
+  });
+
+  it('a target the kernel cannot reach fails as a network problem, with what the kernel saw', async () => {
+    const port = await freePort();
+    const target = await h.ws.targets.createTarget({ kind: 'redis', name: `down-${port}`, config: { host: '127.0.0.1', port } }, 'operator:test');
+    const profile = await h.ws.targets.createProfile(target.id, { label: 'open', credentialKind: 'none' }, 'operator:test');
+    const token = await h.ws.tokens.create({ name: 'agent' }, 'operator:test');
+    await h.ws.grants.set({ tokenId: token.token.id, targetId: target.id, profileId: profile.id, action: '*', rule: 'always_run' }, 'operator:test');
+    const outcome = await h.kernel.pipeline.call(h.kernel.authenticateToken(token.secret), { targetRef: `redis:${target.id}:${profile.id}`, action: 'ping', input: {} });
+    expect(outcome.kind === 'request' && outcome.request).toMatchObject({
+      status: 'failed',
+      error: { kind: 'transient', retryable: true, message: expect.stringMatching(new RegExp(`^Cannot reach Redis: .*\\(The gateway could not connect to 127\\.0\\.0\\.1:${port}: connect ECONNREFUSED 127\\.0\\.0\\.1:${port}\\.\\)$`)) },
+    });
   });
 
   it('a pending approval goes stale after a plugin version change (a rebuild, then a gateway restart)', async () => {

@@ -12,5 +12,7 @@ export { serve, maskSecrets, isEntryPoint } from './serve.js';
 export { createPool } from './pool.js';
 export type { Pool, PoolOptions } from './pool.js';
 export { byteLength, truncateText, takeWithinBudget, encodeBytes } from './output.js';
-export type { ConnectionCheckResult, ConnectionProblem, CredentialLease, Endpoint, InvocationLimits, ProgressValue } from './protocol/messages.js';
+export { connectEndpoint, socketOptionsOf, tlsIdentityFor } from './endpoint.js';
+export type { ConnectEndpointOptions } from './endpoint.js';
+export type { ConnectionCheckResult, ConnectionProblem, CredentialLease, Endpoint, TcpEndpoint, UnixEndpoint, InvocationLimits, ProgressValue } from './protocol/messages.js';
 export type { Manifest, ManifestAction, JsonSchema, Risk, Transport } from './protocol/manifest-types.js';

@@ -1,5 +1,6 @@
 import { createHash, randomBytes } from 'node:crypto';
 import type { CheckContext } from './plugin.js';
+import type { Endpoint } from './protocol/messages.js';
 
 export interface PoolOptions<T> {
   /** Opens a resource (a connection) for this context's endpoint and lease. */
@@ -23,15 +24,31 @@ export interface Pool<T> {
 // precompute from a known password.
 const SALT = randomBytes(16);
 
+/**
+ * The endpoint as a fixed list of its fields, whatever order they came in:
+ * one socket path or loopback port is one place (the kernel keeps an
+ * endpoint stable per target and profile, which is what lets pooled
+ * connections be reused), and a different TLS name is a different
+ * connection.
+ */
+function endpointKey(endpoint: Endpoint | null): unknown[] | null {
+  if (!endpoint) return null;
+  const where = endpoint.type === 'unix' ? ['unix', endpoint.path] : ['tcp', endpoint.host, endpoint.port];
+  return [...where, endpoint.transport, endpoint.serverName ?? null];
+}
+
 function keyOf(ctx: CheckContext): string {
-  const material = JSON.stringify([ctx.endpoint, ctx.target, ctx.credentials.kind, Object.entries(ctx.credentials.fields).sort(([a], [b]) => a.localeCompare(b))]);
+  const material = JSON.stringify([endpointKey(ctx.endpoint), ctx.target, ctx.credentials.kind, Object.entries(ctx.credentials.fields).sort(([a], [b]) => a.localeCompare(b))]);
   return createHash('sha256').update(SALT).update(material).digest('hex');
 }
 
 /**
  * Reuses connections across invocations without keeping any lease: the key
  * is a salted hash of endpoint + target + credentials, so a changed password
- * gets a new connection and the old one idles out.
+ * gets a new connection and the old one idles out. A connection opened
+ * through an endpoint may be used after its invocation ended (the kernel
+ * keeps relaying it); a *new* connection can only be opened while an
+ * invocation for that target and profile runs.
  */
 export function createPool<T>(options: PoolOptions<T>): Pool<T> {
   const idleMs = options.idleMs ?? 60_000;

@@ -15,6 +15,7 @@ import {
   ShutdownRequest,
   SignRequest,
   WireErrorCodes,
+  isEndpoint,
   type ConnectionCheckParams,
   type CredentialLease,
   type InvokeParams,
@@ -93,6 +94,14 @@ function revocableLease(lease: CredentialLease): { get(): CredentialLease; revok
       revoked = true;
     },
   };
+}
+
+/** Says which side is older and what to do about it (PROTOCOL.md, "Versioning"). */
+export function versionMismatch(offered: readonly number[]): string {
+  const ours = `This plugin speaks plugin protocol version ${PROTOCOL_VERSIONS.join(', ')}; the kernel offered ${offered.join(', ') || 'none'}.`;
+  if (offered.length > 0 && Math.max(...offered) < Math.min(...PROTOCOL_VERSIONS)) return `${ours} The gateway is older than this plugin: upgrade AIPermission.`;
+  if (offered.length > 0 && Math.min(...offered) > Math.max(...PROTOCOL_VERSIONS)) return `${ours} The plugin is older than the gateway: rebuild it with the current @aipermission/plugin-sdk.`;
+  return `${ours} Upgrade whichever is older.`;
 }
 
 function cancelled(): ResponseError<void> {
@@ -189,6 +198,13 @@ export function serve(plugin: Plugin): MessageConnection | undefined {
   let shuttingDown = false;
 
   const context = (params: ConnectionCheckParams | InvokeParams, controller: AbortController) => {
+    const endpoint = params.endpoint ?? null;
+    if (endpoint !== null && !isEndpoint(endpoint)) {
+      throw new ResponseError(
+        WireErrorCodes.InvalidParams,
+        'The endpoint is not a protocol-2 endpoint ({type: "tcp", host, port} or {type: "unix", path}); is the kernel older than this plugin-sdk?',
+      );
+    }
     rememberSecrets(plugin, params.credentials);
     const lease = revocableLease(params.credentials);
     const ctx: ActionContext = {
@@ -198,7 +214,7 @@ export function serve(plugin: Plugin): MessageConnection | undefined {
       get credentials() {
         return lease.get();
       },
-      endpoint: params.endpoint,
+      endpoint: endpoint === null ? null : Object.freeze({ ...endpoint }),
       limits: 'limits' in params ? params.limits : { timeoutMs: 30_000, maxOutputBytes: 0 },
       progress: (value) => void connection.sendProgress(InvocationProgress, params.invocationId, value).catch(() => undefined),
       log: logger(`[${params.invocationId}] `),
@@ -219,13 +235,9 @@ export function serve(plugin: Plugin): MessageConnection | undefined {
 
   connection.onRequest(InitializeRequest, (params) => {
     kernelCapabilities = params.capabilities ?? {};
-    const shared = PROTOCOL_VERSIONS.filter((version) => params.protocolVersions.includes(version));
-    if (shared.length === 0) {
-      throw new ResponseError(
-        WireErrorCodes.ProtocolVersionUnsupported,
-        `This plugin speaks protocol version(s) ${PROTOCOL_VERSIONS.join(', ')}; the kernel offered ${params.protocolVersions.join(', ') || 'none'}. Upgrade whichever is older.`,
-      );
-    }
+    const offered = Array.isArray(params.protocolVersions) ? params.protocolVersions.filter((v) => Number.isInteger(v)) : [];
+    const shared = PROTOCOL_VERSIONS.filter((version) => offered.includes(version));
+    if (shared.length === 0) throw new ResponseError(WireErrorCodes.ProtocolVersionUnsupported, versionMismatch(offered));
     return { protocolVersion: Math.max(...shared), manifest: plugin.manifest };
   });
   connection.onNotification(InitializedNotification, () => undefined);

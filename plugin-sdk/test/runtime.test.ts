@@ -21,7 +21,7 @@ describe('the conformance suite catches problems', () => {
     const report = await runConformance({ entry: fixture('chatty') });
     expect(report.passed).toBe(false);
     const failed = report.results.filter((r) => !r.ok).map((r) => r.name);
-    expect(failed).toEqual(expect.arrayContaining(['completes the handshake with protocol version 1 and a manifest']));
+    expect(failed).toEqual(expect.arrayContaining(['completes the handshake with protocol version 2 and a manifest']));
   });
 });
 
@@ -41,7 +41,7 @@ describe('helpers', () => {
     const closed: number[] = [];
     let made = 0;
     const pool = createPool<number>({ create: async () => ++made, close: (n) => void closed.push(n), idleMs: 20 });
-    const ctx = (password: string) => ({ endpoint: { host: 'h', port: 1, transport: 'direct' }, target: {}, credentials: { kind: 'p', fields: { password } } }) as never;
+    const ctx = (password: string) => ({ endpoint: { type: 'tcp', host: '127.0.0.1', port: 1, transport: 'direct' }, target: {}, credentials: { kind: 'p', fields: { password } } }) as never;
     expect(await pool.use(ctx('a'), async (n) => n)).toBe(1);
     expect(await pool.use(ctx('a'), async (n) => n)).toBe(1);
     expect(await pool.use(ctx('b'), async (n) => n)).toBe(2);

@@ -2,7 +2,7 @@ import type { ProgressValue } from '@aipermission/plugin-sdk/protocol';
 import type { InvocationScope } from '../invocations/index.js';
 import type { ActionDescriptor, ConnectorDescriptor } from './catalog.js';
 
-/** A plugin's progress report, as the wire defines it (`$/progress`). */
+/** A progress report of a running action: the wire's shape (`$/progress`), never a copy of it. */
 export type ProgressUpdate = ProgressValue;
 
 /**

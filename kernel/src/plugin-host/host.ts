@@ -2,13 +2,14 @@ import { mkdir, rm } from 'node:fs/promises';
 import { ResponseError } from 'vscode-jsonrpc/node';
 import type { InvocationScope, InvocationScopes } from '../invocations/index.js';
 import { ActionError } from '@aipermission/plugin-sdk';
-import { declaredFieldsOf, isActionFailureData, WireErrorCodes, type ConnectionCheckResult, type CredentialLease, type Endpoint } from '@aipermission/plugin-sdk/protocol';
+import { declaredFieldsOf, isActionFailureData, WireErrorCodes, type ConnectionCheckResult, type CredentialLease } from '@aipermission/plugin-sdk/protocol';
 import { canonicalHash } from '../lib/canonical.mjs';
 import { confinedPath } from '../lib/confine.js';
 import type { Clock } from '../lib/clock.js';
 import { KernelError } from '../lib/errors.js';
 import { createRedactor } from '../redaction/index.js';
 import { OutcomeUnknown, type ActionExecutor, type ConnectorCatalog, type ConnectorDescriptor, type Invocation } from '../connectors/index.js';
+import { createTransports, type EndpointHandle, type Transports } from '../transports/index.js';
 import { describeChanges, loadPins, readPinnedSet, writePrivateCopy, type BuiltinPins } from './builtin-pins.js';
 import { descriptorFor } from './descriptor.js';
 import { createManifestCache } from './manifest-cache.js';
@@ -100,14 +101,31 @@ export interface PluginHostOptions {
    */
   builtinPins?: string | BuiltinPins;
   supervisor?: Partial<Pick<SupervisorOptions, 'idleMs' | 'maxConcurrent' | 'restartBudget' | 'handshakeTimeoutMs' | 'cancelGraceMs'>>;
+  /** The kernel's transports, which open each invocation's endpoint (default: the host's own). */
+  transports?: Transports;
 }
 
 const keyOf = (source: PluginSource) => `${source.manifest.id}@${source.manifest.version}@${source.integrity ?? source.kind}`;
 
-function endpointFor(connector: ConnectorDescriptor, config: Record<string, unknown>): Endpoint | null {
-  if (!connector.transports?.includes('direct') || typeof config.host !== 'string') return null;
+/**
+ * Where the kernel connects for a direct target: the host and port of the
+ * target's own configuration (or the connector's default port), never an
+ * address a plugin names. The host is also the name TLS must verify.
+ */
+function directAddress(connector: ConnectorDescriptor, config: Record<string, unknown>): { host: string; port: number; serverName: string } | null {
+  if (!connector.transports?.includes('direct') || typeof config.host !== 'string' || config.host === '') return null;
   const port = typeof config.port === 'number' ? config.port : connector.defaultPort;
-  return port ? { host: config.host, port, transport: 'direct' } : null;
+  return port ? { host: config.host, port, serverName: config.host } : null;
+}
+
+/**
+ * What the kernel saw of the target, added to a failure the plugin reports
+ * while the kernel could not reach the target (the plugin sees only a
+ * closed connection).
+ */
+function dialNote(endpoint: EndpointHandle | null): string {
+  const failure = endpoint?.dialFailure;
+  return failure ? ` (The gateway could not connect to ${failure.address}: ${failure.reason}.)` : '';
 }
 
 /**
@@ -139,6 +157,7 @@ function translate(error: unknown, id: string): Error {
 export async function createPluginHost(options: PluginHostOptions): Promise<PluginHost> {
   const bwrap = options.bwrap ?? 'auto';
   const supervisorOptions = { ...SUPERVISOR_DEFAULTS, ...options.supervisor };
+  const transports = options.transports ?? createTransports({ log: options.log });
   let sources: PluginSource[] = [];
   const descriptors = new Map<string, ReturnType<typeof descriptorFor>>();
   const supervisors = new Map<string, PluginSupervisor>();
@@ -162,6 +181,9 @@ export async function createPluginHost(options: PluginHostOptions): Promise<Plug
   // Private copies of built-in code for runs without bubblewrap; a previous gateway's leftovers go.
   const runRoot = confinedPath(options.dataDir, 'plugin-run');
   await rm(runRoot, { recursive: true, force: true });
+  // Endpoint socket folders of a previous gateway: nothing listens there any more.
+  const endpointRoot = confinedPath(options.dataDir, 'plugin-endpoints');
+  await rm(endpointRoot, { recursive: true, force: true });
 
   const manifests = createManifestCache();
   const load = async () => {
@@ -231,6 +253,8 @@ export async function createPluginHost(options: PluginHostOptions): Promise<Plug
         ...supervisorOptions,
         bwrap,
         scratchDir: scratchDirFor(options.dataDir, source.manifest.id),
+        endpointRoot,
+        closeEndpoints: (owner) => transports.closeOwner(owner),
         kernelInfo: options.kernelInfo,
         clock: options.clock,
         log: options.log,
@@ -251,6 +275,36 @@ export async function createPluginHost(options: PluginHostOptions): Promise<Plug
       supervisors.set(key, found);
     }
     return found;
+  };
+
+  /**
+   * Opens the endpoint of one call (invariant 3) for the plugin process that
+   * runs it: relayed by the kernel to the target's configured address, and
+   * accepting new connections only until the returned handle is closed,
+   * which the caller does when the call ends. Null for a connector without a
+   * direct address. A connection check gets an endpoint of its own.
+   */
+  const openEndpointFor = async (
+    running: PluginSupervisor,
+    connector: ConnectorDescriptor,
+    call: { targetId: string; profileId: string; config: Record<string, unknown>; reuse: 'shared' | 'private'; label?: string },
+  ): Promise<EndpointHandle | null> => {
+    const address = directAddress(connector, call.config);
+    if (!address) return null;
+    try {
+      return await transports.openEndpoint({
+        owner: running.endpointOwner,
+        connectorId: connector.id,
+        targetId: call.targetId,
+        profileId: call.profileId,
+        ...address,
+        where: await running.endpointPlace(),
+        reuse: call.reuse,
+        ...(call.label ? { label: call.label } : {}),
+      });
+    } catch (error) {
+      throw new ActionError('system', `The gateway could not open the connection endpoint for the ${connector.id} connector: ${(error as Error).message}.`, { retryable: true });
+    }
   };
 
   const pluginOf = (connector: ConnectorDescriptor): ReturnType<typeof descriptorFor> => {
@@ -290,25 +344,33 @@ export async function createPluginHost(options: PluginHostOptions): Promise<Plug
         if (source.kind === 'installed' && invocation.policy?.requireBwrapForThirdParty && !host.sandbox.bwrap) {
           throw new ActionError('config', 'This database only runs third-party connectors inside bubblewrap, which is not available on this machine. Install bubblewrap or change the setting.');
         }
-        const credentials = leaseFor(connector, invocation.scope);
-        rememberSecrets(invocation.scope.secretValues());
+        const { scope } = invocation;
+        const credentials = leaseFor(connector, scope);
+        rememberSecrets(scope.secretValues());
+        const running = supervisor(source);
+        // The endpoint belongs to the invocation's scope: it stops relaying new connections when the scope is disposed (the call ended).
+        const opened = await openEndpointFor(running, connector, { targetId: scope.targetId, profileId: scope.profileId, config: invocation.target.config, reuse: 'shared' });
+        const endpoint = opened ? scope.own(opened) : null;
         try {
-          return await supervisor(source).invoke(
+          return await running.invoke(
             {
               invocationId: invocation.invocationId,
               action: invocation.action.name,
               input: invocation.input,
               target: invocation.target.config,
               credentials,
-              endpoint: endpointFor(connector, invocation.target.config),
+              endpoint: endpoint?.endpoint ?? null,
               limits: invocation.action.limits,
             },
             invocation.signal,
             (value) => invocation.onProgress(value),
           );
         } catch (error) {
-          if (error instanceof ActionError) throw error;
-          throw translate(error, connector.id);
+          const failure = error instanceof ActionError ? error : translate(error, connector.id);
+          // A network failure the plugin reports is told with what the kernel saw of the target.
+          const note = failure instanceof ActionError && failure.kind === 'transient' ? dialNote(endpoint) : '';
+          if (note && failure instanceof ActionError) throw new ActionError(failure.kind, `${failure.userMessage}${note}`, { retryable: failure.retryable });
+          throw failure;
         }
       },
     },
@@ -319,12 +381,22 @@ export async function createPluginHost(options: PluginHostOptions): Promise<Plug
       const controller = new AbortController();
       const timer = setTimeout(() => controller.abort(), 15_000);
       try {
-        return await supervisor(connector.plugin).check(
-          { invocationId, target, credentials: leaseFor(connector, scope), endpoint: endpointFor(connector, target) },
-          controller.signal,
-        );
+        const running = supervisor(connector.plugin);
+        // A check tests a fresh connection: an endpoint of its own, owned by the check's scope and closed (with what it relayed) when the check ends.
+        const opened = await openEndpointFor(running, connector, {
+          targetId: scope.targetId,
+          profileId: scope.profileId,
+          config: target,
+          reuse: 'private',
+          label: `the ${connector.id} endpoint of connection check ${invocationId}`,
+        });
+        const endpoint = opened ? scope.own(opened) : null;
+        const result = await running.check({ invocationId, target, credentials: leaseFor(connector, scope), endpoint: endpoint?.endpoint ?? null }, controller.signal);
+        if (result.ok || !endpoint?.dialFailure) return result;
+        const problem = result.problem === 'network' || result.problem === 'unknown' || result.problem === undefined ? (endpoint.dialFailure.timedOut ? 'timeout' : 'network') : result.problem;
+        return { ...result, problem, message: `${result.message ?? 'The connection failed.'}${dialNote(endpoint)}` };
       } catch (error) {
-        const translated = translate(error, connector.id);
+        const translated = error instanceof ActionError ? error : translate(error, connector.id);
         return { ok: false, problem: 'unknown', message: translated instanceof ActionError ? translated.userMessage : translated.message };
       } finally {
         clearTimeout(timer);

@@ -1,14 +1,15 @@
 /**
  * plugin-host — runs connectors as sandboxed child processes speaking the
  * plugin protocol (invariant 1): manifests validated and hashed, lazy spawn
- * under Node's permission model (and bubblewrap where available), handshake,
+ * under Node's permission model (and bubblewrap where available, with no
+ * network but the endpoints the transports open per invocation), handshake,
  * invoke/cancel/progress, bounded framing, redacted logs, supervision with a
  * restart budget and quarantine, and install with integrity and approval.
  */
 export { createPluginHost, leaseFor } from './host.js';
 export type { PluginHost, PluginHostOptions, PluginApproval, InspectedPlugin, PluginListing } from './host.js';
-export { sandboxLevel, detectBwrap, nodePermissionFlag, buildSpawnSpec } from './sandbox.js';
-export type { SandboxLevel, BwrapMode } from './sandbox.js';
+export { sandboxLevel, detectBwrap, nodePermissionFlag, buildSpawnSpec, SANDBOX_ENDPOINT_DIR } from './sandbox.js';
+export type { SandboxLevel, BwrapMode, NetworkIsolation } from './sandbox.js';
 export type { PluginStatus } from './supervisor.js';
 export { SUPERVISOR_DEFAULTS } from './supervisor.js';
 export { packageIntegrity, assertPluginId, BUILTIN_PLUGIN_NAMES } from './registry.js';

@@ -16,6 +16,7 @@ import {
   ShutdownRequest,
   SignRequest,
   HostKeyRequest,
+  V1WireErrorCodes,
   WireErrorCodes,
   type ConnectionCheckParams,
   type ConnectionCheckResult,
@@ -40,6 +41,19 @@ export class PluginLostDuringCall extends Error {
     super(message);
     this.name = 'PluginLostDuringCall';
   }
+}
+
+/** What to do about a plugin that speaks another protocol version (PROTOCOL.md "Versioning": the message says how to fix it). */
+const REBUILD = `rebuild it with the current @aipermission/plugin-sdk and install it again (a built-in: pnpm run build; a connector in another language: implement protocol version ${PROTOCOL_VERSIONS.join(', ')} of docs/protocol.md)`;
+
+/** Why a handshake was refused, with what to do: a plugin answering with version 1's code was built with an SDK that speaks only version 1. */
+function handshakeRefusal(error: ResponseError<unknown>): string {
+  const said = `refused the handshake: ${error.message}`;
+  if (error.code === V1WireErrorCodes.ProtocolVersionUnsupported) {
+    return `${said} (it was built for plugin protocol version 1; this gateway speaks ${PROTOCOL_VERSIONS.join(', ')}: ${REBUILD})`;
+  }
+  if (error.code === WireErrorCodes.ProtocolVersionUnsupported) return `${said} (this gateway speaks plugin protocol version ${PROTOCOL_VERSIONS.join(', ')})`;
+  return said;
 }
 
 /** Bounds of the stop escalation; each step is given this long before the next, harsher one. */
@@ -205,15 +219,16 @@ export class PluginProcess {
     try {
       const result = await Promise.race([handshake, timeout, died]);
       if (!PROTOCOL_VERSIONS.includes(result.protocolVersion)) {
-        throw new PluginUnavailable(`answered with protocol version ${result.protocolVersion}, which this kernel does not speak (it speaks ${PROTOCOL_VERSIONS.join(', ')})`);
+        throw new PluginUnavailable(
+          `answered with plugin protocol version ${String(result.protocolVersion).slice(0, 20)}, which this gateway does not speak (it speaks ${PROTOCOL_VERSIONS.join(', ')}): ${REBUILD}`,
+        );
       }
       this.connection.sendNotification(InitializedNotification);
       this.state = 'ready';
       this.wasReady = true;
       return result;
     } catch (error) {
-      const reason =
-        error instanceof ResponseError ? `refused the handshake: ${error.message}` : error instanceof Error ? error.message : String(error);
+      const reason = error instanceof ResponseError ? handshakeRefusal(error) : error instanceof Error ? error.message : String(error);
       this.exitReason ??= reason;
       // It never became a working plugin: nothing to shut down politely.
       await this.kill(`the handshake failed (${reason})`);

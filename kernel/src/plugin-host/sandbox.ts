@@ -3,6 +3,17 @@ import { existsSync, lstatSync, readlinkSync } from 'node:fs';
 import { dirname, join, posix } from 'node:path';
 import type { PinnedFile } from './builtin-pins.js';
 
+/**
+ * What a plugin can reach on the network, said plainly (invariant 3):
+ * - `none (endpoint only)`: under bubblewrap, in an empty network namespace;
+ *   the endpoint socket the kernel puts in its sandbox is all it can reach;
+ * - `host network (no bubblewrap)`: the machine's network, like any process
+ *   of the user (Node's permission model does not cover the network);
+ * - `host network (bubblewrap cannot unshare the network here)`: bubblewrap
+ *   runs, but this kernel refuses it a network namespace.
+ */
+export type NetworkIsolation = 'none (endpoint only)' | 'host network (no bubblewrap)' | 'host network (bubblewrap cannot unshare the network here)';
+
 /** How a plugin process is confined; reported per plugin in `aip plugin list`. */
 export interface SandboxLevel {
   /** Node's permission model: fs read = plugin code, fs write = its scratch dir, no child processes, no workers. */
@@ -11,7 +22,14 @@ export interface SandboxLevel {
   bwrap: boolean;
   /** `bwrap+node-permission` or `node-permission`. */
   level: string;
+  /** What the plugin can reach on the network. */
+  network: NetworkIsolation;
+  /** True only for `none (endpoint only)`: the endpoint is the only thing it can reach. */
+  networkIsolated: boolean;
 }
+
+/** Where the endpoint directory appears inside the sandbox (a tmpfs /run holding only it). */
+export const SANDBOX_ENDPOINT_DIR = '/run/ep';
 
 export type BwrapMode = 'auto' | 'off';
 
@@ -20,27 +38,34 @@ export function nodePermissionFlag(): string {
   return process.allowedNodeEnvironmentFlags.has('--permission') ? '--permission' : '--experimental-permission';
 }
 
-let bwrapProbe: string | null | undefined;
+let bwrapProbe: { path: string; unshareNet: boolean } | null | undefined;
 
 /**
  * The bwrap binary if it exists and can actually create namespaces here
- * (user namespaces may be disabled), probed once with a trivial command.
+ * (user namespaces may be disabled), probed once with a trivial command,
+ * and whether it may also give the plugin an empty network namespace.
  */
-export function detectBwrap(): string | null {
+function probeBwrap(): { path: string; unshareNet: boolean } | null {
   if (bwrapProbe !== undefined) return bwrapProbe;
   bwrapProbe = null;
   for (const candidate of ['/usr/bin/bwrap', '/bin/bwrap', '/usr/local/bin/bwrap']) {
     if (!existsSync(candidate)) continue;
-    const probe = spawnSync(candidate, ['--ro-bind', '/', '/', '--unshare-pid', '--die-with-parent', '/bin/true'], { timeout: 5_000, stdio: 'ignore' });
-    if (probe.status === 0) bwrapProbe = candidate;
+    const run = (extra: string[]) => spawnSync(candidate, ['--ro-bind', '/', '/', '--unshare-pid', ...extra, '--die-with-parent', '/bin/true'], { timeout: 5_000, stdio: 'ignore' }).status === 0;
+    if (run(['--unshare-net'])) bwrapProbe = { path: candidate, unshareNet: true };
+    else if (run([])) bwrapProbe = { path: candidate, unshareNet: false };
     break;
   }
   return bwrapProbe;
 }
 
+export function detectBwrap(): string | null {
+  return probeBwrap()?.path ?? null;
+}
+
 export function sandboxLevel(mode: BwrapMode): SandboxLevel {
-  const bwrap = mode === 'auto' && detectBwrap() !== null;
-  return { nodePermission: true, bwrap, level: bwrap ? 'bwrap+node-permission' : 'node-permission' };
+  const probe = mode === 'auto' ? probeBwrap() : null;
+  const network: NetworkIsolation = !probe ? 'host network (no bubblewrap)' : probe.unshareNet ? 'none (endpoint only)' : 'host network (bubblewrap cannot unshare the network here)';
+  return { nodePermission: true, bwrap: probe !== null, level: probe ? 'bwrap+node-permission' : 'node-permission', network, networkIsolated: network === 'none (endpoint only)' };
 }
 
 export interface SpawnSpec {
@@ -76,7 +101,9 @@ function bindSystemDir(args: string[], path: string) {
  * Builds the command that starts a plugin: node with the permission model,
  * inside bwrap when available. Inside bwrap the plugin sees its code at
  * /plugin (read-only) and its scratch directory at /scratch, so the data
- * directory is not even a path there.
+ * directory is not even a path there; it has no network (an empty network
+ * namespace, invariant 3) and reaches targets only through the endpoint
+ * sockets in /run/ep (read-only: it can connect to them, not replace them).
  *
  * With `pluginFiles` (a built-in's verified pinned set) under bwrap, /plugin
  * is a read-only tmpfs holding exactly those files, which bwrap copies from
@@ -91,6 +118,8 @@ export function buildSpawnSpec(options: {
   bwrap: BwrapMode;
   heapMb?: number;
   pluginFiles?: readonly PinnedFile[];
+  /** Under bubblewrap: the kernel's directory of endpoint sockets for this plugin, shown read-only at /run/ep. */
+  endpointDir?: string;
 }): SpawnSpec {
   const sandbox = sandboxLevel(options.bwrap);
   const env: Record<string, string> = {};
@@ -120,12 +149,14 @@ export function buildSpawnSpec(options: {
 
   env.AIP_PLUGIN_SCRATCH = '/scratch';
   const args = ['--die-with-parent', '--new-session', '--unshare-pid', '--unshare-ipc', '--unshare-uts', '--unshare-cgroup-try'];
+  if (sandbox.networkIsolated) args.push('--unshare-net');
   for (const path of SYSTEM_RO) bindSystemDir(args, path);
   for (const path of ['/lib', '/lib64', '/bin', '/sbin']) bindSystemDir(args, path);
   // node itself, when it lives outside /usr (nvm, a tarball install).
   const nodeDir = dirname(process.execPath);
   if (!nodeDir.startsWith('/usr/')) args.push('--ro-bind', dirname(nodeDir), dirname(nodeDir));
   args.push('--proc', '/proc', '--dev', '/dev', '--tmpfs', '/tmp');
+  if (options.endpointDir) args.push('--tmpfs', '/run', '--ro-bind', options.endpointDir, SANDBOX_ENDPOINT_DIR);
   const fdData: Buffer[] = [];
   if (options.pluginFiles) {
     args.push('--tmpfs', '/plugin');
@@ -148,5 +179,5 @@ export function buildSpawnSpec(options: {
   for (const [name, value] of Object.entries(env)) args.push('--setenv', name, value);
   args.push('--chdir', '/scratch');
   args.push(process.execPath, permission, '--allow-fs-read=/plugin', '--allow-fs-read=/scratch', '--allow-fs-write=/scratch', heap, '--no-warnings', join('/plugin', options.entry));
-  return { command: detectBwrap()!, args, env: {}, cwd: options.scratchDir, sandbox, ...(fdData.length ? { fdData } : {}) };
+  return { command: probeBwrap()!.path, args, env: {}, cwd: options.scratchDir, sandbox, ...(fdData.length ? { fdData } : {}) };
 }

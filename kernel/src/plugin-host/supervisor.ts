@@ -1,10 +1,13 @@
 import type { InvocationScopes } from '../invocations/index.js';
-import { mkdir } from 'node:fs/promises';
+import { mkdir, mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import type { ConnectionCheckParams, ConnectionCheckResult, InvokeParams, ProgressValue } from '@aipermission/plugin-sdk/protocol';
 import { canonicalHash } from '../lib/canonical.mjs';
 import type { Clock } from '../lib/clock.js';
 import { PluginLostDuringCall, PluginProcess, PluginUnavailable } from './process.js';
-import { buildSpawnSpec, type BwrapMode, type SandboxLevel } from './sandbox.js';
+import { buildSpawnSpec, SANDBOX_ENDPOINT_DIR, type BwrapMode, type SandboxLevel } from './sandbox.js';
+import { MAX_UNIX_PATH_BYTES, type EndpointPlace } from '../transports/index.js';
 import type { PinnedFile } from './builtin-pins.js';
 import type { PluginSource } from './registry.js';
 
@@ -20,6 +23,10 @@ export interface SupervisorOptions {
   cancelGraceMs: number;
   bwrap: BwrapMode;
   scratchDir: string;
+  /** Where this plugin's endpoint socket folders are made (bubblewrap only; `<data>/plugin-endpoints`). */
+  endpointRoot: string;
+  /** Closes the endpoints the kernel opened for this plugin (named by its endpointOwner); stop() calls it. */
+  closeEndpoints?: (owner: string) => Promise<void>;
   kernelInfo: { name: string; version: string };
   clock: Clock;
   log: (line: string) => void;
@@ -96,12 +103,19 @@ export class PluginSupervisor {
   private readonly sandbox: SandboxLevel;
   /** Removals of private code copies still running (stop waits for them). */
   private readonly disposals = new Set<Promise<void>>();
+  /** The folder of this plugin's endpoint sockets (bubblewrap), made once and kept across process restarts until stop(). */
+  private endpointDir: Promise<string> | undefined;
+  private static owners = 0;
+  /** Names this supervisor's endpoints in the transports (closed together by stop()). */
+  readonly endpointOwner: string;
 
   constructor(
     readonly source: PluginSource,
     private readonly options: SupervisorOptions,
   ) {
     this.sandbox = buildSpawnSpec({ pluginDir: source.dir, entry: source.entry, scratchDir: options.scratchDir, bwrap: options.bwrap }).sandbox;
+    PluginSupervisor.owners += 1;
+    this.endpointOwner = `${source.manifest.id}#${PluginSupervisor.owners}`;
   }
 
   status(): PluginStatus {
@@ -133,6 +147,32 @@ export class PluginSupervisor {
   /** The log of the current process, or of the last one after it exited (its last words). */
   get logLines(): readonly string[] {
     return (this.process ?? this.lastProcess)?.logLines ?? [];
+  }
+
+  /**
+   * Where the kernel puts this plugin's endpoints: a unix socket folder that
+   * its bubblewrap sandbox shows read-only at /run/ep, or loopback TCP
+   * without bubblewrap.
+   */
+  async endpointPlace(): Promise<EndpointPlace> {
+    if (!this.sandbox.bwrap) return 'loopback';
+    return { unixDir: await this.ensureEndpointDir(), sandboxPath: SANDBOX_ENDPOINT_DIR };
+  }
+
+  private ensureEndpointDir(): Promise<string> {
+    this.endpointDir ??= (async () => {
+      await mkdir(this.options.endpointRoot, { recursive: true, mode: 0o700 });
+      const dir = await mkdtemp(join(this.options.endpointRoot, 'ep-'));
+      // A unix socket path has at most 107 bytes; a deep data directory gets a folder under the system's temporary one instead.
+      if (Buffer.byteLength(join(dir, '0000000000.sock')) <= MAX_UNIX_PATH_BYTES) return dir;
+      await rm(dir, { recursive: true, force: true });
+      return mkdtemp(join(tmpdir(), 'aip-ep-'));
+    })();
+    const made = this.endpointDir;
+    made.catch(() => {
+      if (this.endpointDir === made) this.endpointDir = undefined;
+    });
+    return made;
   }
 
   /** Lifts a quarantine (operator action) and forgets past crashes. */
@@ -193,6 +233,7 @@ export class PluginSupervisor {
         scratchDir: this.options.scratchDir,
         bwrap: this.options.bwrap,
         ...(code.files ? { pluginFiles: code.files } : {}),
+        ...(this.sandbox.bwrap ? { endpointDir: await this.ensureEndpointDir() } : {}),
       });
       const id = this.source.manifest.id;
       const proc = new PluginProcess({
@@ -307,12 +348,17 @@ export class PluginSupervisor {
     return this.call(signal, (proc) => proc.check(params, signal));
   }
 
-  /** Stops the process (if any) with the full escalation; idempotent. */
+  /** Stops the process (if any) with the full escalation, then closes its endpoints; idempotent. */
   async stop(): Promise<void> {
     clearTimeout(this.idleTimer);
     const starting = this.starting;
     if (starting) await starting.catch(() => undefined);
     await this.process?.stop();
     await Promise.all([...this.disposals]);
+    await this.options.closeEndpoints?.(this.endpointOwner);
+    const dir = this.endpointDir;
+    this.endpointDir = undefined;
+    const path = await dir?.catch(() => undefined);
+    if (path) await rm(path, { recursive: true, force: true }).catch(() => undefined);
   }
 }

@@ -116,7 +116,7 @@ export function conformanceChecks(options: ConformanceOptions): { checks: Confor
   };
   const checks: ConformanceCheck[] = [
     {
-      name: 'completes the handshake with protocol version 1 and a manifest',
+      name: `completes the handshake with protocol version ${PROTOCOL_VERSION} and a manifest`,
       async run() {
         plugin = startPlugin(options);
         const result = await within(

@@ -1,5 +1,5 @@
 import { compileManifest, formatAjvErrors, type CompiledManifest } from '../protocol/manifest.js';
-import type { ConnectionCheckResult, CredentialLease, Endpoint, InvocationLimits, ProgressValue } from '../protocol/messages.js';
+import { isEndpoint, type ConnectionCheckResult, type CredentialLease, type Endpoint, type InvocationLimits, type ProgressValue } from '../protocol/messages.js';
 import type { ActionContext, Plugin } from '../plugin.js';
 
 export interface HarnessCall {
@@ -30,13 +30,15 @@ export function createHarness(plugin: Plugin): Harness {
   let n = 0;
   const context = (call: HarnessCall, limits: InvocationLimits): ActionContext => {
     n += 1;
+    // As serve() does: a shape the protocol does not have is refused, so a test cannot pass a version-1 endpoint by mistake.
+    if (call.endpoint && !isEndpoint(call.endpoint)) throw new Error(`not a protocol-2 endpoint: ${JSON.stringify(call.endpoint)} (use {type: "tcp", host, port, transport} or {type: "unix", path, transport})`);
     const log = (level: string) => (message: string) => void logs.push(`${level} ${message}`);
     return {
       invocationId: `harness-${n}`,
       signal: call.signal ?? new AbortController().signal,
       target: call.target ?? {},
       credentials: call.credentials ?? { kind: Object.keys(plugin.manifest.credentialSchemas)[0] ?? 'none', fields: {} },
-      endpoint: call.endpoint ?? null,
+      endpoint: call.endpoint ? Object.freeze({ ...call.endpoint }) : null,
       limits,
       progress: (value) => void progress.push(value),
       log: { debug: log('debug'), info: log('info'), warn: log('warn'), error: log('error') },

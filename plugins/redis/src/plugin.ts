@@ -14,6 +14,8 @@ import {
   encodeBytes,
   isEntryPoint,
   serve,
+  socketOptionsOf,
+  tlsIdentityFor,
   transientError,
   type CheckContext,
   type ConnectionProblem,
@@ -30,20 +32,28 @@ const KEY = { type: 'string', minLength: 1, maxLength: 1024 } as const;
 
 // ---- connections -------------------------------------------------------------
 
+/**
+ * Connection options for the endpoint the kernel opened (a unix socket in
+ * the sandbox, or loopback TCP): never the target's own address, which the
+ * plugin cannot reach. TLS runs end to end through the kernel's relay and
+ * verifies the target's name (the endpoint's serverName, i.e. the target's
+ * host, or the target's tlsServername), never the endpoint's address.
+ */
 function optionsFor(ctx: CheckContext): RedisOptions {
   if (!ctx.endpoint) throw configError('The target has no address: set "host" (and "port") in its configuration.');
   const target = ctx.target as { db?: number; tls?: boolean; tlsServername?: string; tlsCaPem?: string; tlsRejectUnauthorized?: boolean };
   const fields = ctx.credentials.fields as { username?: string; password?: string };
+  const serverName = target.tlsServername || ctx.endpoint.serverName;
+  if (target.tls && !serverName) throw configError('The target uses TLS but has no name to check the server certificate against: set "tlsServername" in its configuration.');
   return {
-    host: ctx.endpoint.host,
-    port: ctx.endpoint.port,
+    ...socketOptionsOf(ctx.endpoint),
     ...(fields.username ? { username: fields.username } : {}),
     ...(fields.password ? { password: fields.password } : {}),
     db: target.db ?? 0,
     ...(target.tls
       ? {
           tls: {
-            ...(target.tlsServername ? { servername: target.tlsServername } : {}),
+            ...tlsIdentityFor(serverName!),
             ...(target.tlsCaPem ? { ca: target.tlsCaPem } : {}),
             rejectUnauthorized: target.tlsRejectUnauthorized ?? true,
           },
@@ -482,7 +492,7 @@ export const plugin = definePlugin({
       port: { type: 'integer', minimum: 1, maximum: 65535, default: 6379 },
       db: { type: 'integer', minimum: 0, maximum: 1023, default: 0 },
       tls: { type: 'boolean', default: false },
-      tlsServername: { type: 'string', maxLength: 253 },
+      tlsServername: { type: 'string', maxLength: 253, description: "the name the server's certificate must carry, when it is not host" },
       tlsCaPem: { type: 'string', maxLength: 65536 },
       tlsRejectUnauthorized: { type: 'boolean', default: true },
     },
@@ -518,6 +528,7 @@ export const plugin = definePlugin({
       });
     } catch (error) {
       await pool.discard(ctx);
+      if (error instanceof ActionError && error.kind === 'config') return { ok: false, problem: 'config', message: error.userMessage };
       const { problem, message } = problemOf(error);
       return { ok: false, problem, message };
     }

@@ -2,12 +2,13 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Redis } from 'ioredis';
 import { createHarness, type HarnessCall } from '@aipermission/plugin-sdk/testing';
 import { plugin } from '../src/plugin.js';
-import { freePort, REDIS, startTlsRedis } from './helpers.js';
+import { freePort, REDIS, startTlsRedis, startUnixRedis } from './helpers.js';
 
 const harness = createHarness(plugin);
 const direct = new Redis({ ...REDIS, lazyConnect: false });
 const prefix = `aip:test:${process.pid}:`;
-const call: HarnessCall = { target: { host: REDIS.host, db: 0 }, credentials: { kind: 'none', fields: {} }, endpoint: { ...REDIS, transport: 'direct' } };
+// The endpoint as the kernel hands it without bubblewrap: loopback TCP (here Redis itself), named after the target's host.
+const call: HarnessCall = { target: { host: REDIS.host, db: 0 }, credentials: { kind: 'none', fields: {} }, endpoint: { type: 'tcp', ...REDIS, transport: 'direct', serverName: REDIS.host } };
 const invoke = (action: string, input: unknown, c: HarnessCall = call) => harness.invoke(action, input, c) as Promise<Record<string, any>>;
 
 beforeAll(async () => {
@@ -131,15 +132,52 @@ describe('connection checks give a typed result', () => {
 
   it('network', async () => {
     const port = await freePort();
-    expect(await harness.check({ ...call, endpoint: { host: '127.0.0.1', port, transport: 'direct' } })).toMatchObject({ ok: false, problem: 'network' });
+    expect(await harness.check({ ...call, endpoint: { type: 'tcp', host: '127.0.0.1', port, transport: 'direct' } })).toMatchObject({ ok: false, problem: 'network' });
   });
 
   it('tls: a real TLS Redis with its CA works; without trusting the CA it is a TLS problem', async () => {
-    const endpoint = { host: '127.0.0.1', port: tls.port, transport: 'direct' };
-    const trusted = await harness.check({ ...call, endpoint, target: { host: '127.0.0.1', tls: true, tlsCaPem: tls.caPem } });
+    const endpoint = { type: 'tcp' as const, host: '127.0.0.1', port: tls.port, transport: 'direct', serverName: 'localhost' };
+    const trusted = await harness.check({ ...call, endpoint, target: { host: 'localhost', tls: true, tlsCaPem: tls.caPem } });
     expect(trusted).toMatchObject({ ok: true });
-    expect(await invoke('ping', {}, { ...call, endpoint, target: { host: '127.0.0.1', tls: true, tlsCaPem: tls.caPem } })).toMatchObject({ reply: 'PONG' });
-    const untrusted = await harness.check({ ...call, endpoint, target: { host: '127.0.0.1', tls: true } });
+    expect(await invoke('ping', {}, { ...call, endpoint, target: { host: 'localhost', tls: true, tlsCaPem: tls.caPem } })).toMatchObject({ reply: 'PONG' });
+    const untrusted = await harness.check({ ...call, endpoint, target: { host: 'localhost', tls: true } });
     expect(untrusted).toMatchObject({ ok: false, problem: 'tls' });
+  });
+
+  it("tls: verifies the target's name (the endpoint's serverName), never the endpoint's address", async () => {
+    // The certificate names localhost only; the endpoint is 127.0.0.1, as a kernel relay would be.
+    const target = { host: 'localhost', tls: true, tlsCaPem: tls.caPem };
+    const at = (serverName?: string) => ({ type: 'tcp' as const, host: '127.0.0.1', port: tls.port, transport: 'direct', ...(serverName ? { serverName } : {}) });
+    expect(await harness.check({ ...call, target, endpoint: at('localhost') })).toMatchObject({ ok: true });
+    const wrongName = await harness.check({ ...call, target, endpoint: at('cache.example') });
+    expect(wrongName).toMatchObject({ ok: false, problem: 'tls', message: expect.stringMatching(/cache\.example/) });
+    // Checking the address it connected to would check the wrong name, and fails.
+    expect(await harness.check({ ...call, target, endpoint: at('127.0.0.1') })).toMatchObject({ ok: false, problem: 'tls' });
+    // A target setting overrides the name.
+    expect(await harness.check({ ...call, target: { ...target, tlsServername: 'localhost' }, endpoint: at('cache.example') })).toMatchObject({ ok: true });
+    // No name at all: a configuration problem, said as such (never a silent check against 127.0.0.1).
+    expect(await harness.check({ ...call, target, endpoint: at() })).toMatchObject({ ok: false, problem: 'config', message: expect.stringMatching(/no name to check the server certificate against: set "tlsServername"/) });
+    await expect(invoke('ping', {}, { ...call, target, endpoint: at() })).rejects.toMatchObject({ kind: 'config' });
+  });
+});
+
+describe('a unix socket endpoint (as under bubblewrap)', () => {
+  let unix: Awaited<ReturnType<typeof startUnixRedis>>;
+  beforeAll(async () => {
+    unix = await startUnixRedis();
+  });
+  afterAll(async () => unix.stop());
+
+  it('runs actions and checks through the socket', async () => {
+    const viaSocket: HarnessCall = { ...call, endpoint: { type: 'unix', path: unix.path, transport: 'direct', serverName: '127.0.0.1' } };
+    expect(await harness.check(viaSocket)).toMatchObject({ ok: true, message: expect.stringMatching(/Redis answered PONG/) });
+    expect(await invoke('set_string', { key: `${prefix}unix`, value: 'through the socket' }, viaSocket)).toEqual({ written: true });
+    expect(await invoke('get_key', { key: `${prefix}unix` }, viaSocket)).toMatchObject({ value: 'through the socket' });
+  });
+
+  it('reports a socket that is not there as a network problem', async () => {
+    const gone: HarnessCall = { ...call, endpoint: { type: 'unix', path: `${unix.path}.missing`, transport: 'direct' } };
+    expect(await harness.check(gone)).toMatchObject({ ok: false, problem: 'network' });
+    await expect(invoke('ping', {}, gone)).rejects.toMatchObject({ kind: 'transient', userMessage: expect.stringMatching(/^Cannot reach Redis: /) });
   });
 });

@@ -17,13 +17,19 @@ export async function freePort(): Promise<number> {
   });
 }
 
-/** A real Redis with TLS on a free port, with a throwaway CA and server certificate. */
-export async function startTlsRedis(): Promise<{ port: number; caPem: string; stop(): Promise<void> }> {
+/**
+ * A real Redis with TLS on a free port, with a throwaway CA and a server
+ * certificate naming `names` only (DNS names or IP addresses; by default
+ * `localhost` alone, so a client that checks the address it connected to,
+ * 127.0.0.1, instead of the target's name fails).
+ */
+export async function startTlsRedis(names: string[] = ['localhost']): Promise<{ port: number; caPem: string; stop(): Promise<void> }> {
   const dir = await mkdtemp(join(tmpdir(), 'aip-redis-tls-'));
   const run = (args: string[]) => execFileSync('openssl', args, { cwd: dir, stdio: 'ignore' });
   run(['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-days', '2', '-subj', '/CN=aip-test-ca', '-keyout', 'ca.key', '-out', 'ca.crt']);
-  await writeFile(join(dir, 'san.cnf'), 'subjectAltName=IP:127.0.0.1,DNS:localhost\n');
-  run(['req', '-newkey', 'rsa:2048', '-nodes', '-subj', '/CN=localhost', '-keyout', 'server.key', '-out', 'server.csr']);
+  const san = names.map((name) => (/^[\d.]+$|:/.test(name) ? `IP:${name}` : `DNS:${name}`)).join(',');
+  await writeFile(join(dir, 'san.cnf'), `subjectAltName=${san}\n`);
+  run(['req', '-newkey', 'rsa:2048', '-nodes', '-subj', `/CN=${names[0]}`, '-keyout', 'server.key', '-out', 'server.csr']);
   run(['x509', '-req', '-in', 'server.csr', '-CA', 'ca.crt', '-CAkey', 'ca.key', '-CAcreateserial', '-days', '2', '-extfile', 'san.cnf', '-out', 'server.crt']);
   const port = await freePort();
   const child: ChildProcess = spawn(
@@ -49,6 +55,32 @@ export async function startTlsRedis(): Promise<{ port: number; caPem: string; st
   return {
     port,
     caPem,
+    async stop() {
+      child.kill('SIGTERM');
+      await rm(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+/** A real Redis listening only on a unix socket in a fresh temporary folder (as an endpoint in a sandbox would be). */
+export async function startUnixRedis(): Promise<{ path: string; stop(): Promise<void> }> {
+  const dir = await mkdtemp(join(tmpdir(), 'aip-redis-unix-'));
+  const path = join(dir, 'redis.sock');
+  const child: ChildProcess = spawn('redis-server', ['--port', '0', '--unixsocket', path, '--unixsocketperm', '700', '--save', '', '--appendonly', 'no'], { cwd: dir, stdio: 'ignore' });
+  const { connect } = await import('node:net');
+  for (let i = 0; i < 100; i += 1) {
+    const ok = await new Promise<boolean>((resolve) => {
+      const socket = connect({ path }, () => {
+        socket.destroy();
+        resolve(true);
+      });
+      socket.on('error', () => resolve(false));
+    });
+    if (ok) break;
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  return {
+    path,
     async stop() {
       child.kill('SIGTERM');
       await rm(dir, { recursive: true, force: true });

@@ -3,7 +3,7 @@ import { access, readdir, readFile, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { hardeningState } from '../../lib/harden.js';
-import { detectBwrap } from '../../plugin-host/index.js';
+import { detectBwrap, sandboxLevel } from '../../plugin-host/index.js';
 import { resolveDataDir } from '../../vault/index.js';
 import { parse } from '../args.js';
 import { EXIT } from '../errors.js';
@@ -73,11 +73,20 @@ async function ptraceScope(): Promise<DoctorCheck> {
 function bubblewrap(): DoctorCheck {
   if (process.platform !== 'linux') return { name: 'sandbox', level: 'info', detail: 'bubblewrap is Linux only; plugins run under Node\'s permission model alone' };
   const bwrap = detectBwrap();
-  if (bwrap) return { name: 'sandbox', level: 'ok', detail: `bubblewrap (${bwrap}) works here: plugins run in their own namespaces` };
+  const { network, networkIsolated } = sandboxLevel('auto');
+  if (bwrap && networkIsolated) return { name: 'sandbox', level: 'ok', detail: `bubblewrap (${bwrap}) works here: plugins run in their own namespaces, with no network but the endpoints the gateway opens` };
+  if (bwrap) {
+    return {
+      name: 'sandbox',
+      level: 'warn',
+      detail: `bubblewrap (${bwrap}) works here but cannot give plugins an empty network namespace: network ${network}`,
+      fix: 'allow unprivileged network namespaces (user namespaces with CLONE_NEWNET) for bubblewrap',
+    };
+  }
   return {
     name: 'sandbox',
     level: 'warn',
-    detail: "bubblewrap is missing or cannot create namespaces here: plugins run under Node's permission model alone",
+    detail: "bubblewrap is missing or cannot create namespaces here: plugins run under Node's permission model alone, with this machine's network",
     fix: 'install bubblewrap (Debian/Ubuntu: sudo apt-get install bubblewrap) and allow unprivileged user namespaces',
   };
 }

@@ -6,7 +6,7 @@ import { asOperator } from '../operator.js';
 import { confirm } from '../prompt.js';
 import { scaffoldPlugin } from '../scaffold.js';
 
-export const PLUGIN_USAGE = `aip plugin list [--json]                  connectors: built-in and installed, with state and sandbox level
+export const PLUGIN_USAGE = `aip plugin list [--json]                  connectors: built-in and installed, with state, sandbox level and network
 aip plugin install SOURCE [--yes]         a folder, a .tgz, or an npm package name; shows what it asks for, then asks you
 aip plugin remove ID                      uninstall (built-ins cannot be removed)
 aip plugin verify ID                      exit 0 if its files are what was approved, 1 if they changed
@@ -25,13 +25,25 @@ interface PluginSummary {
   credentials?: Record<string, { fields: string[]; secret: string[] }>;
 }
 
+interface SandboxReport {
+  level: string;
+  bwrap: boolean;
+  network: string;
+  networkIsolated: boolean;
+}
+
+/** Said plainly when plugins can reach the network themselves (invariant 3 holds only under bubblewrap). */
+const noNetworkIsolation = (network: string) =>
+  `warning: connectors have no network isolation here (${network}): they can connect to anything this machine can, not only to the endpoints the gateway opens for them. Install bubblewrap with unprivileged user namespaces (Debian/Ubuntu: sudo apt-get install bubblewrap) and restart the gateway; aip doctor checks it.\n`;
+
 /** What the operator is asked to trust. Every word of it is the plugin's own (its manifest): escaped, one line per field (invariant 8). */
-function describePlugin(plugin: PluginSummary, integrity: string, sandbox: { level: string }): string {
+function describePlugin(plugin: PluginSummary, integrity: string, sandbox: SandboxReport): string {
   const lines = [
     line`${plugin.title} (${plugin.id} ${plugin.version})`,
     plugin.description ? line`  ${plugin.description}` : '',
     line`  integrity: ${integrity}`,
     line`  sandbox:   ${sandbox.level}`,
+    line`  network:   ${sandbox.network}`,
     line`  transports: ${(plugin.transports ?? []).join(', ')}`,
     '  actions:',
     ...(plugin.actions ?? []).map((a) => line`    ${a.risk.padEnd(11)} ${a.name}  ${a.title}`),
@@ -58,22 +70,25 @@ export async function pluginCommand(argv: string[]): Promise<number> {
     case 'list': {
       const op = await asOperator(values);
       const { plugins, sandbox } = await op.client.call<{
-        sandbox: { level: string };
-        plugins: Array<{ id: string; version: string; title: string; kind: string; approved: boolean; approval: unknown; status: { state: string; crashes: number; quarantined: { reason: string } | null; sandbox: { level: string } } }>;
+        sandbox: SandboxReport;
+        plugins: Array<{ id: string; version: string; title: string; kind: string; approved: boolean; approval: unknown; status: { state: string; crashes: number; quarantined: { reason: string } | null; sandbox: SandboxReport } }>;
       }>('GET', op.path('/plugins'));
       if (values.json) {
         printJson({ sandbox, plugins });
         return EXIT.ok;
       }
+      const exposed = [sandbox, ...plugins.map((p) => p.status.sandbox)].find((s) => !s.networkIsolated);
+      if (exposed) process.stderr.write(noNetworkIsolation(exposed.network));
       printTable(
         plugins.map((p) => ({
           ...p,
           approvedText: p.kind === 'builtin' ? 'built-in' : p.approved ? 'approved' : p.approval ? 'CHANGED' : 'not approved',
           state: p.status.quarantined ? `quarantined: ${p.status.quarantined.reason}` : p.status.state,
           sandboxLevel: p.status.sandbox.level,
+          network: p.status.sandbox.network,
           crashes: p.status.crashes,
         })),
-        [['id', 'ID'], ['version', 'VERSION'], ['approvedText', 'TRUST'], ['state', 'STATE'], ['sandboxLevel', 'SANDBOX'], ['crashes', 'CRASHES'], ['title', 'TITLE']],
+        [['id', 'ID'], ['version', 'VERSION'], ['approvedText', 'TRUST'], ['state', 'STATE'], ['sandboxLevel', 'SANDBOX'], ['network', 'NETWORK'], ['crashes', 'CRASHES'], ['title', 'TITLE']],
         'No connectors.',
       );
       return EXIT.ok;
@@ -82,7 +97,7 @@ export async function pluginCommand(argv: string[]): Promise<number> {
       const source = requirePositional(positionals, 0, 'a folder, a .tgz file or an npm package name', PLUGIN_USAGE);
       const local = /^[./~]/.test(source) || source.endsWith('.tgz') ? resolve(source) : source;
       const op = await asOperator(values);
-      const inspected = await op.client.call<{ inspection: string; plugin: PluginSummary; integrity: string; sandbox: { level: string; bwrap: boolean }; replaces: { version: string } | null; requireBwrap: boolean }>(
+      const inspected = await op.client.call<{ inspection: string; plugin: PluginSummary; integrity: string; sandbox: SandboxReport; replaces: { version: string } | null; requireBwrap: boolean }>(
         'POST',
         op.path('/plugins/inspect'),
         { source: local },
@@ -90,6 +105,7 @@ export async function pluginCommand(argv: string[]): Promise<number> {
       process.stderr.write(`${describePlugin(inspected.plugin, inspected.integrity, inspected.sandbox)}\n`);
       if (inspected.replaces) process.stderr.write(line`  replaces version ${inspected.replaces.version}; pending approvals for it will go stale\n`);
       if (inspected.requireBwrap && !inspected.sandbox.bwrap) process.stderr.write('  warning: this database requires bubblewrap for third-party connectors, which is not available here: it will not run\n');
+      else if (!inspected.sandbox.networkIsolated) process.stderr.write(`  ${noNetworkIsolation(inspected.sandbox.network)}`);
       if (!values.yes && !(await confirm(line`Install ${inspected.plugin.id} ${inspected.plugin.version} and trust it in database "${op.db}"?`))) {
         say('Not installed.');
         return EXIT.error;

@@ -1,0 +1,11 @@
+/**
+ * transports — the kernel owns transports (invariant 3). Per invocation it
+ * opens the endpoint a plugin may use (a unix socket inside its sandbox, or
+ * loopback TCP without one) and relays what the plugin sends there to the
+ * target's configured address: direct TCP today, SSH tunnels later behind
+ * the same endpoints. Plugins have no network of their own under bubblewrap,
+ * so the endpoint is the only thing they can reach.
+ */
+export { createTransports, TRANSPORT_DEFAULTS, MAX_UNIX_PATH_BYTES } from './endpoints.js';
+export type { EndpointHandle, EndpointPlace, EndpointRequest, Transports, TransportsDeps } from './endpoints.js';
+export type { DialFailure } from './relay.js';
