@@ -57,7 +57,7 @@ try {
   const action = connector.actions.get('get');
 
   const viaPipeline = async (i) => {
-    const outcome = await kernel.pipeline.call(token.secret, { targetRef, action: 'get', input: { key: `k${i}` } });
+    const outcome = await kernel.pipeline.call(kernel.authenticateToken(token.secret), { targetRef, action: 'get', input: { key: `k${i}` } });
     if (outcome.kind !== 'request' || outcome.request.status !== 'completed') throw new Error(`unexpected ${JSON.stringify(outcome)}`);
   };
   const direct = (i) => executor.invoke({ action, input: { key: `k${i}` } });

@@ -15,6 +15,7 @@ import { performance } from 'node:perf_hooks';
 import { Redis } from 'ioredis';
 import { createKernel } from '../dist/kernel.js';
 import { createPluginHost } from '../dist/plugin-host/index.js';
+import { createInvocationScopes } from '../dist/invocations/index.js';
 import { PluginProcess } from '../dist/plugin-host/process.js';
 import { buildSpawnSpec, detectBwrap } from '../dist/plugin-host/sandbox.js';
 import { loadBuiltins } from '../dist/plugin-host/registry.js';
@@ -56,8 +57,10 @@ try {
   for (const [level, s] of Object.entries(cold)) console.log(`${level.padEnd(24)} | ${fmt(s.p50)} | ${fmt(s.p99)}`);
 
   // ---- 2. per-call ----------------------------------------------------------
-  const host = await createPluginHost({ dataDir: dir, clock: { now: () => Date.now() }, log: () => {}, kernelInfo: { name: 'bench', version: '0' }, builtinRoot: pluginsRoot });
-  const kernel = createKernel({ dataDir: dir, plugins: host, log: () => {} });
+  // One registry of invocation scopes for the pipeline and the plugin host, as the gateway wires them.
+  const scopes = createInvocationScopes();
+  const host = await createPluginHost({ dataDir: dir, scopes, clock: { now: () => Date.now() }, log: () => {}, kernelInfo: { name: 'bench', version: '0' }, builtinRoot: pluginsRoot });
+  const kernel = createKernel({ dataDir: dir, plugins: host, scopes, log: () => {} });
   await kernel.createDatabase('bench', PASSWORD);
   const ws = await kernel.unlock('bench', PASSWORD, 'operator:bench');
   await ws.mcp.set(true, 'operator:bench');
@@ -87,7 +90,7 @@ try {
   };
 
   const viaPipeline = async () => {
-    const outcome = await kernel.pipeline.call(token.secret, { targetRef, action: 'get_key', input: { key } });
+    const outcome = await kernel.pipeline.call(kernel.authenticateToken(token.secret), { targetRef, action: 'get_key', input: { key } });
     if (outcome.kind !== 'request' || outcome.request.status !== 'completed') throw new Error(JSON.stringify(outcome));
   };
   const inProcess = () => getKey.handler({ key }, ctx);

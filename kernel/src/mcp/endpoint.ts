@@ -202,8 +202,8 @@ export function createMcpEndpoint(deps: McpEndpointDeps) {
     const mine = [...sessions.values()].filter((s) => s.owner === owner).sort((a, b) => a.lastUsed - b.lastUsed);
     while (mine.length >= MAX_SESSIONS_PER_TOKEN) close(mine.shift()!);
     const server = createServer();
-    const session: McpSession = { id: '', transport: undefined as never, server, owner, database, lastUsed: clock.now() };
-    session.transport = new WebStandardStreamableHTTPServerTransport({
+    // The transport's callbacks run only once a request arrives, after the session below exists.
+    const transport = new WebStandardStreamableHTTPServerTransport({
       sessionIdGenerator: () => randomUUID(),
       onsessioninitialized: (id) => {
         session.id = id;
@@ -214,6 +214,7 @@ export function createMcpEndpoint(deps: McpEndpointDeps) {
       },
       maxRequestBodySize: MAX_MCP_BODY_BYTES,
     });
+    const session: McpSession = { id: '', transport, server, owner, database, lastUsed: clock.now() };
     await server.connect(session.transport);
     gateRequests(session.transport, invalidParams);
     return session;

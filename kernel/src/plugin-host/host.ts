@@ -155,6 +155,8 @@ function translate(error: unknown, id: string): Error {
 }
 
 export async function createPluginHost(options: PluginHostOptions): Promise<PluginHost> {
+  // Without the shared registry no plugin message could be matched to its invocation: refuse to start half-wired.
+  if (!options.scopes || typeof options.scopes.resolve !== 'function') throw new TypeError('createPluginHost needs the invocation scopes registry the pipeline opens scopes in (options.scopes).');
   const bwrap = options.bwrap ?? 'auto';
   const supervisorOptions = { ...SUPERVISOR_DEFAULTS, ...options.supervisor };
   const transports = options.transports ?? createTransports({ log: options.log });
