@@ -199,6 +199,7 @@ describe('vault', () => {
     expect(await db.db.all('SELECT version, name FROM schema_migrations ORDER BY version')).toEqual([
       { version: 1, name: 'kernel core' },
       { version: 2, name: 'plugin approvals' },
+      { version: 3, name: 'operator-run requests' },
     ]);
     await db.close();
   });
