@@ -167,6 +167,12 @@ export function createDatabases(deps: {
           const ws = await deps.compose(handle);
           const rollback = await noteOpen(ws);
           await ws.audit.append({ actor, event: 'database.unlocked', subject: { database: name }, payload: { mcpRunning: ws.mcp.isRunning() } });
+          if (handle.recovered) {
+            // An interrupted password change was finished by this unlock: which password is now in force is on the record.
+            const outcome = handle.recovered;
+            log(`database "${name}": an interrupted password change was ${outcome === 'completed' ? 'completed (the new password is in force)' : outcome === 'abandoned' ? 'abandoned (the old password stays)' : 'reverted (the old password is back)'}`);
+            await ws.audit.append({ actor, event: 'database.password_change_recovered', subject: { database: name }, payload: { outcome } });
+          }
           if (rollback) {
             rollbackWarnings.set(name, rollback);
             log(`WARNING: database "${name}": ${rollback}`);

@@ -37,6 +37,14 @@ export interface OpenDatabase {
   readonly sealer: Sealer;
   /** Random id fixed at creation; tells two databases apart even after a rename or import. */
   readonly databaseId: string;
+  /**
+   * Set when this open finished an interrupted password change: `completed`
+   * (the new password was typed; the change is now in force), `abandoned`
+   * (the old password was typed before the change took effect; it stays) or
+   * `reverted` (the old password was typed after the rekey, before its copies
+   * were removed: the old password is back). The databases module audits it.
+   */
+  readonly recovered?: 'completed' | 'abandoned' | 'reverted';
   /** Proves a password against the file with a fresh connection (full key derivation, so it costs as much as a guess should). */
   verifyPassword(password: string): Promise<boolean>;
   /** Rekeys the open database. A safety copy is taken first and removed after the new key is proven. */
@@ -65,7 +73,10 @@ export interface Vault {
   fileFor(name: string): string;
 }
 
+/** A byte copy under the old password, taken before a rekey. */
 const SAFETY_SUFFIX = '.rekey-backup';
+/** A complete copy under the new password, written before the rekey starts (renamed from `.partial` once complete). */
+const NEW_COPY_SUFFIX = '.rekey-new';
 
 function wrongPassword(name: string): KernelError {
   return new KernelError('wrong_password', `That password does not open database "${name}".`, { status: 401 });
@@ -81,8 +92,9 @@ async function pathExists(path: string): Promise<boolean> {
 }
 
 /** Removes a SQLite file and its WAL/SHM companions. */
+/** A database file and its companions (WAL, shared memory, rollback journal). */
 async function removeDatabaseFiles(file: string): Promise<void> {
-  await Promise.all([rm(file, { force: true }), rm(`${file}-wal`, { force: true }), rm(`${file}-shm`, { force: true })]);
+  await Promise.all(['', '-wal', '-shm', '-journal'].map((suffix) => rm(`${file}${suffix}`, { force: true })));
 }
 
 async function tryOpen(file: string, password: string, readOnly = false): Promise<SqlDb | undefined> {
@@ -118,22 +130,25 @@ async function linkNoOverwrite(tmp: string, file: string, exists: () => KernelEr
 const databaseExists = (name: string, verb: string) => () =>
   new KernelError('database_exists', `A database named "${name}" already exists; ${verb} never overwrites. Choose another name.`, { status: 409 });
 
+/** Writes a complete copy of the open database under `password` into an empty file, inside the caller's exclusive hold. */
+async function exportInto(q: Parameters<Parameters<SqlDb['exclusive']>[0]>[0], file: string, password: string): Promise<void> {
+  await q.exec(`ATTACH DATABASE ${sqlLiteral(file)} AS aip_export KEY ${sqlLiteral(password)}`);
+  try {
+    await q.get(`SELECT sqlcipher_export('aip_export')`);
+    const version = await q.get<{ user_version: number }>('PRAGMA main.user_version');
+    await q.exec(`PRAGMA aip_export.user_version = ${Number(version?.user_version ?? 0)}`);
+  } finally {
+    await q.exec('DETACH DATABASE aip_export');
+  }
+}
+
 async function exportWith(db: SqlDb, outFile: string, password: string): Promise<void> {
   const tmp = `${outFile}.partial-${randomBytes(4).toString('hex')}`;
   try {
     // ATTACH inherits the connection's open flags, which do not include
     // "create"; SQLite treats an existing empty file as a new database.
     await writeFile(tmp, '', { flag: 'wx', mode: 0o600 });
-    await db.exclusive(async (q) => {
-      await q.exec(`ATTACH DATABASE ${sqlLiteral(tmp)} AS aip_export KEY ${sqlLiteral(password)}`);
-      try {
-        await q.get(`SELECT sqlcipher_export('aip_export')`);
-        const version = await q.get<{ user_version: number }>('PRAGMA main.user_version');
-        await q.exec(`PRAGMA aip_export.user_version = ${Number(version?.user_version ?? 0)}`);
-      } finally {
-        await q.exec('DETACH DATABASE aip_export');
-      }
-    });
+    await db.exclusive((q) => exportInto(q, tmp, password));
     await linkNoOverwrite(tmp, outFile, () => new KernelError('file_exists', `${outFile} already exists; exports never overwrite. Choose another file name.`, { status: 409 }));
   } finally {
     await removeDatabaseFiles(tmp);
@@ -163,31 +178,54 @@ export function createVault(options: { dataDir: string; clock: Clock }): Vault {
   };
 
   /** Opens with the password, handling a safety copy left by an interrupted rekey. */
-  const openVerified = async (name: string, password: string): Promise<SqlDb> => {
+  /**
+   * Opens the main file, finishing an interrupted password change first if
+   * there is one: the change leaves a copy under the old password and a
+   * complete copy under the new one before it rekeys, so after an
+   * interruption either password opens the database, and the one typed
+   * decides whether the change happened.
+   */
+  const openVerified = async (name: string, password: string): Promise<{ db: SqlDb; recovered?: OpenDatabase['recovered'] }> => {
     const file = await requireExisting(name);
-    const safety = `${file}${SAFETY_SUFFIX}`;
+    const oldCopy = `${file}${SAFETY_SUFFIX}`;
+    const newCopy = `${file}${NEW_COPY_SUFFIX}`;
+    // A new-password copy that never became complete is not a copy.
+    await removeDatabaseFiles(`${newCopy}.partial`);
+    const pending = (await pathExists(oldCopy)) || (await pathExists(newCopy));
+    const removeCopies = async () => {
+      await removeDatabaseFiles(oldCopy);
+      await removeDatabaseFiles(newCopy);
+    };
     const db = await tryOpen(file, password);
     if (db) {
-      // Whichever password the user typed opened the main file, so the
-      // interrupted change either finished or never started: the copy is
-      // redundant (and is a second copy of the data under an old password).
-      if (await pathExists(safety)) await rm(safety, { force: true });
-      return db;
+      if (!pending) return { db };
+      // The main file opened with the password typed: the change either never
+      // took effect (old password) or finished (new one); the copies are redundant.
+      const usesNew = (await pathExists(newCopy)) && (await opens(newCopy, password));
+      await removeCopies();
+      return { db, recovered: usesNew ? 'completed' : 'abandoned' };
     }
-    if (await pathExists(safety)) {
-      const backup = await tryOpen(safety, password);
-      if (backup) {
-        await backup.close();
-        await removeDatabaseFiles(file);
-        await rename(safety, file);
-        const restored = await tryOpen(file, password);
-        if (restored) return restored;
-      }
+    for (const [copy, outcome] of [
+      [newCopy, 'completed'],
+      [oldCopy, 'reverted'],
+    ] as const) {
+      if (!(await pathExists(copy)) || !(await opens(copy, password))) continue;
+      await removeDatabaseFiles(file);
+      await rename(copy, file);
+      await removeCopies();
+      const restored = await tryOpen(file, password);
+      if (restored) return { db: restored, recovered: outcome };
     }
     throw wrongPassword(name);
   };
+  const opens = async (file: string, password: string): Promise<boolean> => {
+    const probe = await tryOpen(file, password, true);
+    if (!probe) return false;
+    await probe.close();
+    return true;
+  };
 
-  const toOpenDatabase = async (name: string, db: SqlDb): Promise<OpenDatabase> => {
+  const toOpenDatabase = async (name: string, db: SqlDb, recovered?: OpenDatabase['recovered']): Promise<OpenDatabase> => {
     await migrate(db, isoAt(clock.now()));
     const keyHex = await readMeta(db, 'vault_key');
     const databaseId = await readMeta(db, 'database_id');
@@ -211,16 +249,27 @@ export function createVault(options: { dataDir: string; clock: Clock }): Vault {
       db,
       sealer,
       databaseId,
+      ...(recovered ? { recovered } : {}),
       verifyPassword,
       async changePassword(currentPassword, newPassword) {
         assertPasswordRules(newPassword);
         if (!(await verifyPassword(currentPassword))) throw wrongPassword(name);
         const safety = `${file}${SAFETY_SUFFIX}`;
+        const newCopy = `${file}${NEW_COPY_SUFFIX}`;
         await db.exclusive(async (q) => {
-          // Fold the WAL into the main file so the safety copy is complete.
+          // Fold the WAL into the main file so the copies are complete.
           await q.get('PRAGMA wal_checkpoint(TRUNCATE)');
-          await rm(safety, { force: true });
+          await removeDatabaseFiles(safety);
+          await removeDatabaseFiles(newCopy);
           await copyFile(file, safety, fsConstants.COPYFILE_EXCL);
+          // A complete copy under the new password, so an interruption from
+          // here on can be finished with the new password too: written under a
+          // partial name, renamed only once complete.
+          const partial = `${newCopy}.partial`;
+          await removeDatabaseFiles(partial);
+          await writeFile(partial, '', { flag: 'wx', mode: 0o600 });
+          await exportInto(q, partial, newPassword);
+          await rename(partial, newCopy);
           // Rekey rewrites every page; do it in rollback-journal mode so the
           // change is one atomic transaction on the main file.
           await q.get('PRAGMA journal_mode = DELETE');
@@ -236,7 +285,8 @@ export function createVault(options: { dataDir: string; clock: Clock }): Vault {
           );
         }
         await probe.close();
-        await rm(safety, { force: true });
+        await removeDatabaseFiles(newCopy);
+        await removeDatabaseFiles(safety);
       },
       exportTo: (outFile, password) => exportWith(db, outFile, password),
       close: () => db.close(),
@@ -263,7 +313,7 @@ export function createVault(options: { dataDir: string; clock: Clock }): Vault {
             sizeBytes: info.size,
             modifiedAt: info.mtime.toISOString(),
             createdAt: (info.birthtimeMs > 0 ? info.birthtime : info.ctime).toISOString(),
-            hasSafetyCopy: await pathExists(`${file}${SAFETY_SUFFIX}`),
+            hasSafetyCopy: (await pathExists(`${file}${SAFETY_SUFFIX}`)) || (await pathExists(`${file}${NEW_COPY_SUFFIX}`)),
           });
         } catch {
           // Removed between readdir and stat: not listed.
@@ -306,8 +356,8 @@ export function createVault(options: { dataDir: string; clock: Clock }): Vault {
       }
     },
     async open(name, password) {
-      const db = await openVerified(name, password);
-      return toOpenDatabase(name, db);
+      const { db, recovered } = await openVerified(name, password);
+      return toOpenDatabase(name, db, recovered);
     },
     async verifyPassword(name, password) {
       const file = await requireExisting(name);
