@@ -95,8 +95,25 @@ describe('MCP tokens', () => {
   it('stops authenticating tokens of a database once it is locked', async () => {
     const { secret } = await h.ws.tokens.create({ name: 'a' }, 'operator:test');
     await h.kernel.lock('main', 'operator:test');
+    // Nothing unlocked: no token can be checked, and that is what it is told.
+    expect(() => h.kernel.authenticateToken(secret)).toThrow(expect.objectContaining({ code: 'gateway_locked', status: 503, message: expect.stringContaining('not unlocked') }));
+    // With another database unlocked, its tokens work and this one is not valid there.
+    await h.kernel.createDatabase('other', PASSWORD);
+    const other = await h.kernel.unlock('other', PASSWORD, 'operator:test');
+    const theirs = await other.tokens.create({ name: 'b' }, 'operator:test');
+    expect(h.kernel.authenticateToken(theirs.secret)).toMatchObject({ database: 'other' });
     expect(() => h.kernel.authenticateToken(secret)).toThrow(expect.objectContaining({ code: 'invalid_token' }));
+    await h.kernel.lock('other', 'operator:test');
     await h.kernel.unlock('main', PASSWORD, 'operator:test');
+  });
+
+  it('never counts a token as a failed attempt while the gateway is locked (a restart): a valid token works at once after unlock', async () => {
+    const { secret } = await h.ws.tokens.create({ name: 'patient' }, 'operator:test');
+    await h.kernel.lock('main', 'operator:test');
+    // An agent retrying while the operator has not unlocked yet.
+    for (let i = 0; i < 25; i += 1) expect(() => h.kernel.authenticateToken(secret)).toThrow(expect.objectContaining({ code: 'gateway_locked' }));
+    await h.kernel.unlock('main', PASSWORD, 'operator:test');
+    expect(h.kernel.authenticateToken(secret)).toMatchObject({ database: 'main' });
   });
 });
 

@@ -54,9 +54,19 @@ export function createTokenAuthenticator(deps: { clock: Clock; unlocked: Unlocke
       const hash = hashToken(rawToken as string);
       const now = clock.now();
       const matches: Array<{ database: string; token: TokenRecord }> = [];
+      let unlockedCount = 0;
       for (const { database, tokens } of deps.unlocked()) {
+        unlockedCount += 1;
         const token = tokens.findByHash(hash);
         if (token) matches.push({ database, token });
+      }
+      // Nothing is unlocked (a gateway just started): no token can be checked, so
+      // none is refused as wrong, and none counts as a failed attempt.
+      if (unlockedCount === 0) {
+        throw new KernelError('gateway_locked', 'The gateway is locked: the operator has not unlocked a database since it started, so no token can be checked yet. Ask your operator to unlock it (aip unlock).', {
+          status: 503,
+          details: { retryAfterSeconds: 30 },
+        });
       }
       // Only copies that still work count: revoking or expiring all but one resolves a conflict.
       const active = matches.filter((m) => tokenState(m.token, now) === 'active');
