@@ -1,3 +1,4 @@
+import { storageRefusal } from '../lib/storage-errors.js';
 import { Hono } from 'hono';
 import { bodyLimit } from 'hono/body-limit';
 import { HTTPException } from 'hono/http-exception';
@@ -137,7 +138,10 @@ export function createHttpApp(options: HttpAppOptions): { app: Hono<HttpEnv>; se
       const status = error.status;
       return c.json(errorBody(status === 413 ? 'body_too_large' : 'http_error', error.message || 'The request could not be handled.'), status);
     }
-    deps.log(`unexpected error on ${c.req.method} ${c.req.path}`, error);
+    // A full disk or an unwritable file is named as such, with what to do (the change was rolled back).
+    const storage = storageRefusal(error);
+    deps.log(`${storage ? `${storage.code}` : 'unexpected error'} on ${c.req.method} ${c.req.path}`, error);
+    if (storage) return c.json(errorBody(storage.code, storage.message), storage.status as 503);
     return c.json(errorBody('internal_error', 'Something went wrong inside the gateway; the details are in its log.'), 500);
   });
 

@@ -1,3 +1,4 @@
+import { storageRefusal } from '../lib/storage-errors.js';
 import { isKernelError, KernelError } from '../lib/errors.js';
 import { compileValidator } from '../lib/schema.js';
 import type { Logger } from '../lib/log.js';
@@ -325,7 +326,8 @@ export function createTools(deps: ToolsDeps) {
       } catch (error) {
         if (!isKernelError(error)) {
           deps.log(`tool ${name} failed`, error);
-          answer = errorAnswer('internal_error', 'The gateway could not answer this call; the operator can find details in its log.');
+          const storage = storageRefusal(error);
+          answer = storage ? errorAnswer(storage.code, storage.message) : errorAnswer('internal_error', 'The gateway could not answer this call; the operator can find details in its log.');
         } else if (['invalid_token', 'token_revoked', 'token_expired', 'token_conflict', 'too_many_attempts'].includes(error.code)) {
           throw error;
         } else {
