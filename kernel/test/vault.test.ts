@@ -199,6 +199,8 @@ describe('vault', () => {
     expect(await db.db.all('SELECT version, name FROM schema_migrations ORDER BY version')).toEqual([
       { version: 1, name: 'kernel core' },
       { version: 2, name: 'plugin approvals' },
+      { version: 3, name: 'operator-run requests' },
+      { version: 4, name: 'plugin approvals pin the entry' },
     ]);
     await db.close();
   });
