@@ -115,7 +115,7 @@ describe('inspecting a package before consent', () => {
         mode: 'probe',
         marker,
         writes: [join(dir, 'planted'), join(dir, 'plugins', 'planted'), join(dir, 'plugin-scratch', 'planted'), join(outside, 'planted'), planted],
-        reads: [k.vault.fileFor('main'), '/etc/hostname'],
+        reads: [k.vault.fileFor('main'), `/proc/${process.pid}/environ`, '/etc/hostname'],
         lists: [dir, join(dir, 'plugins', '.staging'), '/run/ep'],
         connect: [
           { host: '127.0.0.1', port: net.port },
@@ -146,6 +146,7 @@ describe('inspecting a package before consent', () => {
         expect(results['fill scratch']).toBe('failed: ERR_ACCESS_DENIED');
       }
       expect(results['fill tmp']).toMatch(/^failed: /);
+      expect(results.spawn).toBe('failed: ERR_ACCESS_DENIED');
 
       await new Promise((resolve) => setTimeout(resolve, probe.lateConnect.delayMs + 400));
       // Under bubblewrap nothing reached the network; without it, the host network was reached while it ran (the consent screen says so), but never after it answered.
@@ -167,6 +168,21 @@ describe('inspecting a package before consent', () => {
       const staged = await readdir(join(dir, 'plugins', '.staging'));
       expect(staged).toHaveLength(1);
       expect(await snapshot(join(dir, 'plugins', '.staging', staged[0]!, 'package'))).toEqual(await snapshot(pkg));
+    });
+
+    it(`installs nothing when the staged package changed after it was inspected: consent was given to the bytes shown (${label(bwrap)})`, async () => {
+      const { dir, client, kernel: k } = await gateway(bwrap);
+      const pkg = join(dir, 'echo-src');
+      await cp(join(FIXTURES, 'echo'), pkg, { recursive: true, filter: (p) => !p.endsWith('.ts') });
+      const inspected = await client.json('POST', '/api/databases/main/plugins/inspect', { source: pkg });
+      const staged = await readdir(join(dir, 'plugins', '.staging'));
+      await writeFile(join(dir, 'plugins', '.staging', staged[0]!, 'package', 'dist', 'plugin.mjs'), '// swapped while the operator read the consent screen\n');
+      const refused = await client.post('/api/databases/main/plugins', { inspection: inspected.inspection, integrity: inspected.integrity });
+      expect(refused.status).toBe(409);
+      expect((await jsonOf(refused)).error.message).toMatch(/The staged package changed on disk after it was inspected; nothing was installed\. Inspect it again\./);
+      expect(existsSync(join(dir, 'plugins', 'echo-fixture'))).toBe(false);
+      expect(k.workspace('main').pluginApprovals.get('echo-fixture')).toBeUndefined();
+      expect(await readdir(join(dir, 'plugins', '.staging'))).toEqual([]);
     });
 
     for (const mode of ['hang', 'spin'] as const) {

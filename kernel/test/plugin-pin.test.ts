@@ -5,7 +5,8 @@
 // kernel describes it. Each attack goes through the real install flow.
 import { afterEach, describe, expect, it } from 'vitest';
 import { existsSync } from 'node:fs';
-import { appendFile, cp, mkdir, readdir, readFile, writeFile } from 'node:fs/promises';
+import { execFileSync } from 'node:child_process';
+import { appendFile, cp, mkdir, readdir, readFile, rm, truncate, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { createInvocationScopes } from '../src/invocations/index.js';
 import { createKernel, type Kernel } from '../src/kernel.js';
@@ -278,6 +279,56 @@ describe('the approval pins the manifest and the entry (installed plugins)', () 
 });
 
 describe('an installed plugin runs exactly the bytes that were verified', () => {
+  it('a FIFO, an oversized file or too many files planted in an installed package are refused promptly and bounded, never blocking the kernel', async () => {
+    gw = await gateway('auto');
+    await install(gw, await fixturePackage(gw, 'echo'));
+    const t = await target(gw, 'echo-fixture');
+    const dir = join(gw.dir, 'plugins', 'echo-fixture', '1.0.0');
+    const plants: Array<[string, () => Promise<void>, RegExp, () => Promise<void>]> = [
+      [
+        // Reading a FIFO would block a thread of the kernel for good; it is refused when opened.
+        'a FIFO',
+        async () => {
+          execFileSync('mkfifo', [join(dir, 'dist', 'pipe')]);
+        },
+        /dist\/pipe, which is not a regular file or folder/,
+        () => rm(join(dir, 'dist', 'pipe')),
+      ],
+      [
+        'a 65 MiB file',
+        async () => {
+          await writeFile(join(dir, 'dist', 'huge.bin'), '');
+          await truncate(join(dir, 'dist', 'huge.bin'), 65 * 1024 * 1024);
+        },
+        /holds more than 67108864 bytes/,
+        () => rm(join(dir, 'dist', 'huge.bin')),
+      ],
+      [
+        '300 files',
+        async () => {
+          await mkdir(join(dir, 'many'));
+          for (let i = 0; i < 300; i += 1) await writeFile(join(dir, 'many', `f${i}`), 'x');
+        },
+        /holds more than 256 files/,
+        () => rm(join(dir, 'many'), { recursive: true }),
+      ],
+    ];
+    for (const [what, plant, named, remove] of plants) {
+      await plant();
+      await gw.client.json('POST', '/api/databases/main/plugins/echo-fixture/restart');
+      const started = Date.now();
+      const refused = await call(gw, t, 'echo', { text: 'x' });
+      expect([what, refused]).toEqual([what, expect.objectContaining({ status: 'failed', error: expect.objectContaining({ message: expect.stringMatching(/has files that cannot be checked against its approval/) }) })]);
+      expect([what, refused.error!.message]).toEqual([what, expect.stringMatching(named)]);
+      expect([what, Date.now() - started < 5_000]).toEqual([what, true]);
+      const report = await verify(gw, 'echo-fixture');
+      expect([what, report.intact, report.integrity, report.problem]).toEqual([what, false, null, expect.stringMatching(named)]);
+      await remove();
+    }
+    await gw.client.json('POST', '/api/databases/main/plugins/echo-fixture/restart');
+    expect(await call(gw, t, 'echo', { text: 'clean again' })).toMatchObject({ status: 'completed', output: { text: 'clean again' } });
+  });
+
   for (const bwrap of MODES) {
     it(`a bundle swapped on disk right after the kernel's check never runs, and verify says the files changed (${label(bwrap)})`, async () => {
       gw = await gateway(bwrap);

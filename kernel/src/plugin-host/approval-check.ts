@@ -13,6 +13,8 @@
  * and `aip plugin verify` all ask.
  */
 
+import type { PluginSource } from './registry.js';
+
 /** What a database approved of an installed plugin (kept in that database, where only its password reaches). */
 export interface PluginApproval {
   pluginId: string;
@@ -58,4 +60,9 @@ export function describeVerdict(verdict: ApprovalVerdict): string | null {
   if (verdict.approved) return null;
   if (verdict.approval === 'none') return 'not approved in this database: approve it with aip plugin install <its source>';
   return `not approved: re-approve it with aip plugin install <its source>. What is installed differs from what this database approved: ${verdict.differences.join('; ')}`;
+}
+
+/** Whether a loaded installed plugin is the one a database approved (what the catalog asks). */
+export function isApproved(source: Pick<PluginSource, 'manifest' | 'integrity' | 'manifestHash' | 'entry' | 'packageEntry'>, approval: PluginApproval | undefined): boolean {
+  return approvalVerdict({ version: source.manifest.version, integrity: source.integrity, manifestHash: source.manifestHash, entry: source.entry, packageEntry: source.packageEntry }, approval).approved;
 }

@@ -1,5 +1,4 @@
-import { readFile, rm } from 'node:fs/promises';
-import { join } from 'node:path';
+import { rm } from 'node:fs/promises';
 import { ResponseError } from 'vscode-jsonrpc/node';
 import type { InvocationScope, InvocationScopes } from '../invocations/index.js';
 import { ActionError } from '@aipermission/plugin-sdk';
@@ -11,11 +10,11 @@ import { KernelError } from '../lib/errors.js';
 import { createRedactor } from '../redaction/index.js';
 import { OutcomeUnknown, type ActionExecutor, type ConnectorCatalog, type ConnectorDescriptor, type Invocation } from '../connectors/index.js';
 import { createTransports, type EndpointHandle, type Transports } from '../transports/index.js';
-import { approvalVerdict, type PluginApproval } from './approval-check.js';
+import { isApproved, type PluginApproval } from './approval-check.js';
 import { describeChanges, loadPins, readPinnedSet, writePrivateCopy, type BuiltinPins } from './builtin-pins.js';
 import { descriptorFor } from './descriptor.js';
 import { InspectionFailed, inspectManifest } from './inspect.js';
-import { verifiedInstalledCode } from './installed-code.js';
+import { installedOnDisk, verifiedInstalledCode, type VerifyReport } from './installed-code.js';
 import { createManifestCache } from './manifest-cache.js';
 import { readPackageFiles } from './package-files.js';
 import { PluginLostDuringCall, PluginUnavailable } from './process.js';
@@ -24,7 +23,6 @@ import {
   assertPluginId,
   commitInstall,
   entryOf,
-  INSTALL_RECORD,
   loadBuiltins,
   loadInstalled,
   removeInstalled,
@@ -36,7 +34,7 @@ import {
 import { sandboxLevel, type BwrapMode, type SandboxLevel } from './sandbox.js';
 import { PluginSupervisor, SUPERVISOR_DEFAULTS, type PluginStatus, type PreparedCode, type SupervisorOptions } from './supervisor.js';
 
-export type { PluginApproval };
+export type { PluginApproval, VerifyReport };
 
 export interface InspectedPlugin {
   stagedDir: string;
@@ -70,22 +68,6 @@ export interface PluginListing {
   status: PluginStatus;
 }
 
-/** What `verify` found on disk now, for the caller to hold against a database's approval (installed) or the build's pin (built-in). */
-export interface VerifyReport {
-  kind: PluginSource['kind'];
-  /** The integrity of the files on disk now; null when they cannot be read as a package (the problem says why). */
-  integrity: string | null;
-  /** What the kernel recorded: an installed plugin's install record (what it loaded), a built-in's pin. */
-  recorded: string | null;
-  /** The manifest the install record on disk now describes it with (a built-in: its pinned one). */
-  manifestHash: string | null;
-  /** The entry the install record on disk now names (a built-in: its pinned one). */
-  entry: string | null;
-  /** The entry its package.json on disk names (installed). */
-  packageEntry: string | null;
-  problem: string | null;
-}
-
 export interface PluginHost {
   readonly sandbox: SandboxLevel;
   /** The connectors one database may use: built-ins plus the installed plugins it approved (same version, integrity, manifest and entry). */
@@ -109,14 +91,6 @@ export interface PluginHost {
   remove(id: string): Promise<void>;
   reload(): Promise<void>;
   stopAll(): Promise<void>;
-}
-
-/**
- * Whether one of this host's installed plugins is the one a database
- * approved (all of version, integrity, manifest and entry; approval-check.ts).
- */
-export function isApproved(source: Pick<PluginSource, 'manifest' | 'integrity' | 'manifestHash' | 'entry' | 'packageEntry'>, approval: PluginApproval | undefined): boolean {
-  return approvalVerdict({ version: source.manifest.version, integrity: source.integrity, manifestHash: source.manifestHash, entry: source.entry, packageEntry: source.packageEntry }, approval).approved;
 }
 
 export interface PluginHostOptions {
@@ -556,25 +530,7 @@ export async function createPluginHost(options: PluginHostOptions): Promise<Plug
         };
       }
       // What is on disk now, the install record included: the caller holds all of it against the database's approval.
-      const now = await readPackageFiles(source.dir).catch((error: Error) => error);
-      const record = await readFile(join(source.dir, INSTALL_RECORD), 'utf8')
-        .then((text) => JSON.parse(text) as { entry?: unknown; manifest?: unknown })
-        .catch(() => null);
-      let manifestHash: string | null = null;
-      try {
-        manifestHash = record?.manifest ? canonicalHash(record.manifest) : null;
-      } catch {
-        // not JSON that has a canonical form: unreadable
-      }
-      return {
-        kind: source.kind,
-        integrity: now instanceof Error ? null : now.integrity,
-        recorded: source.integrity,
-        manifestHash,
-        entry: typeof record?.entry === 'string' ? record.entry : null,
-        packageEntry: await entryOf(source.dir).catch(() => null),
-        problem: now instanceof Error ? now.message : record === null ? `its install record ${INSTALL_RECORD} is unreadable` : null,
-      };
+      return { kind: source.kind, recorded: source.integrity, ...(await installedOnDisk(source.dir)) };
     },
     async remove(id) {
       assertPluginId(id);

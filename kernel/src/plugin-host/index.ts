@@ -6,9 +6,9 @@
  * invoke/cancel/progress, bounded framing, redacted logs, supervision with a
  * restart budget and quarantine, and install with integrity and approval.
  */
-export { createPluginHost, leaseFor, isApproved } from './host.js';
+export { createPluginHost, leaseFor } from './host.js';
 export type { PluginHost, PluginHostOptions, PluginApproval, InspectedPlugin, PluginListing, VerifyReport } from './host.js';
-export { approvalVerdict, describeVerdict } from './approval-check.js';
+export { approvalVerdict, describeVerdict, isApproved } from './approval-check.js';
 export type { ApprovalVerdict, InstalledFacts } from './approval-check.js';
 export type { PluginReach, InspectionSandbox } from './reach.js';
 export { INSPECT_LIMITS } from './inspect.js';

@@ -1,8 +1,10 @@
-import { posix } from 'node:path';
+import { readFile } from 'node:fs/promises';
+import { join, posix } from 'node:path';
+import { canonicalHash } from '../lib/canonical.mjs';
 import { writePrivateCopy, type PinnedFile } from './builtin-pins.js';
-import { readPackageFiles } from './package-files.js';
+import { INSTALL_RECORD, readPackageFiles } from './package-files.js';
 import { PluginUnavailable } from './process.js';
-import type { PluginSource } from './registry.js';
+import { entryOf, type PluginSource } from './registry.js';
 import type { PreparedCode } from './supervisor.js';
 
 /** The entry a package.json (as verified bytes) names, normalised like entryOf does; null if it names none. */
@@ -46,4 +48,46 @@ export async function verifiedInstalledCode(source: PluginSource, options: { bwr
   if (options.bwrap) return { files: now.files };
   const copy = await writePrivateCopy(options.runRoot, source.manifest.id, now.files);
   return { pluginDir: copy.dir, dispose: copy.dispose };
+}
+
+/** What `verify` found on disk now, for the caller to hold against a database's approval (installed) or the build's pin (built-in). */
+export interface VerifyReport {
+  kind: PluginSource['kind'];
+  /** The integrity of the files on disk now; null when they cannot be read as a package (the problem says why). */
+  integrity: string | null;
+  /** What the kernel recorded: an installed plugin's install record (what it loaded), a built-in's pin. */
+  recorded: string | null;
+  /** The manifest the install record on disk now describes it with (a built-in: its pinned one). */
+  manifestHash: string | null;
+  /** The entry the install record on disk now names (a built-in: its pinned one). */
+  entry: string | null;
+  /** The entry its package.json on disk names (installed). */
+  packageEntry: string | null;
+  problem: string | null;
+}
+
+/**
+ * An installed plugin's folder as it is on disk now: the package's
+ * integrity, and the manifest and entry its install record names (re-read,
+ * not what was loaded at start), so `verify` says what is true even after
+ * an edit the running gateway has not loaded.
+ */
+export async function installedOnDisk(dir: string): Promise<Omit<VerifyReport, 'kind' | 'recorded'>> {
+  const now = await readPackageFiles(dir).catch((error: Error) => error);
+  const record = await readFile(join(dir, INSTALL_RECORD), 'utf8')
+    .then((text) => JSON.parse(text) as { entry?: unknown; manifest?: unknown })
+    .catch(() => null);
+  let manifestHash: string | null = null;
+  try {
+    manifestHash = record?.manifest ? canonicalHash(record.manifest) : null;
+  } catch {
+    // no canonical form: unreadable
+  }
+  return {
+    integrity: now instanceof Error ? null : now.integrity,
+    manifestHash,
+    entry: typeof record?.entry === 'string' ? record.entry : null,
+    packageEntry: await entryOf(dir).catch(() => null),
+    problem: now instanceof Error ? now.message : record === null ? `its install record ${INSTALL_RECORD} is unreadable` : null,
+  };
 }
