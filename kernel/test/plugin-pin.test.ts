@@ -279,6 +279,17 @@ describe('the approval pins the manifest and the entry (installed plugins)', () 
 });
 
 describe('an installed plugin runs exactly the bytes that were verified', () => {
+  it('a package near the file limit runs from its verified bytes under bubblewrap (one descriptor per file)', async () => {
+    gw = await gateway('auto');
+    const pkg = await fixturePackage(gw, 'echo');
+    await mkdir(join(pkg, 'assets', 'deep'), { recursive: true });
+    for (let i = 0; i < 240; i += 1) await writeFile(join(pkg, 'assets', i % 2 ? 'deep' : '.', `a${i}.txt`), `asset ${i}`);
+    await install(gw, pkg);
+    const t = await target(gw, 'echo-fixture');
+    const request = await call(gw, t, 'read_own', { paths: ['../assets/a0.txt', '../assets/deep/a239.txt'] });
+    expect(request).toMatchObject({ status: 'completed', output: { results: { 'read ../assets/a0.txt': 'ok: asset 0', 'read ../assets/deep/a239.txt': 'ok: asset 239' } } });
+  });
+
   it('a FIFO, an oversized file or too many files planted in an installed package are refused promptly and bounded, never blocking the kernel', async () => {
     gw = await gateway('auto');
     await install(gw, await fixturePackage(gw, 'echo'));
