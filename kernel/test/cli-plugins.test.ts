@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { spawn, execFileSync, type ChildProcessByStdio } from 'node:child_process';
-import { appendFile, readdir } from 'node:fs/promises';
+import { appendFile, readdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { Readable, Writable } from 'node:stream';
@@ -12,6 +12,9 @@ let dir: string;
 let cleanup: () => Promise<void>;
 let url: string;
 let gateway: ChildProcessByStdio<Writable, Readable, null>;
+let port: number;
+/** The agent's token and target of the installed demo connector (set once it runs). */
+let demoAgent: { token: string; targetRef: string };
 const op = (...args: string[]) => aip([...args, '--url', url, '--password-stdin'], { stdin: `${PASSWORD}\n` });
 
 async function agentCall(input: Record<string, unknown>): Promise<Record<string, any>> {
@@ -22,14 +25,26 @@ async function agentCall(input: Record<string, unknown>): Promise<Record<string,
 
 beforeAll(async () => {
   ({ dir, cleanup } = await tempDir('aip-cli-plugins-'));
-  const port = await freePort();
+  port = await freePort();
   url = `http://127.0.0.1:${port}`;
   await aip(['db', 'create', 'main', '--data-dir', join(dir, 'data'), '--password-stdin'], { stdin: `${PASSWORD}\n` });
+  await startGateway();
+});
+
+async function startGateway() {
   gateway = spawn(process.execPath, [fileURLToPath(new URL('./fixtures/gateway-with-fake.mjs', import.meta.url)), join(dir, 'data'), String(port)], { stdio: ['pipe', 'pipe', 'inherit'] });
   await waitForLine(gateway, /LISTENING/);
   await aip(['unlock', '--url', url, '--password-stdin'], { stdin: `${PASSWORD}\n` });
   await op('switch', 'on');
-});
+}
+
+/** Stops the gateway (waiting for it) and starts a new one on the same data directory and port: it loads the plugins again. */
+async function restartGateway() {
+  const exited = new Promise((resolve) => gateway.once('exit', resolve));
+  gateway.kill('SIGTERM');
+  await exited;
+  await startGateway();
+}
 afterAll(async () => {
   // Wait for it to stop: locking writes into the data directory until the very end.
   if (gateway && gateway.exitCode === null && gateway.signalCode === null) {
@@ -70,6 +85,11 @@ describe('from scaffold to installed connector', () => {
     expect(refused.stderr).toMatch(/demo 0\.1\.0/);
     expect(refused.stderr).toMatch(/token: user, token \(secret\)/);
     expect(refused.stderr).toMatch(/Re-run with --yes to confirm/);
+    // What it will reach once approved, and that it already ran once (and how), before the question.
+    expect(refused.stderr).toMatch(/^ {2}files: {5}reads its own approved package/m);
+    expect(refused.stderr).toMatch(/^ {2}scratch: {3}\S+plugin-scratch\/demo, kept between runs, no quota$/m);
+    expect(refused.stderr).toMatch(/^ {2}processes: none: it cannot start child processes or worker threads$/m);
+    expect(refused.stderr).toMatch(/^ {2}inspected: it already ran once, to show this: network (none \(endpoint only\)|host network \(no bubblewrap\)); scratch (a throwaway tmpfs of 1 MiB, gone with the process|none: every write was refused); no endpoint; killed after 5 s at most$/m);
     const installed = await op('plugin', 'install', demo(), '--yes');
     expect(installed.code).toBe(0);
     expect(installed.stdout).toMatch(/Installed and approved demo 0\.1\.0/);
@@ -78,7 +98,6 @@ describe('from scaffold to installed connector', () => {
   it('runs the installed connector for an agent, sandboxed', async () => {
     const target = JSON.parse((await op('target', 'add', '--kind', 'demo', '--name', 'greeter', '--config', '{"greeting":"Welcome"}', '--json')).stdout);
     const secretFile = join(dir, 'secret.json');
-    const { writeFile } = await import('node:fs/promises');
     await writeFile(secretFile, JSON.stringify({ token: 'Demo-Token-123' }));
     const profile = JSON.parse((await op('profile', 'add', '--target', target.id, '--label', 'default', '--config', '{"user":"ada"}', '--secret-file', secretFile, '--json')).stdout);
     const tokenOut = (await op('token', 'create', '--name', 'agent')).stdout.trim().split('\n');
@@ -86,8 +105,32 @@ describe('from scaffold to installed connector', () => {
     const tokens = JSON.parse((await op('token', 'list', '--json')).stdout);
     await op('grant', 'set', '--token', tokens[0].id, '--target', target.id, '--profile', profile.id, '--action', '*', '--rule', 'always_run');
     const result = await agentCall({ token, targetRef: `demo:${target.id}:${profile.id}`, action: 'greet', input: { name: 'Grace' } });
+    demoAgent = { token, targetRef: `demo:${target.id}:${profile.id}` };
     expect(result.request).toMatchObject({ status: 'completed', output: { greeting: 'Welcome, Grace!', as: 'ada' } });
   });
+
+  it('an install record edited after approval: verify says what differs at once; after a restart list says CHANGED: re-approve and nothing of it runs', async () => {
+    const record = join(dir, 'data', 'plugins', 'demo', '0.1.0', '.aip-plugin.json');
+    const original = await readFile(record, 'utf8');
+    const edited = JSON.parse(original);
+    edited.manifest.actions.push({ ...edited.manifest.actions[0], name: 'exfiltrate', title: 'Exfiltrate' });
+    await writeFile(record, JSON.stringify(edited, null, 2));
+    const verified = await op('plugin', 'verify', 'demo');
+    expect(verified.code).toBe(1);
+    expect(verified.stderr).toMatch(/demo 0\.1\.0: install record CHANGED since approval \(manifest \(sha256 [0-9a-f]{12}…, approved [0-9a-f]{12}…\)\)\. It will not start until re-approved/);
+    await restartGateway();
+    const listed = await op('plugin', 'list');
+    expect(listed.stdout).toMatch(/^demo +0\.1\.0 +CHANGED: re-approve /m);
+    expect(listed.stderr).toMatch(/demo 0\.1\.0: not approved: re-approve it with aip plugin install <its source>\. What is installed differs from what this database approved: manifest/);
+    const rest = JSON.parse((await op('plugin', 'list', '--json')).stdout).plugins.find((p: { id: string }) => p.id === 'demo');
+    expect(rest).toMatchObject({ approved: false, approvalProblem: expect.stringMatching(/^not approved: re-approve/) });
+    const refused = await agentCall({ token: demoAgent.token, targetRef: demoAgent.targetRef, action: 'exfiltrate', input: {} });
+    expect(refused.error?.message ?? JSON.stringify(refused)).toMatch(/No connector for "demo" is installed/);
+    // Re-approving the package as it is puts it back (the edit was the record's, not the package's).
+    expect((await op('plugin', 'install', demo(), '--yes')).code).toBe(0);
+    const ok = await agentCall({ token: demoAgent.token, targetRef: demoAgent.targetRef, action: 'greet', input: { name: 'Ada' } });
+    expect(ok.request).toMatchObject({ status: 'completed' });
+  }, 60_000);
 
   it('verify exits 0 while the files are as approved and 1 after they change', async () => {
     expect((await op('plugin', 'verify', 'demo')).code).toBe(0);

@@ -200,6 +200,7 @@ describe('vault', () => {
       { version: 1, name: 'kernel core' },
       { version: 2, name: 'plugin approvals' },
       { version: 3, name: 'operator-run requests' },
+      { version: 4, name: 'plugin approvals pin the entry' },
     ]);
     await db.close();
   });

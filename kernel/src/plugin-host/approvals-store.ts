@@ -2,13 +2,14 @@ import { isoAt, type Clock } from '../lib/clock.js';
 import { errors } from '../lib/errors.js';
 import type { SqlDb } from '../vault/index.js';
 import type { Audit } from '../audit/index.js';
-import type { PluginApproval } from './host.js';
+import type { PluginApproval } from './approval-check.js';
 
 interface Row {
   plugin_id: string;
   version: string;
   integrity: string;
   manifest_hash: string;
+  entry: string | null;
   approved_at: string;
   approved_by: string;
 }
@@ -18,7 +19,7 @@ export interface StoredPluginApproval extends PluginApproval {
   approvedBy: string;
 }
 
-/** The installed plugins one database trusts, pinned to version, integrity and manifest; mirrored in memory. */
+/** The installed plugins one database trusts, pinned to version, integrity, manifest and entry; mirrored in memory. */
 export interface PluginApprovalStore {
   list(): readonly StoredPluginApproval[];
   get(pluginId: string): StoredPluginApproval | undefined;
@@ -31,6 +32,7 @@ const toApproval = (row: Row): StoredPluginApproval => ({
   version: row.version,
   integrity: row.integrity,
   manifestHash: row.manifest_hash,
+  entry: row.entry,
   approvedAt: row.approved_at,
   approvedBy: row.approved_by,
 });
@@ -47,21 +49,22 @@ export async function createPluginApprovalStore(deps: { db: SqlDb; clock: Clock;
         version: approval.version,
         integrity: approval.integrity,
         manifest_hash: approval.manifestHash,
+        entry: approval.entry ?? null,
         approved_at: isoAt(clock.now()),
         approved_by: actor,
       };
       await db.write(async (tx) => {
         const previous = await tx.get<Row>('SELECT * FROM plugin_approvals WHERE plugin_id = ?', [approval.pluginId]);
         await tx.run(
-          `INSERT INTO plugin_approvals (plugin_id, version, integrity, manifest_hash, approved_at, approved_by) VALUES (?, ?, ?, ?, ?, ?)
+          `INSERT INTO plugin_approvals (plugin_id, version, integrity, manifest_hash, entry, approved_at, approved_by) VALUES (?, ?, ?, ?, ?, ?, ?)
            ON CONFLICT (plugin_id) DO UPDATE SET version = excluded.version, integrity = excluded.integrity, manifest_hash = excluded.manifest_hash,
-             approved_at = excluded.approved_at, approved_by = excluded.approved_by`,
-          [row.plugin_id, row.version, row.integrity, row.manifest_hash, row.approved_at, row.approved_by],
+             entry = excluded.entry, approved_at = excluded.approved_at, approved_by = excluded.approved_by`,
+          [row.plugin_id, row.version, row.integrity, row.manifest_hash, row.entry, row.approved_at, row.approved_by],
         );
         await audit.record(tx, {
           actor,
           event: 'plugin.approved',
-          payload: { pluginId: row.plugin_id, version: row.version, integrity: row.integrity, manifestHash: row.manifest_hash, ...(previous ? { previousVersion: previous.version } : {}) },
+          payload: { pluginId: row.plugin_id, version: row.version, integrity: row.integrity, manifestHash: row.manifest_hash, ...(row.entry !== null ? { entry: row.entry } : {}), ...(previous ? { previousVersion: previous.version } : {}) },
         });
         tx.afterCommit(() => {
           mirror = [...mirror.filter((a) => a.pluginId !== row.plugin_id), toApproval(row)].sort((a, b) => a.pluginId.localeCompare(b.pluginId));

@@ -4,6 +4,7 @@ import { dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { compileManifest } from '@aipermission/plugin-sdk/protocol';
 import { confinedPath } from '../lib/confine.js';
+import { readRegularFile } from './package-files.js';
 
 /**
  * Build-time pins of the built-in connectors (invariant 8: an agent that can
@@ -109,7 +110,10 @@ export async function readPinnedSet(dir: string): Promise<PinnedSet> {
   const files: PinnedFile[] = [];
   const hashes: Record<string, string> = {};
   for (const path of paths) {
-    const data = await readFile(confinedPath(dir, path));
+    // Opened without following links and refused unless still a regular file (a FIFO swapped in after the lstat above would block a read).
+    const data = await readRegularFile(confinedPath(dir, path), PINNED_SET_LIMITS.maxBytes, path).catch((error: Error) => {
+      throw new PinError(error.message);
+    });
     files.push({ path, data });
     hashes[path] = sha256(data);
   }

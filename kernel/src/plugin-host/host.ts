@@ -1,4 +1,4 @@
-import { mkdir, rm } from 'node:fs/promises';
+import { rm } from 'node:fs/promises';
 import { ResponseError } from 'vscode-jsonrpc/node';
 import type { InvocationScope, InvocationScopes } from '../invocations/index.js';
 import { ActionError } from '@aipermission/plugin-sdk';
@@ -10,41 +10,45 @@ import { KernelError } from '../lib/errors.js';
 import { createRedactor } from '../redaction/index.js';
 import { OutcomeUnknown, type ActionExecutor, type ConnectorCatalog, type ConnectorDescriptor, type Invocation } from '../connectors/index.js';
 import { createTransports, type EndpointHandle, type Transports } from '../transports/index.js';
+import { isApproved, type PluginApproval } from './approval-check.js';
 import { describeChanges, loadPins, readPinnedSet, writePrivateCopy, type BuiltinPins } from './builtin-pins.js';
 import { descriptorFor } from './descriptor.js';
+import { InspectionFailed, inspectManifest } from './inspect.js';
+import { installedOnDisk, verifiedInstalledCode, type VerifyReport } from './installed-code.js';
 import { createManifestCache } from './manifest-cache.js';
-import { PluginLostDuringCall, PluginProcess, PluginUnavailable } from './process.js';
+import { readPackageFiles } from './package-files.js';
+import { PluginLostDuringCall, PluginUnavailable } from './process.js';
+import { reachOf, type InspectionSandbox, type PluginReach } from './reach.js';
 import {
   assertPluginId,
   commitInstall,
   entryOf,
   loadBuiltins,
   loadInstalled,
-  packageIntegrity,
   removeInstalled,
   scratchDirFor,
   sourceFromManifest,
   stagePlugin,
   type PluginSource,
 } from './registry.js';
-import { buildSpawnSpec, sandboxLevel, type BwrapMode, type SandboxLevel } from './sandbox.js';
+import { sandboxLevel, type BwrapMode, type SandboxLevel } from './sandbox.js';
 import { PluginSupervisor, SUPERVISOR_DEFAULTS, type PluginStatus, type PreparedCode, type SupervisorOptions } from './supervisor.js';
 
-/** What a database has approved of an installed plugin (kept in that database, where only its password reaches). */
-export interface PluginApproval {
-  pluginId: string;
-  version: string;
-  integrity: string;
-  manifestHash: string;
-}
+export type { PluginApproval, VerifyReport };
 
 export interface InspectedPlugin {
   stagedDir: string;
   entry: string;
   manifest: PluginSource['manifest'];
   manifestHash: string;
+  /** The integrity of the bytes the inspection ran, which the consent binds to. */
   integrity: string;
+  /** The sandbox it will run in once approved. */
   sandbox: SandboxLevel;
+  /** What it will be able to reach once approved (the consent screen says it). */
+  reach: PluginReach;
+  /** How the inspection ran it (before consent). */
+  inspection: InspectionSandbox;
   discard(): Promise<void>;
 }
 
@@ -54,13 +58,19 @@ export interface PluginListing {
   title: string;
   kind: 'builtin' | 'installed';
   manifest: PluginSource['manifest'];
+  /** Canonical SHA-256 of the manifest the kernel describes it with. */
+  manifestHash: string;
+  /** The entry file it starts. */
+  entry: string;
+  /** An installed plugin: the entry its package.json names. */
+  packageEntry: string | null;
   integrity: string | null;
   status: PluginStatus;
 }
 
 export interface PluginHost {
   readonly sandbox: SandboxLevel;
-  /** The connectors one database may use: built-ins plus the installed plugins it approved (same version and integrity). */
+  /** The connectors one database may use: built-ins plus the installed plugins it approved (same version, integrity, manifest and entry). */
   catalogFor(approvals: () => readonly PluginApproval[]): ConnectorCatalog;
   readonly executor: ActionExecutor;
   /** Asks the plugin whether it can reach the target with the scope's credential (a scope of its own, disposed by the caller). */
@@ -73,10 +83,11 @@ export interface PluginHost {
   install(inspected: InspectedPlugin): Promise<PluginSource>;
   /**
    * Recomputes a plugin's integrity: an installed one's package (recorded:
-   * what was installed), a built-in's pinned set (recorded: its build-time
-   * pin; integrity null when its files cannot be read as a pinned set).
+   * what was installed) with the manifest and entry its install record on
+   * disk names now, a built-in's pinned set (recorded: its build-time pin;
+   * integrity null when its files cannot be read as a pinned set).
    */
-  verify(id: string, version: string): Promise<{ kind: PluginSource['kind']; integrity: string | null; recorded: string | null }>;
+  verify(id: string, version: string): Promise<VerifyReport>;
   remove(id: string): Promise<void>;
   reload(): Promise<void>;
   stopAll(): Promise<void>;
@@ -103,9 +114,16 @@ export interface PluginHostOptions {
   supervisor?: Partial<Pick<SupervisorOptions, 'idleMs' | 'maxConcurrent' | 'restartBudget' | 'handshakeTimeoutMs' | 'cancelGraceMs'>>;
   /** The kernel's transports, which open each invocation's endpoint (default: the host's own). */
   transports?: Transports;
+  /**
+   * Called after a plugin's code passed its check and was prepared to run,
+   * just before it is spawned. Tests use it to rewrite the files on disk in
+   * exactly that window (the race invariant 5 closes); nothing else should.
+   */
+  onCodeVerified?: (pluginId: string) => Promise<void> | void;
 }
 
-const keyOf = (source: PluginSource) => `${source.manifest.id}@${source.manifest.version}@${source.integrity ?? source.kind}`;
+// Everything a database's approval pins is in the key, so an edited install record never shares a descriptor or a process with the approved one.
+const keyOf = (source: PluginSource) => `${source.manifest.id}@${source.manifest.version}@${source.integrity ?? source.kind}@${source.manifestHash}@${source.entry}`;
 
 /**
  * Where the kernel connects for a direct target: the host and port of the
@@ -262,17 +280,17 @@ export async function createPluginHost(options: PluginHostOptions): Promise<Plug
         log: options.log,
         redact: (line) => logRedactor.text(line),
         scopes: options.scopes,
-        beforeStart:
-          source.kind === 'installed'
-            ? async () => {
-                // Files changed since approval: refuse until re-approved.
-                const now = await packageIntegrity(source.dir);
-                if (now !== source.integrity) {
-                  throw new PluginUnavailable(`has files that changed on disk since it was approved (integrity ${now}, approved ${source.integrity}); re-approve it with: aip plugin install`);
-                }
-                return {};
-              }
-            : () => verifiedBuiltinCode(source),
+        beforeStart: async () => {
+          // Files changed since approval (or the build) refuse the start; otherwise the plugin gets the checked bytes themselves.
+          const code = source.kind === 'installed' ? await verifiedInstalledCode(source, { bwrap: sandboxLevel(bwrap).bwrap, runRoot }) : await verifiedBuiltinCode(source);
+          try {
+            await options.onCodeVerified?.(source.manifest.id);
+          } catch (error) {
+            await code.dispose?.();
+            throw error;
+          }
+          return code;
+        },
       });
       supervisors.set(key, found);
     }
@@ -326,8 +344,8 @@ export async function createPluginHost(options: PluginHostOptions): Promise<Plug
             if (!byId.has(source.manifest.id)) byId.set(source.manifest.id, source);
             continue;
           }
-          const approval = approved.find((a) => a.pluginId === source.manifest.id);
-          if (approval && approval.version === source.manifest.version && approval.integrity === source.integrity) byId.set(source.manifest.id, source);
+          // Approved means all of it is what this database approved, never what the install record on disk says (invariant 5).
+          if (isApproved(source, approved.find((a) => a.pluginId === source.manifest.id))) byId.set(source.manifest.id, source);
         }
         return [...byId.values()];
       };
@@ -411,6 +429,9 @@ export async function createPluginHost(options: PluginHostOptions): Promise<Plug
         title: source.manifest.title,
         kind: source.kind,
         manifest: source.manifest,
+        manifestHash: source.manifestHash,
+        entry: source.entry,
+        packageEntry: source.packageEntry ?? null,
         integrity: source.integrity,
         status: supervisor(source).status(),
       }));
@@ -432,44 +453,34 @@ export async function createPluginHost(options: PluginHostOptions): Promise<Plug
       const staged = await stagePlugin(spec, options.dataDir);
       try {
         const entry = await entryOf(staged.dir);
-        const integrity = await packageIntegrity(staged.dir);
-        // Start it once, sandboxed like any run, only to read its manifest.
-        const spawnSpec = buildSpawnSpec({ pluginDir: staged.dir, entry, scratchDir: confinedPath(options.dataDir, 'plugin-scratch', '.inspect'), bwrap });
-        await mkdir(spawnSpec.cwd, { recursive: true, mode: 0o700 });
-        const probe = new PluginProcess({
-          spec: spawnSpec,
-          handshakeTimeoutMs: supervisorOptions.handshakeTimeoutMs,
-          kernelInfo: options.kernelInfo,
-          redact: (line) => logRedactor.text(line),
-          // Started only to read its manifest: it runs no invocation, so it is answered for none.
-          resolveScope: () => undefined,
-          log: (line) => options.log(`[plugin inspect] ${line}`),
-          onExit: () => undefined,
-        });
-        let manifest: unknown;
+        // Read and hashed once: the inspection runs these bytes, and consent binds to their integrity.
+        const pkg = await readPackageFiles(staged.dir);
+        let inspected: Awaited<ReturnType<typeof inspectManifest>>;
         try {
-          manifest = (await probe.start()).manifest;
+          inspected = await inspectManifest({ files: pkg.files, entry, bwrap, runRoot, kernelInfo: options.kernelInfo, redact: (line) => logRedactor.text(line), log: options.log });
         } catch (error) {
-          throw new KernelError('invalid_plugin', `The plugin did not start: it ${(error as Error).message}. Its log: ${probe.logLines.slice(-5).join(' | ') || '(empty)'}`);
-        } finally {
-          await probe.stop();
+          const lines = error instanceof InspectionFailed ? error.logLines : [];
+          throw new KernelError('invalid_plugin', `The plugin did not start: it ${(error as Error).message}. Its log: ${lines.slice(-5).join(' | ') || '(empty)'}`);
         }
         let source: PluginSource;
         try {
-          source = sourceFromManifest('installed', staged.dir, entry, manifest, integrity, manifests.compile);
+          source = sourceFromManifest('installed', staged.dir, entry, inspected.manifest, pkg.integrity, manifests.compile);
         } catch (error) {
           throw new KernelError('invalid_manifest', (error as Error).message);
         }
         if (sources.some((s) => s.kind === 'builtin' && s.manifest.id === source.manifest.id)) {
           throw new KernelError('plugin_conflict', `"${source.manifest.id}" is the id of a built-in connector; a third-party plugin cannot replace it.`, { status: 409 });
         }
+        const sandbox = sandboxLevel(bwrap);
         return {
           stagedDir: staged.dir,
           entry,
           manifest: source.manifest,
           manifestHash: canonicalHash(source.manifest),
-          integrity,
-          sandbox: spawnSpec.sandbox,
+          integrity: pkg.integrity,
+          sandbox,
+          reach: reachOf(sandbox, scratchDirFor(options.dataDir, source.manifest.id)),
+          inspection: inspected.sandbox,
           discard: staged.cleanup,
         };
       } catch (error) {
@@ -478,6 +489,12 @@ export async function createPluginHost(options: PluginHostOptions): Promise<Plug
       }
     },
     async install(inspected) {
+      // Consent was given to the inspected bytes: a staged package that changed since is not installed (and would not start anyway).
+      const now = await readPackageFiles(inspected.stagedDir).catch(() => null);
+      if (now?.integrity !== inspected.integrity) {
+        await inspected.discard();
+        throw new KernelError('integrity_mismatch', 'The staged package changed on disk after it was inspected; nothing was installed. Inspect it again.', { status: 409 });
+      }
       const dir = await commitInstall(inspected.stagedDir, options.dataDir, {
         id: inspected.manifest.id,
         version: inspected.manifest.version,
@@ -501,10 +518,19 @@ export async function createPluginHost(options: PluginHostOptions): Promise<Plug
       if (!source) throw new KernelError('not_found', `Plugin ${id} ${version} is not installed.`, { status: 404 });
       if (source.kind === 'builtin') {
         // A built-in is checked against its build-time pin; unreadable files (a link, too big) are not intact.
-        const now = await readPinnedSet(source.dir).catch(() => null);
-        return { kind: source.kind, integrity: now?.integrity ?? null, recorded: source.integrity };
+        const now = await readPinnedSet(source.dir).catch((error: Error) => error);
+        return {
+          kind: source.kind,
+          integrity: now instanceof Error ? null : now.integrity,
+          recorded: source.integrity,
+          manifestHash: source.manifestHash,
+          entry: source.entry,
+          packageEntry: null,
+          problem: now instanceof Error ? now.message : null,
+        };
       }
-      return { kind: source.kind, integrity: await packageIntegrity(source.dir), recorded: source.integrity };
+      // What is on disk now, the install record included: the caller holds all of it against the database's approval.
+      return { kind: source.kind, recorded: source.integrity, ...(await installedOnDisk(source.dir)) };
     },
     async remove(id) {
       assertPluginId(id);

@@ -7,7 +7,12 @@
  * restart budget and quarantine, and install with integrity and approval.
  */
 export { createPluginHost, leaseFor } from './host.js';
-export type { PluginHost, PluginHostOptions, PluginApproval, InspectedPlugin, PluginListing } from './host.js';
+export type { PluginHost, PluginHostOptions, PluginApproval, InspectedPlugin, PluginListing, VerifyReport } from './host.js';
+export { approvalVerdict, describeVerdict, isApproved } from './approval-check.js';
+export type { ApprovalVerdict, InstalledFacts } from './approval-check.js';
+export type { PluginReach, InspectionSandbox } from './reach.js';
+export { INSPECT_LIMITS } from './inspect.js';
+export { PACKAGE_LIMITS, readPackageFiles } from './package-files.js';
 export { sandboxLevel, detectBwrap, nodePermissionFlag, buildSpawnSpec, SANDBOX_ENDPOINT_DIR } from './sandbox.js';
 export type { SandboxLevel, BwrapMode, NetworkIsolation } from './sandbox.js';
 export type { PluginStatus } from './supervisor.js';

@@ -1,8 +1,7 @@
 import { spawn } from 'node:child_process';
-import { createHash } from 'node:crypto';
 import { constants as fsConstants } from 'node:fs';
 import { cp, lstat, mkdir, mkdtemp, readdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
-import { basename, isAbsolute, join, normalize, relative, resolve, sep } from 'node:path';
+import { basename, isAbsolute, join, normalize, relative, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import * as tar from 'tar';
 import { compileManifest, PLUGIN_ID_PATTERN, type CompiledManifest, type Manifest } from '@aipermission/plugin-sdk/protocol';
@@ -11,6 +10,9 @@ import { confinedPath } from '../lib/confine.js';
 import { KernelError } from '../lib/errors.js';
 import { quoteForMessage } from '../lib/quote.js';
 import { describeChanges, PINS_FORMAT, readPinnedSet, type BuiltinPins } from './builtin-pins.js';
+import { INSTALL_RECORD, readPackageFiles } from './package-files.js';
+
+export { INSTALL_RECORD };
 
 /** A plugin the kernel can run: where its code is and what its manifest says. */
 export interface PluginSource {
@@ -30,6 +32,12 @@ export interface PluginSource {
   integrity: string | null;
   /** A pinned built-in's per-file SHA-256 as built (to name what changed). */
   pinnedFiles?: Record<string, string>;
+  /**
+   * An installed plugin: the entry its package.json names (package.json is
+   * covered by the integrity), to hold `entry` (from the install record) to
+   * when the approval predates approvals that record their entry.
+   */
+  packageEntry?: string;
 }
 
 const PLUGIN_ID = new RegExp(PLUGIN_ID_PATTERN);
@@ -48,9 +56,6 @@ export function assertPluginId(id: string): void {
     );
   }
 }
-
-/** Written next to an installed plugin, for listing; trust comes from the database approval, not this file. */
-export const INSTALL_RECORD = '.aip-plugin.json';
 
 /** The built-in connectors shipped in this repository's plugins/ folder. */
 export const BUILTIN_PLUGIN_NAMES = ['redis'] as const;
@@ -88,24 +93,12 @@ export async function entryOf(dir: string): Promise<string> {
 
 /**
  * SHA-256 over a package's contents: every regular file's relative path and
- * SHA-256, in sorted order. A symlink is refused (it could point anywhere);
- * the install record itself is left out.
+ * SHA-256, in walk order (see readPackageFiles, which reads the package
+ * bounded and refuses links and special files); the install record itself
+ * is left out.
  */
 export async function packageIntegrity(dir: string): Promise<string> {
-  const lines: string[] = [];
-  const walk = async (current: string) => {
-    const entries = (await readdir(current, { withFileTypes: true })).sort((a, b) => a.name.localeCompare(b.name));
-    for (const entry of entries) {
-      const full = join(current, entry.name);
-      const rel = relative(dir, full).split(sep).join('/');
-      if (rel === INSTALL_RECORD) continue;
-      if (entry.isSymbolicLink()) throw new KernelError('invalid_plugin', `The plugin package contains a symbolic link (${rel}); packages must contain only files.`);
-      if (entry.isDirectory()) await walk(full);
-      else if (entry.isFile()) lines.push(`${rel}\t${createHash('sha256').update(await readFile(full)).digest('hex')}`);
-    }
-  };
-  await walk(dir);
-  return `sha256-${createHash('sha256').update(lines.join('\n')).digest('hex')}`;
+  return (await readPackageFiles(dir)).integrity;
 }
 
 /** Compiles (validates) a manifest; the host passes its ManifestCache's, so unchanged manifests are compiled once. */
@@ -193,8 +186,11 @@ export async function loadInstalled(dataDir: string, log: (message: string) => v
       if (!versionEntry.isDirectory()) continue;
       const dir = confinedPath(root, idEntry.name, versionEntry.name);
       try {
+        // Everything here is only what the install record claims; a database counts it approved only if all of it is what that database approved (approval-check.ts).
         const record = JSON.parse(await readFile(join(dir, INSTALL_RECORD), 'utf8')) as InstallRecord;
-        sources.push(sourceFromManifest('installed', dir, record.entry, record.manifest, record.integrity, compile));
+        if (typeof record.entry !== 'string' || typeof record.integrity !== 'string') throw new Error(`its ${INSTALL_RECORD} has no entry or integrity`);
+        const packageEntry = await entryOf(dir).catch(() => undefined);
+        sources.push({ ...sourceFromManifest('installed', dir, record.entry, record.manifest, record.integrity, compile), ...(packageEntry ? { packageEntry } : {}) });
       } catch (error) {
         log(`installed plugin at ${dir} is unreadable: ${(error as Error).message}`);
       }

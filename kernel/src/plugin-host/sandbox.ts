@@ -120,6 +120,14 @@ export function buildSpawnSpec(options: {
   pluginFiles?: readonly PinnedFile[];
   /** Under bubblewrap: the kernel's directory of endpoint sockets for this plugin, shown read-only at /run/ep. */
   endpointDir?: string;
+  /**
+   * A start with nothing that outlives it (inspection, before consent): under
+   * bubblewrap /scratch and /tmp are tmpfs of at most this many bytes each,
+   * gone with the sandbox, and `scratchDir` is only the host-side working
+   * folder; without bubblewrap nothing is writable at all (no size-limited
+   * place exists there) and `scratchDir` is an empty folder it may read.
+   */
+  throwawayScratchBytes?: number;
 }): SpawnSpec {
   const sandbox = sandboxLevel(options.bwrap);
   const env: Record<string, string> = {};
@@ -128,6 +136,7 @@ export function buildSpawnSpec(options: {
   const heap = `--max-old-space-size=${options.heapMb ?? PLUGIN_HEAP_MB}`;
   const permission = nodePermissionFlag();
 
+  const throwaway = options.throwawayScratchBytes;
   if (!sandbox.bwrap) {
     env.AIP_PLUGIN_SCRATCH = options.scratchDir;
     return {
@@ -136,7 +145,7 @@ export function buildSpawnSpec(options: {
         permission,
         `--allow-fs-read=${options.pluginDir}`,
         `--allow-fs-read=${options.scratchDir}`,
-        `--allow-fs-write=${options.scratchDir}`,
+        ...(throwaway === undefined ? [`--allow-fs-write=${options.scratchDir}`] : []),
         heap,
         '--no-warnings',
         join(options.pluginDir, options.entry),
@@ -155,7 +164,9 @@ export function buildSpawnSpec(options: {
   // node itself, when it lives outside /usr (nvm, a tarball install).
   const nodeDir = dirname(process.execPath);
   if (!nodeDir.startsWith('/usr/')) args.push('--ro-bind', dirname(nodeDir), dirname(nodeDir));
-  args.push('--proc', '/proc', '--dev', '/dev', '--tmpfs', '/tmp');
+  args.push('--proc', '/proc', '--dev', '/dev');
+  if (throwaway !== undefined) args.push('--size', String(throwaway));
+  args.push('--tmpfs', '/tmp');
   if (options.endpointDir) args.push('--tmpfs', '/run', '--ro-bind', options.endpointDir, SANDBOX_ENDPOINT_DIR);
   const fdData: Buffer[] = [];
   if (options.pluginFiles) {
@@ -174,7 +185,8 @@ export function buildSpawnSpec(options: {
   } else {
     args.push('--ro-bind', options.pluginDir, '/plugin');
   }
-  args.push('--bind', options.scratchDir, '/scratch');
+  if (throwaway !== undefined) args.push('--size', String(throwaway), '--tmpfs', '/scratch');
+  else args.push('--bind', options.scratchDir, '/scratch');
   args.push('--clearenv');
   for (const [name, value] of Object.entries(env)) args.push('--setenv', name, value);
   args.push('--chdir', '/scratch');

@@ -254,11 +254,17 @@ export class PluginSupervisor {
       this.process = proc;
       this.lastProcess = proc;
       const result = await proc.start();
-      // The code that runs must be the code that was approved (or built): same manifest.
-      if (canonicalHash(result.manifest) !== this.source.manifestHash) {
-        await proc.stop();
+      // The code that runs must be the code that was approved (or built): same manifest. (The source's manifest is the approved one: the catalog compared its hash with the database's approval.)
+      let answered: string;
+      try {
+        answered = canonicalHash(result.manifest);
+      } catch {
+        answered = 'none (not JSON)';
+      }
+      if (answered !== this.source.manifestHash) {
+        await proc.kill('it answered the handshake with another manifest than the approved one');
         throw new PluginUnavailable(
-          `answered with a different manifest than the one approved (was it changed on disk?). Re-approve it: aip plugin install (or verify) ${id}`,
+          `answered with a different manifest than the one approved (sha256 ${answered.slice(0, 12)}…, approved ${this.source.manifestHash.slice(0, 12)}…), so it is not started. Re-approve it: aip plugin install (or verify) ${id}`,
         );
       }
       this.startedAt = this.options.clock.now();

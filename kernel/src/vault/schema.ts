@@ -201,6 +201,17 @@ CREATE TABLE plugin_approvals (
 ALTER TABLE requests ADD COLUMN operator_actor TEXT;
 `,
   },
+  {
+    version: 4,
+    name: 'plugin approvals pin the entry',
+    sql: `
+-- The entry file an approval was given for (relative to the package), so an
+-- install record that names another file of the same package is not the
+-- approved plugin. NULL for approvals made before this column: their entry is
+-- the one the approved package.json names (covered by the integrity).
+ALTER TABLE plugin_approvals ADD COLUMN entry TEXT;
+`,
+  },
 ];
 
 export const SCHEMA_VERSION = MIGRATIONS[MIGRATIONS.length - 1]!.version;

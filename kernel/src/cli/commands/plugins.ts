@@ -9,7 +9,7 @@ import { scaffoldPlugin } from '../scaffold.js';
 export const PLUGIN_USAGE = `aip plugin list [--json]                  connectors: built-in and installed, with state, sandbox level and network
 aip plugin install SOURCE [--yes]         a folder, a .tgz, or an npm package name; shows what it asks for, then asks you
 aip plugin remove ID                      uninstall (built-ins cannot be removed)
-aip plugin verify ID                      exit 0 if its files are what was approved, 1 if they changed
+aip plugin verify ID                      exit 0 if its files, manifest and entry are what was approved, 1 if not
 aip plugin restart ID                     stop it and lift a quarantine
 aip plugin log ID                         its recent log (stderr), redacted
 aip plugin new NAME [--dir DIR]           scaffold a connector that passes the conformance suite
@@ -32,18 +32,46 @@ interface SandboxReport {
   networkIsolated: boolean;
 }
 
+/** What the plugin will reach once approved (the host's sandbox), and how the inspection ran it. */
+interface ReachReport {
+  sandbox: string;
+  network: string;
+  files: string;
+  scratch: { path: string; quotaBytes: number | null };
+  processes: string;
+  otherProcesses: string;
+}
+interface InspectionReport {
+  network: string;
+  scratch: string;
+  timeoutMs: number;
+}
+
+const mib = (bytes: number) => `${Math.round((bytes / 1024 / 1024) * 10) / 10} MiB`;
+
 /** Said plainly when plugins can reach the network themselves (invariant 3 holds only under bubblewrap). */
 const noNetworkIsolation = (network: string) =>
   `warning: connectors have no network isolation here (${network}): they can connect to anything this machine can, not only to the endpoints the gateway opens for them. Install bubblewrap with unprivileged user namespaces (Debian/Ubuntu: sudo apt-get install bubblewrap) and restart the gateway; aip doctor checks it.\n`;
 
 /** What the operator is asked to trust. Every word of it is the plugin's own (its manifest): escaped, one line per field (invariant 8). */
-function describePlugin(plugin: PluginSummary, integrity: string, sandbox: SandboxReport): string {
+function describePlugin(plugin: PluginSummary, integrity: string, sandbox: SandboxReport, reach?: ReachReport, inspected?: InspectionReport): string {
   const lines = [
     line`${plugin.title} (${plugin.id} ${plugin.version})`,
     plugin.description ? line`  ${plugin.description}` : '',
     line`  integrity: ${integrity}`,
     line`  sandbox:   ${sandbox.level}`,
     line`  network:   ${sandbox.network}`,
+    ...(reach
+      ? [
+          line`  files:     ${reach.files}`,
+          line`  scratch:   ${reach.scratch.path}, kept between runs, ${reach.scratch.quotaBytes === null ? 'no quota' : `quota ${mib(reach.scratch.quotaBytes)}`}`,
+          line`  processes: ${reach.processes}`,
+          line`  your processes: ${reach.otherProcesses}`,
+        ]
+      : []),
+    ...(inspected
+      ? [line`  inspected: it already ran once, to show this: network ${inspected.network}; scratch ${inspected.scratch}; no endpoint; killed after ${inspected.timeoutMs / 1000} s at most`]
+      : []),
     line`  transports: ${(plugin.transports ?? []).join(', ')}`,
     '  actions:',
     ...(plugin.actions ?? []).map((a) => line`    ${a.risk.padEnd(11)} ${a.name}  ${a.title}`),
@@ -71,7 +99,16 @@ export async function pluginCommand(argv: string[]): Promise<number> {
       const op = await asOperator(values);
       const { plugins, sandbox } = await op.client.call<{
         sandbox: SandboxReport;
-        plugins: Array<{ id: string; version: string; title: string; kind: string; approved: boolean; approval: unknown; status: { state: string; crashes: number; quarantined: { reason: string } | null; sandbox: SandboxReport } }>;
+        plugins: Array<{
+          id: string;
+          version: string;
+          title: string;
+          kind: string;
+          approved: boolean;
+          approvalProblem?: string | null;
+          approval: unknown;
+          status: { state: string; crashes: number; quarantined: { reason: string } | null; sandbox: SandboxReport };
+        }>;
       }>('GET', op.path('/plugins'));
       if (values.json) {
         printJson({ sandbox, plugins });
@@ -82,7 +119,7 @@ export async function pluginCommand(argv: string[]): Promise<number> {
       printTable(
         plugins.map((p) => ({
           ...p,
-          approvedText: p.kind === 'builtin' ? 'built-in' : p.approved ? 'approved' : p.approval ? 'CHANGED' : 'not approved',
+          approvedText: p.kind === 'builtin' ? (p.approved ? 'built-in' : 'NO PIN') : p.approved ? 'approved' : p.approval ? 'CHANGED: re-approve' : 'not approved',
           state: p.status.quarantined ? `quarantined: ${p.status.quarantined.reason}` : p.status.state,
           sandboxLevel: p.status.sandbox.level,
           network: p.status.sandbox.network,
@@ -91,18 +128,29 @@ export async function pluginCommand(argv: string[]): Promise<number> {
         [['id', 'ID'], ['version', 'VERSION'], ['approvedText', 'TRUST'], ['state', 'STATE'], ['sandboxLevel', 'SANDBOX'], ['network', 'NETWORK'], ['crashes', 'CRASHES'], ['title', 'TITLE']],
         'No connectors.',
       );
+      // What differs from the approval, said once per plugin that will not run.
+      for (const p of plugins) if (!p.approved && p.approvalProblem) process.stderr.write(line`${p.id} ${p.version}: ${p.approvalProblem}\n`);
       return EXIT.ok;
     }
     case 'install': {
       const source = requirePositional(positionals, 0, 'a folder, a .tgz file or an npm package name', PLUGIN_USAGE);
       const local = /^[./~]/.test(source) || source.endsWith('.tgz') ? resolve(source) : source;
       const op = await asOperator(values);
-      const inspected = await op.client.call<{ inspection: string; plugin: PluginSummary; integrity: string; sandbox: SandboxReport; replaces: { version: string } | null; requireBwrap: boolean }>(
+      const inspected = await op.client.call<{
+        inspection: string;
+        plugin: PluginSummary;
+        integrity: string;
+        sandbox: SandboxReport;
+        reach?: ReachReport;
+        inspectedWith?: InspectionReport;
+        replaces: { version: string } | null;
+        requireBwrap: boolean;
+      }>(
         'POST',
         op.path('/plugins/inspect'),
         { source: local },
       );
-      process.stderr.write(`${describePlugin(inspected.plugin, inspected.integrity, inspected.sandbox)}\n`);
+      process.stderr.write(`${describePlugin(inspected.plugin, inspected.integrity, inspected.sandbox, inspected.reach, inspected.inspectedWith)}\n`);
       if (inspected.replaces) process.stderr.write(line`  replaces version ${inspected.replaces.version}; pending approvals for it will go stale\n`);
       if (inspected.requireBwrap && !inspected.sandbox.bwrap) process.stderr.write('  warning: this database requires bubblewrap for third-party connectors, which is not available here: it will not run\n');
       else if (!inspected.sandbox.networkIsolated) process.stderr.write(`  ${noNetworkIsolation(inspected.sandbox.network)}`);
@@ -138,17 +186,27 @@ export async function pluginCommand(argv: string[]): Promise<number> {
         else say(lines.length ? lines.map((text) => line`${text}`).join('\n') : '(no log lines)');
         return EXIT.ok;
       }
-      const report = await op.client.call<{ intact: boolean; integrity: string; approvedIntegrity: string | null; version: string; kind?: 'builtin' | 'installed' }>('POST', `${path}/verify`);
+      const report = await op.client.call<{
+        intact: boolean;
+        integrity: string | null;
+        approvedIntegrity: string | null;
+        version: string;
+        kind?: 'builtin' | 'installed';
+        differences?: string[];
+        problem?: string | null;
+      }>('POST', `${path}/verify`);
       if (values.json) printJson(report);
       if (report.intact) {
-        if (!values.json) say(line`${id} ${report.version}: files intact (${report.integrity}).`);
+        if (!values.json) say(line`${id} ${report.version}: files, manifest and entry intact (${report.integrity ?? ''}).`);
         return EXIT.ok;
       }
+      const differences = report.differences ?? [];
+      const filesChanged = report.integrity !== report.approvedIntegrity;
       process.stderr.write(
         report.kind === 'builtin'
-          ? line`${id} ${report.version}: built-in files CHANGED since the build pinned them (now ${report.integrity}, pinned ${report.approvedIntegrity ?? 'nothing'}). It will not start. If the change is yours, rebuild (npm start builds) and restart the gateway; if not, someone rewrote the installation (see aip doctor).\n`
+          ? line`${id} ${report.version}: built-in files CHANGED since the build pinned them (now ${report.integrity ?? 'unreadable'}, pinned ${report.approvedIntegrity ?? 'nothing'}). It will not start. If the change is yours, rebuild (npm start builds) and restart the gateway; if not, someone rewrote the installation (see aip doctor).\n`
           : report.approvedIntegrity
-          ? line`${id} ${report.version}: files CHANGED since approval (now ${report.integrity}, approved ${report.approvedIntegrity}). It will not start until re-approved: aip plugin install <its source>\n`
+          ? line`${id} ${report.version}: ${filesChanged ? 'files CHANGED since approval' : 'install record CHANGED since approval'} (${differences.join('; ') || report.problem || 'it differs from the approval'}). It will not start until re-approved: aip plugin install <its source>. A process already running was started from the approved bytes.\n`
           : line`${id} ${report.version}: not approved in this database.\n`,
       );
       return EXIT.error;

@@ -2,7 +2,7 @@ import { Hono } from 'hono';
 import { secretFieldsOf, declaredFieldsOf } from '@aipermission/plugin-sdk/protocol';
 import { KernelError } from '../../lib/errors.js';
 import { newId } from '../../lib/ids.js';
-import { assertPluginId, type InspectedPlugin, type PluginApprovalStore, type PluginHost } from '../../plugin-host/index.js';
+import { approvalVerdict, assertPluginId, describeVerdict, type InspectedPlugin, type PluginApprovalStore, type PluginHost } from '../../plugin-host/index.js';
 import type { ApprovalStore } from '../../approvals/index.js';
 import type { SettingsStore } from '../../settings/index.js';
 import type { HttpContext, HttpEnv } from '../context.js';
@@ -69,9 +69,14 @@ export function pluginRoutes(deps: PluginRouteDeps) {
     const host = requireHost();
     const plugins = host.list().map(({ manifest, ...plugin }) => {
       const approval = approvals.get(plugin.id);
-      // A built-in is trusted as built (pinned); one without a pin never starts, so it is not shown as approved.
-      const approved = plugin.kind === 'builtin' ? plugin.integrity !== null : approval?.version === plugin.version && approval.integrity === plugin.integrity;
-      return { ...plugin, ...summary(manifest), approved, approval: approval ?? null };
+      if (plugin.kind === 'builtin') {
+        // A built-in is trusted as built (pinned); one without a pin never starts, so it is not shown as approved.
+        const approved = plugin.integrity !== null;
+        return { ...plugin, ...summary(manifest), approved, approvalProblem: approved ? null : 'a built-in connector without a build-time pin: rebuild (pnpm run build) and restart the gateway', approval: approval ?? null };
+      }
+      // Installed: approved only if all of it (version, files, manifest, entry) is what this database approved.
+      const verdict = approvalVerdict({ version: plugin.version, integrity: plugin.integrity, manifestHash: plugin.manifestHash, entry: plugin.entry, packageEntry: plugin.packageEntry }, approval);
+      return { ...plugin, ...summary(manifest), approved: verdict.approved, approvalProblem: describeVerdict(verdict), approval: approval ?? null };
     });
     return c.json({ sandbox: host.sandbox, plugins });
   });
@@ -94,6 +99,9 @@ export function pluginRoutes(deps: PluginRouteDeps) {
       plugin: summary(inspected.manifest),
       integrity: inspected.integrity,
       sandbox: inspected.sandbox,
+      // What it will reach once approved, and how this inspection ran it: said before consent.
+      reach: inspected.reach,
+      inspectedWith: inspected.inspection,
       replaces: approvals.get(inspected.manifest.id) ?? null,
       requireBwrap: settings.get().requireBwrapForThirdParty,
     });
@@ -116,7 +124,7 @@ export function pluginRoutes(deps: PluginRouteDeps) {
     clearTimeout(pending.timer);
     const source = await host.install(pending.inspected);
     await pluginApprovals.approve(
-      { pluginId: source.manifest.id, version: source.manifest.version, integrity: source.integrity!, manifestHash: source.manifestHash },
+      { pluginId: source.manifest.id, version: source.manifest.version, integrity: source.integrity!, manifestHash: source.manifestHash, entry: source.entry },
       actor,
     );
     // A new version invalidates what was approved against the old one.
@@ -144,10 +152,30 @@ export function pluginRoutes(deps: PluginRouteDeps) {
     const id = pluginIdOf(c);
     const listed = host.list().find((plugin) => plugin.id === id);
     if (!listed) throw new KernelError('not_found', `No plugin "${id}" is installed or built in.`, { status: 404 });
-    const { kind, integrity, recorded } = await host.verify(id, listed.version);
-    // An installed plugin is held to this database's approval, a built-in to the pin of the build that runs it.
-    const approvedIntegrity = kind === 'builtin' ? recorded : (approvals.get(id)?.integrity ?? null);
-    return c.json({ id, version: listed.version, kind, integrity, approvedIntegrity, intact: approvedIntegrity !== null && approvedIntegrity === integrity });
+    const report = await host.verify(id, listed.version);
+    const { kind, integrity, manifestHash, entry } = report;
+    if (kind === 'builtin') {
+      // A built-in is held to the pin of the build that runs it.
+      const intact = report.recorded !== null && report.recorded === integrity;
+      return c.json({ id, version: listed.version, kind, integrity, approvedIntegrity: report.recorded, manifestHash, entry, intact, differences: intact ? [] : [`files (${report.problem ?? 'they differ from the build-time pin'})`], problem: report.problem });
+    }
+    // An installed plugin is held to this database's approval: files, manifest and entry as they are on disk now.
+    const approval = approvals.get(id);
+    const verdict = approvalVerdict({ version: listed.version, integrity, manifestHash, entry, packageEntry: report.packageEntry }, approval);
+    return c.json({
+      id,
+      version: listed.version,
+      kind,
+      integrity,
+      approvedIntegrity: approval?.integrity ?? null,
+      manifestHash,
+      approvedManifestHash: approval?.manifestHash ?? null,
+      entry,
+      approvedEntry: approval ? (approval.entry ?? report.packageEntry) : null,
+      intact: verdict.approved,
+      differences: verdict.approved || verdict.approval === 'none' ? [] : verdict.differences,
+      problem: report.problem ?? describeVerdict(verdict),
+    });
   });
 
   app.post('/databases/:db/plugins/:id/restart', async (c) => {
