@@ -7,12 +7,14 @@ import { canonicalHash } from '../lib/canonical.mjs';
 import { confinedPath } from '../lib/confine.js';
 import type { Clock } from '../lib/clock.js';
 import { KernelError } from '../lib/errors.js';
-import { createRedactor } from '../redaction/index.js';
-import { OutcomeUnknown, type ActionExecutor, type ConnectorCatalog, type ConnectorDescriptor, type Invocation } from '../connectors/index.js';
+import { OutcomeUnknown, pluginText, type ActionExecutor, type ConnectorCatalog, type ConnectorDescriptor, type Invocation } from '../connectors/index.js';
 import { createTransports, type EndpointHandle, type Transports } from '../transports/index.js';
 import { describeChanges, loadPins, readPinnedSet, writePrivateCopy, type BuiltinPins } from './builtin-pins.js';
 import { descriptorFor } from './descriptor.js';
+import { CrashBudget } from './crash-budget.js';
+import { createHandedSecrets } from './handed-secrets.js';
 import { createManifestCache } from './manifest-cache.js';
+import { combinedStatus, partitionKey, partitionOf, partitionScratchDir, PROCESS_LIMITS, ProcessBudget, scopesOfPartition, type Partition } from './partitions.js';
 import { PluginLostDuringCall, PluginProcess, PluginUnavailable } from './process.js';
 import {
   assertPluginId,
@@ -22,7 +24,6 @@ import {
   loadInstalled,
   packageIntegrity,
   removeInstalled,
-  scratchDirFor,
   sourceFromManifest,
   stagePlugin,
   type PluginSource,
@@ -79,6 +80,8 @@ export interface PluginHost {
   verify(id: string, version: string): Promise<{ kind: PluginSource['kind']; integrity: string | null; recorded: string | null }>;
   remove(id: string): Promise<void>;
   reload(): Promise<void>;
+  /** Stops the processes serving a database's profiles (it was locked: its leases leave the plugins too). */
+  stopDatabase(database: string): Promise<void>;
   stopAll(): Promise<void>;
 }
 
@@ -100,7 +103,7 @@ export interface PluginHostOptions {
    * (tests). Read once, here, at start.
    */
   builtinPins?: string | BuiltinPins;
-  supervisor?: Partial<Pick<SupervisorOptions, 'idleMs' | 'maxConcurrent' | 'restartBudget' | 'handshakeTimeoutMs' | 'cancelGraceMs'>>;
+  supervisor?: Partial<Pick<SupervisorOptions, 'idleMs' | 'maxConcurrent' | 'restartBudget' | 'handshakeTimeoutMs' | 'cancelGraceMs'> & { -readonly [K in keyof typeof PROCESS_LIMITS]: number }>;
   /** The kernel's transports, which open each invocation's endpoint (default: the host's own). */
   transports?: Transports;
 }
@@ -156,25 +159,22 @@ function translate(error: unknown, id: string): Error {
 
 export async function createPluginHost(options: PluginHostOptions): Promise<PluginHost> {
   const bwrap = options.bwrap ?? 'auto';
-  const supervisorOptions = { ...SUPERVISOR_DEFAULTS, ...options.supervisor };
+  const { maxProcessesPerPlugin = PROCESS_LIMITS.maxProcessesPerPlugin, maxProcesses = PROCESS_LIMITS.maxProcesses, ...supervisorOverrides } = options.supervisor ?? {};
+  const supervisorOptions = { ...SUPERVISOR_DEFAULTS, ...supervisorOverrides };
   const transports = options.transports ?? createTransports({ log: options.log });
   let sources: PluginSource[] = [];
   const descriptors = new Map<string, ReturnType<typeof descriptorFor>>();
+  // One supervisor (one process at a time) per plugin code and credential profile: see partitions.ts.
   const supervisors = new Map<string, PluginSupervisor>();
-  // Secret values of leases in flight (and a few recent ones): a plugin's
-  // log is redacted with them before it is kept or printed.
-  const recentSecrets: string[] = [];
-  let logRedactor = createRedactor({ builtin: true });
-  const rememberSecrets = (values: string[]) => {
-    let changed = false;
-    for (const value of values) {
-      if (value.length < 4 || recentSecrets.includes(value)) continue;
-      recentSecrets.push(value);
-      if (recentSecrets.length > 64) recentSecrets.shift();
-      changed = true;
-    }
-    if (changed) logRedactor = createRedactor({ builtin: true, secrets: recentSecrets });
-  };
+  const crashBudgets = new Map<string, CrashBudget>();
+  const partitions = new WeakMap<PluginSupervisor, Partition>();
+  /** Stops of supervisors already taken out of the map (a locked database's). */
+  const stopping = new Set<Promise<void>>();
+  const processes = new ProcessBudget({ maxProcessesPerPlugin, maxProcesses }, () => supervisors.values(), () => options.clock.now());
+  // Every secret handed to any plugin process this run: all a plugin sends is redacted with them (handed-secrets.ts).
+  const handed = createHandedSecrets();
+  /** The central bound and redaction (connectors/plugin-text.ts) of what plugins send the host itself: log lines, status text. */
+  const hostText = () => pluginText(handed.redactor());
 
   // Read once: an edit of the pins file (or of a built-in) after this changes nothing.
   const { pins, from: pinsFrom } = await loadPins(options.builtinPins, options.log);
@@ -184,6 +184,9 @@ export async function createPluginHost(options: PluginHostOptions): Promise<Plug
   // Endpoint socket folders of a previous gateway: nothing listens there any more.
   const endpointRoot = confinedPath(options.dataDir, 'plugin-endpoints');
   await rm(endpointRoot, { recursive: true, force: true });
+  // Scratch lives at most as long as the gateway run: what a plugin left there (a lease it kept)
+  // was handed out before this run's record of handed secrets began, so it is not kept either.
+  await rm(confinedPath(options.dataDir, 'plugin-scratch'), { recursive: true, force: true });
 
   const manifests = createManifestCache();
   const load = async () => {
@@ -197,9 +200,10 @@ export async function createPluginHost(options: PluginHostOptions): Promise<Plug
     manifests.retainOnly(sources.map((source) => source.manifestHash));
     const live = new Set(sources.map(keyOf));
     for (const key of descriptors.keys()) if (!live.has(key)) descriptors.delete(key);
+    for (const key of crashBudgets.keys()) if (!live.has(key)) crashBudgets.delete(key);
     for (const [key, s] of supervisors) {
       const status = s.status();
-      if (live.has(key) || status.inFlight > 0 || status.queued > 0) continue;
+      if (live.has(keyOf(s.source)) || status.inFlight > 0 || status.queued > 0) continue;
       supervisors.delete(key);
       await s.stop();
     }
@@ -245,21 +249,35 @@ export async function createPluginHost(options: PluginHostOptions): Promise<Plug
     return found;
   };
 
-  const supervisor = (source: PluginSource) => {
+  const crashBudgetOf = (source: PluginSource) => {
     const key = keyOf(source);
+    let found = crashBudgets.get(key);
+    if (!found) {
+      found = new CrashBudget(supervisorOptions.restartBudget, options.clock, (reason) => options.log(`[kernel] plugin ${source.manifest.id} quarantined: ${reason}`));
+      crashBudgets.set(key, found);
+    }
+    return found;
+  };
+
+  /** The supervisor of one plugin's code for one credential profile (partitions.ts): its own process, scratch and endpoints. */
+  const supervisor = (source: PluginSource, partition: Partition) => {
+    const key = partitionKey(keyOf(source), partition);
     let found = supervisors.get(key);
     if (!found) {
       found = new PluginSupervisor(source, {
         ...supervisorOptions,
         bwrap,
-        scratchDir: scratchDirFor(options.dataDir, source.manifest.id),
+        scratchDir: partitionScratchDir(options.dataDir, source.manifest.id, partition),
         endpointRoot,
         closeEndpoints: (owner) => transports.closeOwner(owner),
         kernelInfo: options.kernelInfo,
         clock: options.clock,
         log: options.log,
-        redact: (line) => logRedactor.text(line),
-        scopes: options.scopes,
+        redact: (line) => hostText().logLine(line),
+        // A process answers plugin messages only for invocations of its own profile.
+        scopes: scopesOfPartition(options.scopes, partition),
+        crashBudget: crashBudgetOf(source),
+        onIdle: () => processes.notify(),
         beforeStart:
           source.kind === 'installed'
             ? async () => {
@@ -273,6 +291,7 @@ export async function createPluginHost(options: PluginHostOptions): Promise<Plug
             : () => verifiedBuiltinCode(source),
       });
       supervisors.set(key, found);
+      partitions.set(found, partition);
     }
     return found;
   };
@@ -346,12 +365,16 @@ export async function createPluginHost(options: PluginHostOptions): Promise<Plug
         }
         const { scope } = invocation;
         const credentials = leaseFor(connector, scope);
-        rememberSecrets(scope.secretValues());
-        const running = supervisor(source);
-        // The endpoint belongs to the invocation's scope: it stops relaying new connections when the scope is disposed (the call ended).
-        const opened = await openEndpointFor(running, connector, { targetId: scope.targetId, profileId: scope.profileId, config: invocation.target.config, reuse: 'shared' });
-        const endpoint = opened ? scope.own(opened) : null;
+        handed.remember(scope.secretValues());
+        // The process of this profile alone (partitions.ts); a new one may have to wait for a free place.
+        const running = supervisor(source, partitionOf(scope));
+        let endpoint: EndpointHandle | null = null;
+        let release: (() => void) | undefined;
         try {
+          release = await processes.admit(running, invocation.signal);
+          // The endpoint belongs to the invocation's scope: it stops relaying new connections when the scope is disposed (the call ended).
+          const opened = await openEndpointFor(running, connector, { targetId: scope.targetId, profileId: scope.profileId, config: invocation.target.config, reuse: 'shared' });
+          endpoint = opened ? scope.own(opened) : null;
           return await running.invoke(
             {
               invocationId: invocation.invocationId,
@@ -371,17 +394,23 @@ export async function createPluginHost(options: PluginHostOptions): Promise<Plug
           const note = failure instanceof ActionError && failure.kind === 'transient' ? dialNote(endpoint) : '';
           if (note && failure instanceof ActionError) throw new ActionError(failure.kind, `${failure.userMessage}${note}`, { retryable: failure.retryable });
           throw failure;
+        } finally {
+          release?.();
         }
       },
+      handedSecrets: () => handed.all(),
     },
     async checkConnection(connectorDescriptor, target, scope) {
       const connector = pluginOf(connectorDescriptor);
       const invocationId = scope.invocationId;
-      rememberSecrets(scope.secretValues());
+      handed.remember(scope.secretValues());
       const controller = new AbortController();
       const timer = setTimeout(() => controller.abort(), 15_000);
+      let release: (() => void) | undefined;
       try {
-        const running = supervisor(connector.plugin);
+        // The check runs in the process of its profile, like the profile's calls.
+        const running = supervisor(connector.plugin, partitionOf(scope));
+        release = await processes.admit(running, controller.signal);
         // A check tests a fresh connection: an endpoint of its own, owned by the check's scope and closed (with what it relayed) when the check ends.
         const opened = await openEndpointFor(running, connector, {
           targetId: scope.targetId,
@@ -391,27 +420,34 @@ export async function createPluginHost(options: PluginHostOptions): Promise<Plug
           label: `the ${connector.id} endpoint of connection check ${invocationId}`,
         });
         const endpoint = opened ? scope.own(opened) : null;
-        const result = await running.check({ invocationId, target, credentials: leaseFor(connector, scope), endpoint: endpoint?.endpoint ?? null }, controller.signal);
+        // Believed only in its protocol shape, redacted and bounded (connectors/plugin-text.ts) before anything is added to it.
+        const result = hostText().checkResult(await running.check({ invocationId, target, credentials: leaseFor(connector, scope), endpoint: endpoint?.endpoint ?? null }, controller.signal));
         if (result.ok || !endpoint?.dialFailure) return result;
         const problem = result.problem === 'network' || result.problem === 'unknown' || result.problem === undefined ? (endpoint.dialFailure.timedOut ? 'timeout' : 'network') : result.problem;
         return { ...result, problem, message: `${result.message ?? 'The connection failed.'}${dialNote(endpoint)}` };
       } catch (error) {
         const translated = error instanceof ActionError ? error : translate(error, connector.id);
-        return { ok: false, problem: 'unknown', message: translated instanceof ActionError ? translated.userMessage : translated.message };
+        // A failure can quote the plugin (a refused handshake, its own error): through the same bound as its messages.
+        return { ok: false, problem: 'unknown', message: hostText().line(translated instanceof ActionError ? translated.userMessage : translated.message) };
       } finally {
         clearTimeout(timer);
+        release?.();
       }
     },
     list() {
-      return sources.map((source) => ({
-        id: source.manifest.id,
-        version: source.manifest.version,
-        title: source.manifest.title,
-        kind: source.kind,
-        manifest: source.manifest,
-        integrity: source.integrity,
-        status: supervisor(source).status(),
-      }));
+      const text = hostText();
+      return sources.map((source) => {
+        const key = keyOf(source);
+        const status = combinedStatus(
+          { id: source.manifest.id, version: source.manifest.version, sandbox: host.sandbox },
+          [...supervisors.values()].filter((s) => keyOf(s.source) === key).map((s) => s.status()),
+          crashBudgets.get(key)?.quarantined ?? null,
+        );
+        // Status text can quote the plugin (why it failed to start): bounded and redacted like everything it sends.
+        if (status.lastError !== null) status.lastError = text.message(status.lastError);
+        if (status.quarantined) status.quarantined = { ...status.quarantined, reason: text.message(status.quarantined.reason) };
+        return { id: source.manifest.id, version: source.manifest.version, title: source.manifest.title, kind: source.kind, manifest: source.manifest, integrity: source.integrity, status };
+      });
     },
     log(id) {
       assertPluginId(id);
@@ -425,6 +461,7 @@ export async function createPluginHost(options: PluginHostOptions): Promise<Plug
         await s.stop();
         s.release();
       }
+      for (const source of sources) if (source.manifest.id === id) crashBudgetOf(source).release();
     },
     async inspect(spec) {
       const staged = await stagePlugin(spec, options.dataDir);
@@ -438,7 +475,7 @@ export async function createPluginHost(options: PluginHostOptions): Promise<Plug
           spec: spawnSpec,
           handshakeTimeoutMs: supervisorOptions.handshakeTimeoutMs,
           kernelInfo: options.kernelInfo,
-          redact: (line) => logRedactor.text(line),
+          redact: (line) => hostText().logLine(line),
           // Started only to read its manifest: it runs no invocation, so it is answered for none.
           resolveScope: () => undefined,
           log: (line) => options.log(`[plugin inspect] ${line}`),
@@ -448,7 +485,8 @@ export async function createPluginHost(options: PluginHostOptions): Promise<Plug
         try {
           manifest = (await probe.start()).manifest;
         } catch (error) {
-          throw new KernelError('invalid_plugin', `The plugin did not start: it ${(error as Error).message}. Its log: ${probe.logLines.slice(-5).join(' | ') || '(empty)'}`);
+          // What it said (a refused handshake) is the plugin's text: bounded and redacted like the rest of it.
+          throw new KernelError('invalid_plugin', hostText().message(`The plugin did not start: it ${(error as Error).message}. Its log: ${probe.logLines.slice(-5).join(' | ') || '(empty)'}`));
         } finally {
           await probe.stop();
         }
@@ -516,8 +554,16 @@ export async function createPluginHost(options: PluginHostOptions): Promise<Plug
       await load();
     },
     reload: load,
+    async stopDatabase(database) {
+      const serving = [...supervisors.entries()].filter(([, s]) => partitions.get(s)?.database === database);
+      for (const [key] of serving) supervisors.delete(key);
+      const stopped = Promise.all(serving.map(([, s]) => s.stop())).then(() => undefined);
+      // stopAll (the gateway stopping) waits for these too.
+      stopping.add(stopped);
+      await stopped.finally(() => stopping.delete(stopped));
+    },
     async stopAll() {
-      await Promise.all([...supervisors.values()].map((s) => s.stop()));
+      await Promise.all([...[...supervisors.values()].map((s) => s.stop()), ...stopping]);
     },
   };
   return host;

@@ -76,6 +76,8 @@ export function createRedactor(options: { builtin: boolean; custom?: readonly Re
     // Depth guard: JSON from outside is bounded in size, but not in nesting.
     if (depth > 64) return '[REDACTED: nested too deep]';
     if (typeof value === 'string') return text(value);
+    // A secret of digits can come back as a JSON number (a plugin writes 12345678 for the password "12345678").
+    if (typeof value === 'number' && secretPattern && text(String(value)) !== String(value)) return REDACTED;
     if (Array.isArray(value)) return value.map((item) => walk(item, depth + 1));
     if (value && typeof value === 'object') {
       const out: Record<string, unknown> = {};
