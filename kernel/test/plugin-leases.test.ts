@@ -135,6 +135,19 @@ describe('processes per credential profile are bounded', () => {
     expect(p.host.list()[0]!.status.processes).toBeLessThanOrEqual(2);
   }, 60_000);
 
+  it('locking a database stops the processes that served its profiles (their leases leave with them)', async () => {
+    p = await pluginHarness({ fixtures: ['stash'], supervisor: FAST });
+    const a = await p.target('stash', { secret: { password: ALPHA } });
+    const b = await p.target('stash', { secret: { password: BRAVO } });
+    await p.call(a, 'remember');
+    await p.call(b, 'remember');
+    expect(p.host.list()[0]!.status.processes).toBe(2);
+    await p.kernel.lock('main', 'operator:test');
+    const started = Date.now();
+    while (p.host.list()[0]!.status.processes > 0 && Date.now() - started < 10_000) await new Promise((resolve) => setTimeout(resolve, 20));
+    expect(p.host.list()[0]!.status.processes).toBe(0);
+  }, 60_000);
+
   it('built-in connectors get a process per profile too (the same stash attack, as a built-in)', async () => {
     p = await pluginHarness({ fixtures: ['stash'], supervisor: FAST });
     const a = await p.target('stash', { secret: { password: ALPHA } });

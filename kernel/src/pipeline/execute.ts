@@ -75,7 +75,7 @@ export function createExecute(deps: { clock: Clock; log: Logger; executor: Actio
       scope = scopes.open({ invocationId: row.id, connectorId: connector.id, database: db.name, targetId: target.id, profileId: row.profile_id, credential });
       const controller = new AbortController();
       // Progress goes straight to the agent: through the central bound and redaction first, then a rate limit (plugin-text.ts).
-      const text = pluginText(db.redaction.current().withSecrets(secrets));
+      const text = onProgress ? pluginText(db.redaction.current().withSecrets(secrets)) : undefined;
       progress = onProgress ? createProgressGate(onProgress, clock) : undefined;
       const settled = executor
         .invoke({
@@ -87,7 +87,7 @@ export function createExecute(deps: { clock: Clock; log: Logger; executor: Actio
           input,
           signal: controller.signal,
           onProgress: (value) => {
-            const update = text.progress(value);
+            const update = text?.progress(value);
             if (update) progress?.push(update);
           },
           policy: { requireBwrapForThirdParty: db.settings.get().requireBwrapForThirdParty },
