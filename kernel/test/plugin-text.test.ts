@@ -116,6 +116,10 @@ for (const bwrap of HAS_BWRAP ? (['auto', 'off'] as const) : (['off'] as const))
       const text = JSON.stringify(request.output);
       expect(text).not.toContain(SECRET);
       expect(Object.keys(request.output as object)).toContain('[REDACTED]');
+      // Data stays data (a Redis value may hold any character); JSON escapes its controls, displays escape the rest (visibleJson).
+      expect((request.output as { text: string }).text).toBe('value \u001b[31mRED\u001b[0m\u001b[2J\u001b[1;1H\u202eevil\u202c\u0007\r\nforged line');
+      // eslint-disable-next-line no-control-regex
+      expect(text).not.toMatch(/[\u0000-\u001f]/);
       const { request: stored } = await h.client.json('GET', `/api/databases/main/requests/${request.id}`);
       expect(JSON.stringify(stored)).not.toContain(SECRET);
     });
