@@ -8,7 +8,13 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { detectBwrap } from '../src/plugin-host/index.js';
 import { PLUGIN_TEXT_LIMITS, type ProgressUpdate } from '../src/connectors/index.js';
+import { cp } from 'node:fs/promises';
+import { join } from 'node:path';
+import { startGateway } from '../src/main.js';
 import { installedHarness, type InstalledHarness, type InstalledTarget } from './helpers/installed.js';
+import { mcpClient, operator } from './helpers/mcp.js';
+import { FIXTURES } from './helpers/plugins.js';
+import { PASSWORD, tempDir } from './helpers/temp.js';
 
 const HAS_BWRAP = detectBwrap() !== null;
 const FAST = { idleMs: 60_000, cancelGraceMs: 500, handshakeTimeoutMs: 5_000, restartBudget: { crashes: 3, windowMs: 60_000 } };
@@ -171,3 +177,60 @@ for (const bwrap of HAS_BWRAP ? (['auto', 'off'] as const) : (['off'] as const))
     });
   });
 }
+
+describe('progress at the MCP edge (a real gateway, the MCP SDK client over Streamable HTTP)', () => {
+  it('what reaches the agent as notifications/progress is redacted, one visible line, bounded, numeric and rate-limited', async () => {
+    const { dir, cleanup } = await tempDir('aip-text-mcp-');
+    const gateway = await startGateway({ dataDir: dir, port: 0, log: () => undefined });
+    try {
+      await gateway.kernel.createDatabase('main', PASSWORD);
+      const ws = await gateway.kernel.unlock('main', PASSWORD, 'operator:test');
+      await ws.mcp.set(true, 'operator:test');
+      const op = await operator(gateway.url);
+      const pkg = join(dir, 'loud-package');
+      await cp(join(FIXTURES, 'loud'), pkg, { recursive: true, filter: (path) => !path.endsWith('.ts') });
+      const inspected = await op.call<{ inspection: string; integrity: string }>('POST', op.db('/plugins/inspect'), { source: pkg });
+      await op.call('POST', op.db('/plugins'), { inspection: inspected.inspection, integrity: inspected.integrity });
+      const target = await ws.targets.createTarget({ kind: 'loud', name: 'loud', config: { host: '127.0.0.1' } }, 'operator:test');
+      const profile = await ws.targets.createProfile(target.id, { label: 'p', credentialKind: 'password', secret: { password: SECRET } }, 'operator:test');
+      const token = await ws.tokens.create({ name: 'agent' }, 'operator:test');
+      await ws.grants.set({ tokenId: token.token.id, targetId: target.id, profileId: profile.id, action: '*', rule: 'always_run' }, 'operator:test');
+      const client = await mcpClient('http', gateway.url, token.secret);
+      try {
+        const run = async (action: string, input: Record<string, unknown> = {}) => {
+          const seen: Array<{ progress: number; total?: number; message?: string }> = [];
+          const result = await client.callTool({ name: 'call_connector_action', arguments: { target_ref: `loud:${target.id}:${profile.id}`, action_name: action, input } }, undefined, {
+            onprogress: (p) => seen.push(p),
+            timeout: 30_000,
+          });
+          expect([action, (result.structuredContent as { status: string }).status]).toEqual([action, 'completed']);
+          return seen;
+        };
+        const secret = await run('secret_progress');
+        expect(secret).toHaveLength(2);
+        for (const p of secret) {
+          expect(p.message).not.toContain(SECRET);
+          expect(p.message).not.toMatch(RAW_CONTROL);
+          expect(bytes(p.message!)).toBeLessThanOrEqual(PLUGIN_TEXT_LIMITS.progressMessageBytes);
+        }
+        const bad = await run('bad_progress');
+        for (const p of bad) {
+          expect(Number.isFinite(p.progress)).toBe(true);
+          if (p.total !== undefined) expect(p.total).toBeLessThanOrEqual(PLUGIN_TEXT_LIMITS.progressNumberMax);
+        }
+        // MCP progress must increase; it did, whatever the plugin sent.
+        expect(bad.map((p) => p.progress)).toEqual([...bad.map((p) => p.progress)].sort((x, y) => x - y));
+        expect(new Set(bad.map((p) => p.progress)).size).toBe(bad.length);
+        const started = Date.now();
+        const flood = await run('progress_flood', { count: 20_000, holdMs: 300 });
+        const allowed = PLUGIN_TEXT_LIMITS.progressBurst + Math.ceil(((Date.now() - started) / 1000) * PLUGIN_TEXT_LIMITS.progressPerSecond) + 1;
+        expect(flood.length).toBeLessThanOrEqual(allowed);
+      } finally {
+        await client.close();
+      }
+    } finally {
+      await gateway.close();
+      await cleanup();
+    }
+  }, 60_000);
+});
