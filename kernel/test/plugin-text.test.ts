@@ -7,7 +7,8 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { detectBwrap } from '../src/plugin-host/index.js';
-import { PLUGIN_TEXT_LIMITS, type ProgressUpdate } from '../src/connectors/index.js';
+import { PLUGIN_TEXT_LIMITS, pluginText, type ProgressUpdate } from '../src/connectors/index.js';
+import { createRedactor } from '../src/redaction/index.js';
 import { cp } from 'node:fs/promises';
 import { join } from 'node:path';
 import { startGateway } from '../src/main.js';
@@ -233,4 +234,33 @@ describe('progress at the MCP edge (a real gateway, the MCP SDK client over Stre
       await cleanup();
     }
   }, 60_000);
+});
+
+describe('the central bound, on its own (connectors/plugin-text.ts)', () => {
+  const text = pluginText(createRedactor({ builtin: true, secrets: ['Cut-Secret-777'] }));
+
+  it('cuts a visible line only between pieces: never inside an escape or a character, within the cap', () => {
+    for (const [unit, name] of [['\u001b', 'escape'], ['é', 'two bytes'], ['😀', 'astral'], ['\\', 'backslash'], ['a\u0301', 'combining']] as const) {
+      const line = text.logLine(`${'x'.repeat(4090)}${unit.repeat(2000)}`);
+      expect([name, bytes(line) <= PLUGIN_TEXT_LIMITS.logLineBytes]).toEqual([name, true]);
+      const body = line.slice(0, line.indexOf('… (cut: '));
+      // What is kept renders back to itself: it ends on a whole piece.
+      expect([name, /\\u\{[0-9a-f]*$|\\$/.test(body.replace(/\\\\/g, ''))]).toEqual([name, false]);
+      expect(line).toMatch(/… \(cut: \d+ bytes, at most 4096 are kept\)$/);
+    }
+  });
+
+  it('redacts before it cuts: no prefix of a secret is left at the cut', () => {
+    for (let offset = 4060; offset < 4100; offset += 1) {
+      const line = text.logLine(`${'L'.repeat(offset)}Cut-Secret-777 tail`);
+      expect(line).not.toMatch(/Cut-S/);
+      const message = text.message(`${'M'.repeat(offset)}Cut-Secret-777 tail`);
+      expect(message).not.toMatch(/Cut-S/);
+    }
+  });
+
+  it('keeps a short error message exactly as it came (redacted only)', () => {
+    expect(text.message('line one\nline two \u202e Cut-Secret-777')).toBe('line one\nline two \u202e [REDACTED]');
+    expect(text.line('line one\nline two')).toBe('line one\\nline two');
+  });
 });

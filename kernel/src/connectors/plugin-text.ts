@@ -17,7 +17,7 @@
  * credential of the call it serves.
  */
 import type { ConnectionCheckResult, ConnectionProblem } from '@aipermission/plugin-sdk/protocol';
-import { boundOutput } from '../lib/bound.js';
+import { boundOutput, truncateUtf8 } from '../lib/bound.js';
 import type { Clock } from '../lib/clock.js';
 import { visibleText } from '../lib/visible-text.js';
 import type { Redactor } from '../redaction/index.js';
@@ -47,29 +47,40 @@ const PROBLEMS: readonly ConnectionProblem[] = ['auth_failed', 'network', 'tls',
 const utf8Bytes = (text: string) => Buffer.byteLength(text, 'utf8');
 
 /**
- * Text cut to at most maxBytes of UTF-8, on a character boundary, with what
- * was cut said at the end (the note fits within the cap).
+ * The longest prefix of `shown` (a visibleText rendering) of at most
+ * maxBytes of UTF-8 that ends between two of its pieces: never inside an
+ * escape (`\u{1b}`, `\n`, `\\`) or a surrogate pair. One pass.
  */
-function cutText(text: string, maxBytes: number, render: (text: string) => string): string {
-  // Nothing beyond maxBytes characters can be kept: a character is at least one byte, and rendering only lengthens.
-  const head = text.length > maxBytes ? text.slice(0, maxBytes) : text;
-  const whole = render(head);
-  if (head === text && utf8Bytes(whole) <= maxBytes) return whole;
-  const note = `… (cut: ${utf8Bytes(text)} bytes, at most ${maxBytes} are kept)`;
-  const room = maxBytes - utf8Bytes(note);
-  // The longest prefix whose rendering fits (rendering is not linear in the length: escapes, combining marks).
-  let low = 0;
-  let high = head.length;
-  while (low < high) {
-    const mid = Math.ceil((low + high) / 2);
-    if (utf8Bytes(render(head.slice(0, mid))) <= room) low = mid;
-    else high = mid - 1;
+function cutVisible(shown: string, maxBytes: number): string {
+  let bytes = 0;
+  let end = 0;
+  while (end < shown.length) {
+    let next = end + 1;
+    if (shown[end] === '\\') next = shown[end + 1] === 'u' && shown.indexOf('}', end) > end ? shown.indexOf('}', end) + 1 : end + 2;
+    else if (/[\ud800-\udbff]/.test(shown[end]!) && /[\udc00-\udfff]/.test(shown[end + 1] ?? '')) next = end + 2;
+    const size = utf8Bytes(shown.slice(end, next));
+    if (bytes + size > maxBytes) break;
+    bytes += size;
+    end = next;
   }
-  return `${render(head.slice(0, low))}${note}`;
+  return shown.slice(0, end);
 }
 
-const asIs = (text: string) => text.replace(/[\ud800-\udbff]$/, '');
-const oneLine = (text: string) => visibleText(text);
+/**
+ * Text (already redacted: a cut must never leave the start of a secret)
+ * cut to at most maxBytes of UTF-8, with what was cut said at the end; the
+ * note fits within the cap. `visible`: made one visible line first.
+ */
+function cutText(text: string, maxBytes: number, visible: boolean): string {
+  // Nothing beyond maxBytes characters can be kept: a character is at least one byte, and rendering only lengthens.
+  const head = text.length > maxBytes ? text.slice(0, maxBytes) : text;
+  const shown = visible ? visibleText(head) : head;
+  if (head === text && utf8Bytes(shown) <= maxBytes) return shown;
+  const note = `… (cut: ${utf8Bytes(text)} bytes, at most ${maxBytes} are kept)`;
+  const room = maxBytes - utf8Bytes(note);
+  // Rendering a prefix gives a prefix of the rendering, so one rendering is cut once.
+  return `${visible ? cutVisible(shown, room) : truncateUtf8(shown, room)}${note}`;
+}
 
 function finiteCount(value: unknown): number | undefined {
   return typeof value === 'number' && Number.isFinite(value) && value >= 0 && value <= PLUGIN_TEXT_LIMITS.progressNumberMax ? value : undefined;
@@ -102,8 +113,8 @@ export interface PluginText {
 
 /** The central bound and redaction, with the redactor that applies to this plugin process and database. */
 export function pluginText(redactor: Redactor): PluginText {
-  const message = (text: string) => cutText(redactor.text(text), PLUGIN_TEXT_LIMITS.errorMessageBytes, asIs);
-  const line = (text: string, maxBytes: number) => cutText(redactor.text(text), maxBytes, oneLine);
+  const message = (text: string) => cutText(redactor.text(text), PLUGIN_TEXT_LIMITS.errorMessageBytes, false);
+  const line = (text: string, maxBytes: number) => cutText(redactor.text(text), maxBytes, true);
   // A counter that is a secret of digits (the password "12345678" sent as completed: 12345678) is dropped too.
   const count = (value: unknown) => {
     const n = finiteCount(value);
