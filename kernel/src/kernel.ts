@@ -116,6 +116,11 @@ export function createKernel(options: KernelOptions): Kernel {
     retentionIntervalMs: options.retentionIntervalMs ?? 3_600_000,
   });
 
+  // A locked database's leases leave the plugins too: the processes that served its profiles stop (plugin-host/partitions.ts).
+  databases.onLocked((name) => {
+    plugins?.stopDatabase(name).catch((error: unknown) => log(`could not stop the plugin processes of database ${name}`, error));
+  });
+
   const tokens = createTokenAuthenticator({
     clock,
     unlocked: () => databases.unlocked().map((ws) => ({ database: ws.name, tokens: ws.tokens })),
@@ -133,6 +138,7 @@ export function createKernel(options: KernelOptions): Kernel {
     executor: {
       invoke: (invocation) =>
         plugins && (invocation.connector.source === 'builtin' || invocation.connector.source === 'installed') ? plugins.executor.invoke(invocation) : inProcess.invoke(invocation),
+      handedSecrets: () => [...(plugins?.executor.handedSecrets?.() ?? []), ...(inProcess.handedSecrets?.() ?? [])],
     },
     database(name) {
       const ws = databases.workspace(name);
@@ -159,7 +165,7 @@ export function createKernel(options: KernelOptions): Kernel {
     async checkConnection(database, connector, target, profileId) {
       if (!plugins) throw new KernelError('plugins_unavailable', 'This gateway runs without a plugin host.', { status: 409 });
       const credential = databases.workspace(database).credentials.open(profileId);
-      const scope = scopes.open({ invocationId: newId('chk'), connectorId: connector.id, targetId: target.id, profileId, credential });
+      const scope = scopes.open({ invocationId: newId('chk'), connectorId: connector.id, database, targetId: target.id, profileId, credential });
       try {
         return await plugins.checkConnection(connector, target.config, scope);
       } finally {

@@ -99,7 +99,8 @@ function connectionChecksOf(kernel: Kernel): ConnectionChecks {
       const connector = db.catalog.get(target.kind);
       if (!connector) throw new KernelError('connector_unavailable', `No connector for "${target.kind}" is installed.`, { status: 409 });
       const result = await kernel.checkConnection(database, connector, target, profile.id);
-      const shown = { ...result, ...(result.message ? { message: db.redaction.current().text(result.message) } : {}) };
+      // The plugin host bounded and redacted it (connectors/plugin-text.ts); this database's own rules apply on top.
+      const shown = db.redaction.current().value(result);
       await db.audit.append({
         actor,
         event: 'target.checked',

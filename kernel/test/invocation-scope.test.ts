@@ -16,7 +16,7 @@ describe('the invocation scope', () => {
   it('hands out the declared fields of its one profile while live, and nothing once disposed', async () => {
     const scopes = createInvocationScopes();
     const closed: string[] = [];
-    const scope = scopes.open({ invocationId: 'req_a', connectorId: 'redis', targetId: 'tgt_a', profileId: 'prf_a', credential: credential() });
+    const scope = scopes.open({ invocationId: 'req_a', connectorId: 'redis', database: 'main', targetId: 'tgt_a', profileId: 'prf_a', credential: credential() });
     scope.own({ close: () => void closed.push('endpoint') });
     expect(scope.lease(['password'])).toEqual({ kind: 'password', fields: { password: 'S3cret-Value-123' } });
     expect(scope.lease()).toEqual({ kind: 'password', fields: { username: 'app', password: 'S3cret-Value-123' } });
@@ -39,8 +39,8 @@ describe('the invocation scope', () => {
 
   it('refuses a second scope under an id in use', () => {
     const scopes = createInvocationScopes();
-    scopes.open({ invocationId: 'req_b', connectorId: 'redis', targetId: 'tgt_a', profileId: 'prf_a', credential: credential() });
-    expect(() => scopes.open({ invocationId: 'req_b', connectorId: 'redis', targetId: 'tgt_a', profileId: 'prf_a', credential: credential() })).toThrow(/already/);
+    scopes.open({ invocationId: 'req_b', connectorId: 'redis', database: 'main', targetId: 'tgt_a', profileId: 'prf_a', credential: credential() });
+    expect(() => scopes.open({ invocationId: 'req_b', connectorId: 'redis', database: 'main', targetId: 'tgt_a', profileId: 'prf_a', credential: credential() })).toThrow(/already/);
   });
 });
 
@@ -93,5 +93,26 @@ describe('plugin messages that name an invocation (real plugin processes)', () =
     for (let i = 0; i < 200 && (await h.ws.approvals.require(held.id)).status === 'running'; i += 1) await new Promise((resolve) => setTimeout(resolve, 20));
     expect((await h.ws.approvals.require(held.id)).status).toBe('completed');
     expect(h.kernel.scopes.size).toBe(0);
+  }, 60_000);
+
+  it('are not answered for a running invocation of the same connector on another credential profile (another process)', async () => {
+    const mine = await h.target('scope-prober');
+    const other = await h.target('scope-prober');
+    const progressOfOther: ProgressUpdate[] = [];
+    const outcome = await h.kernel.pipeline.call(h.kernel.authenticateToken(other.token), { targetRef: other.targetRef, action: 'hold', input: {} }, { waitMs: 2_000, onProgress: (u) => progressOfOther.push(u) });
+    if (outcome.kind !== 'request') throw new Error('expected a request');
+    const held = outcome.request;
+    for (let i = 0; i < 100 && progressOfOther.length === 0; i += 1) await new Promise((resolve) => setTimeout(resolve, 20));
+    expect(held.status).toBe('running');
+    // Same connector, live invocation: only its profile decides that this process gets nothing for it.
+    const probe = await h.call(mine, 'probe', { ids: [held.id] });
+    const results = probe.output as Record<string, { sign: { code?: number; message?: string }; hostKey: { code?: number } }>;
+    expect(results.own!.sign).toMatchObject({ code: -32601 });
+    expect(results[held.id]!.sign).toMatchObject({ code: -32602, message: expect.stringContaining('No running invocation of this connector') });
+    expect(results[held.id]!.hostKey).toMatchObject({ code: -32602 });
+    expect(progressOfOther.map((p) => p.message)).toEqual(['scope-prober holding']);
+    await h.call(other, 'release', {});
+    for (let i = 0; i < 200 && (await h.ws.approvals.require(held.id)).status === 'running'; i += 1) await new Promise((resolve) => setTimeout(resolve, 20));
+    expect((await h.ws.approvals.require(held.id)).status).toBe('completed');
   }, 60_000);
 });

@@ -1,5 +1,4 @@
 import { afterEach, describe, expect, it } from 'vitest';
-import { existsSync } from 'node:fs';
 import { appendFile, cp, mkdir, readdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -328,6 +327,13 @@ async function builtinCopy(fixture: string): Promise<{ root: string; pkg: string
 /** What an agent appends to a built-in's bundle: code that leaves a mark in the plugin's scratch folder the moment it runs. */
 const TAMPER = "\nimport { writeFileSync as __aipTamper } from 'node:fs';\n__aipTamper(`${process.env.AIP_PLUGIN_SCRATCH}/tampered-code-ran`, 'the edited code ran');\n";
 
+/** Marks left by TAMPER in any of echo-fixture's scratch folders (one per credential profile, plugin-host/partitions.ts). */
+async function tamperMarks(dataDir: string): Promise<string[]> {
+  const root = join(dataDir, 'plugin-scratch', 'echo-fixture');
+  const entries = await readdir(root, { recursive: true }).catch(() => [] as string[]);
+  return entries.filter((entry) => entry.endsWith('tampered-code-ran'));
+}
+
 describe('built-in connectors are pinned at build time (invariant 8)', () => {
   const modes = HAS_BWRAP ? (['off', 'auto'] as const) : (['off'] as const);
   for (const bwrap of modes) {
@@ -356,11 +362,11 @@ describe('built-in connectors are pinned at build time (invariant 8)', () => {
       const verified = await h.host.verify('echo-fixture', '1.0.0');
       expect(verified.kind).toBe('builtin');
       expect(verified.integrity).not.toBe(verified.recorded);
-      expect(existsSync(join(h.dir, 'plugin-scratch', 'echo-fixture', 'tampered-code-ran'))).toBe(false);
+      expect(await tamperMarks(h.dir)).toEqual([]);
       // Restoring the built files makes it start again (same pin).
       await cp(join(FIXTURES, 'echo', 'dist', 'plugin.mjs'), join(pkg, 'dist', 'plugin.mjs'));
       expect((await h.call(t, 'echo', { text: 'restored' })).status).toBe('completed');
-      expect(existsSync(join(h.dir, 'plugin-scratch', 'echo-fixture', 'tampered-code-ran'))).toBe(false);
+      expect(await tamperMarks(h.dir)).toEqual([]);
     });
 
     it(`runs a built-in from its pinned files only: the rest of its folder cannot be read or imported (${label})`, async () => {

@@ -4,13 +4,14 @@
 // .aip-plugin.json, the package on disk) can change what runs or how the
 // kernel describes it. Each attack goes through the real install flow.
 import { afterEach, describe, expect, it } from 'vitest';
-import { existsSync } from 'node:fs';
+import { existsSync, readdirSync } from 'node:fs';
 import { execFileSync } from 'node:child_process';
 import { appendFile, cp, mkdir, readdir, readFile, rm, truncate, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { createInvocationScopes } from '../src/invocations/index.js';
 import { createKernel, type Kernel } from '../src/kernel.js';
 import { createPluginHost, detectBwrap, packageIntegrity, type BwrapMode, type PluginHost } from '../src/plugin-host/index.js';
+import { partitionScratchDir } from '../src/plugin-host/partitions.js';
 import { httpApp, TestClient } from './helpers/http.js';
 import { FIXTURES } from './helpers/plugins.js';
 import { tempDir, PASSWORD } from './helpers/temp.js';
@@ -102,7 +103,7 @@ async function target(g: Gateway, kind: string) {
   const profile = await ws.targets.createProfile(t.id, { label: 'p', secret: { password: 'Pw-For-Pin-1' } }, 'test');
   const token = await ws.tokens.create({ name: 'a' }, 'test');
   await ws.grants.set({ tokenId: token.token.id, targetId: t.id, profileId: profile.id, action: '*', rule: 'always_run' }, 'test');
-  return { token: token.secret, targetRef: `${kind}:${t.id}:${profile.id}` };
+  return { token: token.secret, targetRef: `${kind}:${t.id}:${profile.id}`, profileId: profile.id };
 }
 
 /** One agent call: the request, or the refusal the pipeline threw. */
@@ -124,7 +125,14 @@ async function editRecord(g: Gateway, id: string, edit: (record: Record<string, 
 }
 const listed = async (g: Gateway, id: string) => ((await g.client.json('GET', '/api/databases/main/plugins')).plugins as Array<Record<string, any>>).find((p) => p.id === id);
 const verify = (g: Gateway, id: string) => g.client.json('POST', `/api/databases/main/plugins/${id}/verify`);
-const scratch = (g: Gateway, id: string, file: string) => join(g.dir, 'plugin-scratch', id, file);
+/** Whether a plugin left `file` in its scratch: the plugin's folder or any of its per-profile folders (one process per credential profile). */
+const scratchHas = (g: Gateway, id: string, file: string): boolean => {
+  const root = join(g.dir, 'plugin-scratch', id);
+  if (existsSync(join(root, file))) return true;
+  return existsSync(root) && readdirSync(root).some((sub) => sub.startsWith('p-') && existsSync(join(root, sub, file)));
+};
+/** The scratch folder of the process that serves one credential profile of database main. */
+const profileScratch = (g: Gateway, id: string, profileId: string) => partitionScratchDir(g.dir, id, { database: 'main', profileId });
 
 describe('the approval pins the manifest and the entry (installed plugins)', () => {
   for (const bwrap of MODES) {
@@ -149,7 +157,7 @@ describe('the approval pins the manifest and the entry (installed plugins)', () 
         expect([action, await call(gw, t, action)]).toEqual([action, expect.objectContaining({ status: 'refused', error: { message: expect.stringMatching(/No connector for "manifest-liar" is installed/) } })]);
       }
       expect(plugin!.status.starts).toBe(0);
-      expect(existsSync(scratch(gw, 'manifest-liar', 'ran-exfiltrate'))).toBe(false);
+      expect(scratchHas(gw, 'manifest-liar', 'ran-exfiltrate')).toBe(false);
       const report = await verify(gw, 'manifest-liar');
       expect(report).toMatchObject({ intact: false, differences: [expect.stringMatching(/^manifest \(sha256 /)] });
       expect(report.integrity).toBe(report.approvedIntegrity);
@@ -157,6 +165,8 @@ describe('the approval pins the manifest and the entry (installed plugins)', () 
       // Re-approving the package as it is makes it run again, described by the approved manifest.
       await install(gw, await fixturePackage(gw, 'manifest-liar'));
       expect(await call(gw, t, 'read_thing')).toMatchObject({ status: 'completed' });
+      // The marks are where scratchHas looks (so its "false" above means "never ran").
+      expect(scratchHas(gw, 'manifest-liar', 'ran-read_thing')).toBe(true);
       expect(await call(gw, t, 'exfiltrate')).toMatchObject({ status: 'refused', error: { message: expect.stringMatching(/exfiltrate/) } });
       expect(gw.kernel.workspace('main').catalog.get('manifest-liar')!.actions.get('drop_everything')!.risk).toBe('destructive');
     });
@@ -169,11 +179,11 @@ describe('the approval pins the manifest and the entry (installed plugins)', () 
     const approved = JSON.parse(await readFile(recordPath(gw, 'manifest-liar'), 'utf8')).manifest;
     const lie = { ...approved, actions: approved.actions.map((a: { name: string }) => (a.name === 'drop_everything' ? { ...a, risk: 'read' } : a)) };
     // Told to answer another manifest, by a file in its scratch folder.
-    await mkdir(join(gw.dir, 'plugin-scratch', 'manifest-liar'), { recursive: true });
-    await writeFile(scratch(gw, 'manifest-liar', 'answer-manifest.json'), JSON.stringify(lie));
+    await mkdir(profileScratch(gw, 'manifest-liar', t.profileId), { recursive: true });
+    await writeFile(join(profileScratch(gw, 'manifest-liar', t.profileId), 'answer-manifest.json'), JSON.stringify(lie));
     const refused = await call(gw, t, 'read_thing');
     expect(refused).toMatchObject({ status: 'failed', error: { message: expect.stringMatching(/answered with a different manifest than the one approved \(sha256 [0-9a-f]{12}…, approved [0-9a-f]{12}…\), so it is not started/) } });
-    expect(existsSync(scratch(gw, 'manifest-liar', 'ran-read_thing'))).toBe(false);
+    expect(scratchHas(gw, 'manifest-liar', 'ran-read_thing')).toBe(false);
 
     // The record edited to say what it answers: the database's approval still decides.
     await editRecord(gw, 'manifest-liar', (record) => {
@@ -181,7 +191,7 @@ describe('the approval pins the manifest and the entry (installed plugins)', () 
     });
     await gw.restart();
     expect(await call(gw, t, 'drop_everything')).toMatchObject({ status: 'refused' });
-    expect(existsSync(scratch(gw, 'manifest-liar', 'ran-drop_everything'))).toBe(false);
+    expect(scratchHas(gw, 'manifest-liar', 'ran-drop_everything')).toBe(false);
     expect(await listed(gw, 'manifest-liar')).toMatchObject({ approved: false, approvalProblem: expect.stringMatching(/manifest/) });
   });
 
@@ -201,7 +211,7 @@ describe('the approval pins the manifest and the entry (installed plugins)', () 
       expect(await listed(gw, 'echo-fixture')).toMatchObject({ approved: false, approvalProblem: expect.stringMatching(/entry dist\/evil\.mjs, approved dist\/plugin\.mjs/) });
       expect(await call(gw, t, 'echo', { text: 'after' })).toMatchObject({ status: 'refused' });
       expect((await verify(gw, 'echo-fixture')).differences).toEqual(['entry dist/evil.mjs, approved dist/plugin.mjs']);
-      expect(existsSync(scratch(gw, 'echo-fixture', 'tampered-code-ran'))).toBe(false);
+      expect(scratchHas(gw, 'echo-fixture', 'tampered-code-ran')).toBe(false);
 
       // An approval from before entries were recorded approved the entry its package.json names.
       const ws = gw.kernel.workspace('main');
@@ -214,7 +224,7 @@ describe('the approval pins the manifest and the entry (installed plugins)', () 
       await ws.pluginApprovals.approve({ ...row, entry: 'dist/evil.mjs' }, 'test');
       const started = await call(gw, t, 'echo', { text: 'forged approval' });
       expect(started).toMatchObject({ status: 'failed', error: { message: expect.stringMatching(/would start dist\/evil\.mjs, but its approved package\.json names dist\/plugin\.mjs; re-approve it/) } });
-      expect(existsSync(scratch(gw, 'echo-fixture', 'tampered-code-ran'))).toBe(false);
+      expect(scratchHas(gw, 'echo-fixture', 'tampered-code-ran')).toBe(false);
 
       // Restored, it runs again under its real approval.
       await editRecord(gw, 'echo-fixture', (record) => {
@@ -223,7 +233,7 @@ describe('the approval pins the manifest and the entry (installed plugins)', () 
       await ws.pluginApprovals.approve(row, 'test');
       await gw.restart();
       expect(await call(gw, t, 'echo', { text: 'restored' })).toMatchObject({ status: 'completed', output: { text: 'restored' } });
-      expect(existsSync(scratch(gw, 'echo-fixture', 'tampered-code-ran'))).toBe(false);
+      expect(scratchHas(gw, 'echo-fixture', 'tampered-code-ran')).toBe(false);
     });
   }
 
@@ -263,7 +273,7 @@ describe('the approval pins the manifest and the entry (installed plugins)', () 
       const plugin = await listed(gw, 'echo-fixture');
       expect([what, plugin?.approved, plugin?.approvalProblem]).toEqual([what, false, expect.stringMatching(named)]);
       expect([what, (await call(gw, t, 'echo', { text: 'x' })).status]).toEqual([what, 'refused']);
-      expect([what, existsSync(scratch(gw, 'echo-fixture', 'tampered-code-ran'))]).toEqual([what, false]);
+      expect([what, scratchHas(gw, 'echo-fixture', 'tampered-code-ran')]).toEqual([what, false]);
       await writeFile(join(dir, 'dist', 'plugin.mjs'), bundle);
       await writeFile(recordPath(gw, 'echo-fixture'), original);
     }
@@ -356,7 +366,7 @@ describe('an installed plugin runs exactly the bytes that were verified', () => 
       const ran = await call(gw, t, 'echo', { text: 'raced' });
       expect(swapped).toBe(1);
       expect(ran).toMatchObject({ status: 'completed', output: { text: 'raced' } });
-      expect(existsSync(scratch(gw, 'echo-fixture', 'tampered-code-ran'))).toBe(false);
+      expect(scratchHas(gw, 'echo-fixture', 'tampered-code-ran')).toBe(false);
       // verify says what is true: the files on disk are not the approved ones (the running process has the approved bytes).
       const report = await verify(gw, 'echo-fixture');
       expect(report).toMatchObject({ intact: false, differences: [expect.stringMatching(/^package files \(integrity /)] });
@@ -366,7 +376,7 @@ describe('an installed plugin runs exactly the bytes that were verified', () => 
       gw.hook = undefined;
       await gw.client.json('POST', '/api/databases/main/plugins/echo-fixture/restart');
       expect(await call(gw, t, 'echo', { text: 'next' })).toMatchObject({ status: 'failed', error: { message: expect.stringMatching(/has files that changed on disk since it was approved/) } });
-      expect(existsSync(scratch(gw, 'echo-fixture', 'tampered-code-ran'))).toBe(false);
+      expect(scratchHas(gw, 'echo-fixture', 'tampered-code-ran')).toBe(false);
     });
 
     it(`a bundle rewritten in a loop while calls start never runs (${label(bwrap)})`, async () => {
@@ -398,7 +408,7 @@ describe('an installed plugin runs exactly the bytes that were verified', () => 
         await swapper;
       }
       await writeFile(bundle, approvedBytes);
-      expect(existsSync(scratch(gw, 'echo-fixture', 'tampered-code-ran'))).toBe(false);
+      expect(scratchHas(gw, 'echo-fixture', 'tampered-code-ran')).toBe(false);
       expect(outcomes.length).toBe(12);
     });
 

@@ -1,7 +1,6 @@
 import { operatorPrincipal } from '../src/lib/principal.js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { existsSync } from 'node:fs';
-import { appendFile, cp, readFile, writeFile } from 'node:fs/promises';
+import { appendFile, cp, readdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Redis } from 'ioredis';
@@ -188,8 +187,8 @@ describe('Redis through the whole kernel pipeline', () => {
       join(builtinRoot, 'redis', 'dist', 'plugin.mjs'),
       "\nimport { writeFileSync as __aipSteal } from 'node:fs';\n__aipSteal(`${process.env.AIP_PLUGIN_SCRATCH}/stolen`, 'the edited code ran');\n",
     );
-    const pid = h.host.list().find((p) => p.id === 'redis')!.status.pid!;
-    process.kill(pid, 'SIGKILL');
+    // Every Redis process dies (there is one per credential profile in use): the next call on t's profile spawns the edited code.
+    for (const pid of h.host.list().find((p) => p.id === 'redis')!.status.pids) process.kill(pid, 'SIGKILL');
     const started = Date.now();
     while (h.host.list().find((p) => p.id === 'redis')!.status.state !== 'stopped' && Date.now() - started < 5_000) await new Promise((r) => setTimeout(r, 10));
     const refused = await h.kernel.pipeline.call(h.kernel.authenticateToken(t.token), { targetRef: t.targetRef, action: 'set_string', input: { key: `${prefix}stolen`, value: 'x' } });
@@ -197,7 +196,8 @@ describe('Redis through the whole kernel pipeline', () => {
       status: 'failed',
       error: { message: expect.stringMatching(/redis connector is unavailable: it failed to start: is a built-in connector whose files differ from its build-time pin \(changed: dist\/plugin\.mjs/) },
     });
-    expect(existsSync(join(h.dir, 'plugin-scratch', 'redis', 'stolen'))).toBe(false);
+    // In none of its scratch folders (one per credential profile).
+    expect((await readdir(join(h.dir, 'plugin-scratch', 'redis'), { recursive: true }).catch(() => [] as string[])).filter((entry) => entry.endsWith('stolen'))).toEqual([]);
     expect(await direct.exists(`${prefix}stolen`)).toBe(0);
   });
 });

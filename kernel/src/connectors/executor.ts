@@ -41,4 +41,11 @@ export class OutcomeUnknown extends Error {
 export interface ActionExecutor {
   /** Resolves with the action's output, or rejects (an ActionError for an action failure). */
   invoke(invocation: Invocation): Promise<unknown>;
+  /**
+   * Every secret value this executor ever handed to connector code that may
+   * still hold it (a plugin process keeps what it was given): what comes
+   * back from any call is redacted with all of them, not only the current
+   * lease's.
+   */
+  handedSecrets?(): readonly string[];
 }

@@ -17,6 +17,8 @@ export interface InvocationScope {
   readonly invocationId: string;
   /** The connector whose process may name this invocation. */
   readonly connectorId: string;
+  /** The database whose profile this is: with the profile, what decides which plugin process may serve it. */
+  readonly database: string;
   readonly targetId: string;
   readonly profileId: string;
   /** The credential kind of the profile (which of the connector's credential schemas applies). */
@@ -34,7 +36,7 @@ export interface InvocationScope {
 
 export interface InvocationScopes {
   /** Opens the scope of one invocation and registers it by id (an id in use is refused). */
-  open(args: { invocationId: string; connectorId: string; targetId: string; profileId: string; credential: OpenedCredential }): InvocationScope;
+  open(args: { invocationId: string; connectorId: string; database: string; targetId: string; profileId: string; credential: OpenedCredential }): InvocationScope;
   /**
    * The scope a plugin's message names, or undefined: unknown, disposed, or
    * belonging to another connector's invocation all read the same.
@@ -49,7 +51,7 @@ export function createInvocationScopes(deps: { log?: (message: string, error?: u
   const log = deps.log ?? (() => undefined);
 
   return {
-    open({ invocationId, connectorId, targetId, profileId, credential }) {
+    open({ invocationId, connectorId, database, targetId, profileId, credential }) {
       if (live.has(invocationId)) throw new Error(`invocation ${invocationId} already has a scope`);
       const resources: ScopedResource[] = [];
       let disposed = false;
@@ -64,6 +66,7 @@ export function createInvocationScopes(deps: { log?: (message: string, error?: u
       const scope: InvocationScope = {
         invocationId,
         connectorId,
+        database,
         targetId,
         profileId,
         credentialKind: credential.kind,

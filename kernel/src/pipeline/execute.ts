@@ -2,7 +2,7 @@ import { isActionError } from '@aipermission/plugin-sdk';
 import type { Clock } from '../lib/clock.js';
 import { KernelError } from '../lib/errors.js';
 import type { Logger } from '../lib/log.js';
-import { OutcomeUnknown, type ActionDescriptor, type ActionExecutor, type ConnectorDescriptor, type ProgressUpdate } from '../connectors/index.js';
+import { createProgressGate, OutcomeUnknown, PLUGIN_TEXT_LIMITS, pluginText, type ActionDescriptor, type ActionExecutor, type ConnectorDescriptor, type ProgressUpdate } from '../connectors/index.js';
 import type { RequestError, RequestRow } from '../approvals/index.js';
 import type { InvocationScopes } from '../invocations/index.js';
 import type { PipelineDatabase } from './ports.js';
@@ -12,7 +12,11 @@ const CANCEL_GRACE_MS = 5_000;
 
 export type Outcome = { status: 'completed'; output: unknown } | { status: 'failed'; error: RequestError } | { status: 'outcome_unknown'; reason: string };
 
-/** What one plugin call came to, with the secrets its lease held (for the redaction of what is kept). */
+/**
+ * What one plugin call came to, with the secrets to redact what is kept
+ * with: its lease's, and every other one the executor ever handed to the
+ * code that ran it (a plugin process may have kept an earlier lease).
+ */
 export interface Executed {
   outcome: Outcome;
   secrets: string[];
@@ -62,13 +66,17 @@ export function createExecute(deps: { clock: Clock; log: Logger; executor: Actio
     let secrets: string[] = [];
     let outcome: Outcome;
     let scope: ReturnType<InvocationScopes['open']> | undefined;
+    let progress: ReturnType<typeof createProgressGate> | undefined;
     try {
       const target = db.targets.cachedTarget(row.target_id);
       if (!target) throw new KernelError('unknown_target', 'The target was deleted while the action was starting.', { status: 409 });
       const credential = db.credentials.open(row.profile_id);
-      secrets = credential.secretValues();
-      scope = scopes.open({ invocationId: row.id, connectorId: connector.id, targetId: target.id, profileId: row.profile_id, credential });
+      secrets = [...credential.secretValues(), ...(executor.handedSecrets?.() ?? [])];
+      scope = scopes.open({ invocationId: row.id, connectorId: connector.id, database: db.name, targetId: target.id, profileId: row.profile_id, credential });
       const controller = new AbortController();
+      // Progress goes straight to the agent: through the central bound and redaction first, then a rate limit (plugin-text.ts).
+      const text = onProgress ? pluginText(db.redaction.current().withSecrets(secrets)) : undefined;
+      progress = onProgress ? createProgressGate(onProgress, clock) : undefined;
       const settled = executor
         .invoke({
           invocationId: row.id,
@@ -78,7 +86,10 @@ export function createExecute(deps: { clock: Clock; log: Logger; executor: Actio
           scope,
           input,
           signal: controller.signal,
-          onProgress: (update) => onProgress?.(update),
+          onProgress: (value) => {
+            const update = text?.progress(value);
+            if (update) progress?.push(update);
+          },
           policy: { requireBwrapForThirdParty: db.settings.get().requireBwrapForThirdParty },
         })
         .then(
@@ -116,8 +127,12 @@ export function createExecute(deps: { clock: Clock; log: Logger; executor: Actio
       outcome = { status: 'failed', error: asRequestError(error) };
     } finally {
       // From here on a plugin message naming this invocation gets nothing.
+      const dropped = progress?.close() ?? 0;
+      if (dropped > 0) log(`action ${row.id}: ${dropped} progress reports were not forwarded (at most ${PLUGIN_TEXT_LIMITS.progressPerSecond} a second)`);
       await scope?.dispose();
     }
+    // Whatever the executor handed out during the call is redacted too.
+    secrets = [...new Set([...secrets, ...(executor.handedSecrets?.() ?? [])])];
     return { outcome, secrets, durationMs: clock.now() - startedMs };
   };
 }

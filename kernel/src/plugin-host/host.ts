@@ -7,8 +7,7 @@ import { canonicalHash } from '../lib/canonical.mjs';
 import { confinedPath } from '../lib/confine.js';
 import type { Clock } from '../lib/clock.js';
 import { KernelError } from '../lib/errors.js';
-import { createRedactor } from '../redaction/index.js';
-import { OutcomeUnknown, type ActionExecutor, type ConnectorCatalog, type ConnectorDescriptor, type Invocation } from '../connectors/index.js';
+import { OutcomeUnknown, pluginText, type ActionExecutor, type ConnectorCatalog, type ConnectorDescriptor, type Invocation } from '../connectors/index.js';
 import { createTransports, type EndpointHandle, type Transports } from '../transports/index.js';
 import { isApproved, type PluginApproval } from './approval-check.js';
 import { describeChanges, loadPins, readPinnedSet, writePrivateCopy, type BuiltinPins } from './builtin-pins.js';
@@ -19,6 +18,9 @@ import { createManifestCache } from './manifest-cache.js';
 import { readPackageFiles } from './package-files.js';
 import { PluginLostDuringCall, PluginUnavailable } from './process.js';
 import { reachOf, type InspectionSandbox, type PluginReach } from './reach.js';
+import { CrashBudget } from './crash-budget.js';
+import { createHandedSecrets } from './handed-secrets.js';
+import { combinedStatus, partitionKey, partitionOf, partitionScratchDir, PROCESS_LIMITS, ProcessBudget, scopesOfPartition, type Partition } from './partitions.js';
 import {
   assertPluginId,
   commitInstall,
@@ -90,6 +92,8 @@ export interface PluginHost {
   verify(id: string, version: string): Promise<VerifyReport>;
   remove(id: string): Promise<void>;
   reload(): Promise<void>;
+  /** Stops the processes serving a database's profiles (it was locked: its leases leave the plugins too). */
+  stopDatabase(database: string): Promise<void>;
   stopAll(): Promise<void>;
 }
 
@@ -111,7 +115,7 @@ export interface PluginHostOptions {
    * (tests). Read once, here, at start.
    */
   builtinPins?: string | BuiltinPins;
-  supervisor?: Partial<Pick<SupervisorOptions, 'idleMs' | 'maxConcurrent' | 'restartBudget' | 'handshakeTimeoutMs' | 'cancelGraceMs'>>;
+  supervisor?: Partial<Pick<SupervisorOptions, 'idleMs' | 'maxConcurrent' | 'restartBudget' | 'handshakeTimeoutMs' | 'cancelGraceMs'> & { -readonly [K in keyof typeof PROCESS_LIMITS]: number }>;
   /** The kernel's transports, which open each invocation's endpoint (default: the host's own). */
   transports?: Transports;
   /**
@@ -176,25 +180,22 @@ export async function createPluginHost(options: PluginHostOptions): Promise<Plug
   // Without the shared registry no plugin message could be matched to its invocation: refuse to start half-wired.
   if (!options.scopes || typeof options.scopes.resolve !== 'function') throw new TypeError('createPluginHost needs the invocation scopes registry the pipeline opens scopes in (options.scopes).');
   const bwrap = options.bwrap ?? 'auto';
-  const supervisorOptions = { ...SUPERVISOR_DEFAULTS, ...options.supervisor };
+  const { maxProcessesPerPlugin = PROCESS_LIMITS.maxProcessesPerPlugin, maxProcesses = PROCESS_LIMITS.maxProcesses, ...supervisorOverrides } = options.supervisor ?? {};
+  const supervisorOptions = { ...SUPERVISOR_DEFAULTS, ...supervisorOverrides };
   const transports = options.transports ?? createTransports({ log: options.log });
   let sources: PluginSource[] = [];
   const descriptors = new Map<string, ReturnType<typeof descriptorFor>>();
+  // One supervisor (one process at a time) per plugin code and credential profile: see partitions.ts.
   const supervisors = new Map<string, PluginSupervisor>();
-  // Secret values of leases in flight (and a few recent ones): a plugin's
-  // log is redacted with them before it is kept or printed.
-  const recentSecrets: string[] = [];
-  let logRedactor = createRedactor({ builtin: true });
-  const rememberSecrets = (values: string[]) => {
-    let changed = false;
-    for (const value of values) {
-      if (value.length < 4 || recentSecrets.includes(value)) continue;
-      recentSecrets.push(value);
-      if (recentSecrets.length > 64) recentSecrets.shift();
-      changed = true;
-    }
-    if (changed) logRedactor = createRedactor({ builtin: true, secrets: recentSecrets });
-  };
+  const crashBudgets = new Map<string, CrashBudget>();
+  const partitions = new WeakMap<PluginSupervisor, Partition>();
+  /** Stops of supervisors already taken out of the map (a locked database's). */
+  const stopping = new Set<Promise<void>>();
+  const processes = new ProcessBudget({ maxProcessesPerPlugin, maxProcesses }, () => supervisors.values(), () => options.clock.now());
+  // Every secret handed to any plugin process this run: all a plugin sends is redacted with them (handed-secrets.ts).
+  const handed = createHandedSecrets();
+  /** The central bound and redaction (connectors/plugin-text.ts) of what plugins send the host itself: log lines, status text. */
+  const hostText = () => pluginText(handed.redactor());
 
   // Read once: an edit of the pins file (or of a built-in) after this changes nothing.
   const { pins, from: pinsFrom } = await loadPins(options.builtinPins, options.log);
@@ -204,6 +205,9 @@ export async function createPluginHost(options: PluginHostOptions): Promise<Plug
   // Endpoint socket folders of a previous gateway: nothing listens there any more.
   const endpointRoot = confinedPath(options.dataDir, 'plugin-endpoints');
   await rm(endpointRoot, { recursive: true, force: true });
+  // Scratch lives at most as long as the gateway run: what a plugin left there (a lease it kept)
+  // was handed out before this run's record of handed secrets began, so it is not kept either.
+  await rm(confinedPath(options.dataDir, 'plugin-scratch'), { recursive: true, force: true });
 
   const manifests = createManifestCache();
   const load = async () => {
@@ -217,9 +221,10 @@ export async function createPluginHost(options: PluginHostOptions): Promise<Plug
     manifests.retainOnly(sources.map((source) => source.manifestHash));
     const live = new Set(sources.map(keyOf));
     for (const key of descriptors.keys()) if (!live.has(key)) descriptors.delete(key);
+    for (const key of crashBudgets.keys()) if (!live.has(key)) crashBudgets.delete(key);
     for (const [key, s] of supervisors) {
       const status = s.status();
-      if (live.has(key) || status.inFlight > 0 || status.queued > 0) continue;
+      if (live.has(keyOf(s.source)) || status.inFlight > 0 || status.queued > 0) continue;
       supervisors.delete(key);
       await s.stop();
     }
@@ -265,21 +270,35 @@ export async function createPluginHost(options: PluginHostOptions): Promise<Plug
     return found;
   };
 
-  const supervisor = (source: PluginSource) => {
+  const crashBudgetOf = (source: PluginSource) => {
     const key = keyOf(source);
+    let found = crashBudgets.get(key);
+    if (!found) {
+      found = new CrashBudget(supervisorOptions.restartBudget, options.clock, (reason) => options.log(`[kernel] plugin ${source.manifest.id} quarantined: ${reason}`));
+      crashBudgets.set(key, found);
+    }
+    return found;
+  };
+
+  /** The supervisor of one plugin's code for one credential profile (partitions.ts): its own process, scratch and endpoints. */
+  const supervisor = (source: PluginSource, partition: Partition) => {
+    const key = partitionKey(keyOf(source), partition);
     let found = supervisors.get(key);
     if (!found) {
       found = new PluginSupervisor(source, {
         ...supervisorOptions,
         bwrap,
-        scratchDir: scratchDirFor(options.dataDir, source.manifest.id),
+        scratchDir: partitionScratchDir(options.dataDir, source.manifest.id, partition),
         endpointRoot,
         closeEndpoints: (owner) => transports.closeOwner(owner),
         kernelInfo: options.kernelInfo,
         clock: options.clock,
         log: options.log,
-        redact: (line) => logRedactor.text(line),
-        scopes: options.scopes,
+        redact: (line) => hostText().logLine(line),
+        // A process answers plugin messages only for invocations of its own profile.
+        scopes: scopesOfPartition(options.scopes, partition),
+        crashBudget: crashBudgetOf(source),
+        onIdle: () => processes.notify(),
         beforeStart: async () => {
           // Files changed since approval (or the build) refuse the start; otherwise the plugin gets the checked bytes themselves.
           const code = source.kind === 'installed' ? await verifiedInstalledCode(source, { bwrap: sandboxLevel(bwrap).bwrap, runRoot }) : await verifiedBuiltinCode(source);
@@ -293,6 +312,7 @@ export async function createPluginHost(options: PluginHostOptions): Promise<Plug
         },
       });
       supervisors.set(key, found);
+      partitions.set(found, partition);
     }
     return found;
   };
@@ -366,12 +386,16 @@ export async function createPluginHost(options: PluginHostOptions): Promise<Plug
         }
         const { scope } = invocation;
         const credentials = leaseFor(connector, scope);
-        rememberSecrets(scope.secretValues());
-        const running = supervisor(source);
-        // The endpoint belongs to the invocation's scope: it stops relaying new connections when the scope is disposed (the call ended).
-        const opened = await openEndpointFor(running, connector, { targetId: scope.targetId, profileId: scope.profileId, config: invocation.target.config, reuse: 'shared' });
-        const endpoint = opened ? scope.own(opened) : null;
+        handed.remember(scope.secretValues());
+        // The process of this profile alone (partitions.ts); a new one may have to wait for a free place.
+        const running = supervisor(source, partitionOf(scope));
+        let endpoint: EndpointHandle | null = null;
+        let release: (() => void) | undefined;
         try {
+          release = await processes.admit(running, invocation.signal);
+          // The endpoint belongs to the invocation's scope: it stops relaying new connections when the scope is disposed (the call ended).
+          const opened = await openEndpointFor(running, connector, { targetId: scope.targetId, profileId: scope.profileId, config: invocation.target.config, reuse: 'shared' });
+          endpoint = opened ? scope.own(opened) : null;
           return await running.invoke(
             {
               invocationId: invocation.invocationId,
@@ -391,17 +415,23 @@ export async function createPluginHost(options: PluginHostOptions): Promise<Plug
           const note = failure instanceof ActionError && failure.kind === 'transient' ? dialNote(endpoint) : '';
           if (note && failure instanceof ActionError) throw new ActionError(failure.kind, `${failure.userMessage}${note}`, { retryable: failure.retryable });
           throw failure;
+        } finally {
+          release?.();
         }
       },
+      handedSecrets: () => handed.all(),
     },
     async checkConnection(connectorDescriptor, target, scope) {
       const connector = pluginOf(connectorDescriptor);
       const invocationId = scope.invocationId;
-      rememberSecrets(scope.secretValues());
+      handed.remember(scope.secretValues());
       const controller = new AbortController();
       const timer = setTimeout(() => controller.abort(), 15_000);
+      let release: (() => void) | undefined;
       try {
-        const running = supervisor(connector.plugin);
+        // The check runs in the process of its profile, like the profile's calls.
+        const running = supervisor(connector.plugin, partitionOf(scope));
+        release = await processes.admit(running, controller.signal);
         // A check tests a fresh connection: an endpoint of its own, owned by the check's scope and closed (with what it relayed) when the check ends.
         const opened = await openEndpointFor(running, connector, {
           targetId: scope.targetId,
@@ -411,30 +441,45 @@ export async function createPluginHost(options: PluginHostOptions): Promise<Plug
           label: `the ${connector.id} endpoint of connection check ${invocationId}`,
         });
         const endpoint = opened ? scope.own(opened) : null;
-        const result = await running.check({ invocationId, target, credentials: leaseFor(connector, scope), endpoint: endpoint?.endpoint ?? null }, controller.signal);
+        // Believed only in its protocol shape, redacted and bounded (connectors/plugin-text.ts) before anything is added to it.
+        const result = hostText().checkResult(await running.check({ invocationId, target, credentials: leaseFor(connector, scope), endpoint: endpoint?.endpoint ?? null }, controller.signal));
         if (result.ok || !endpoint?.dialFailure) return result;
         const problem = result.problem === 'network' || result.problem === 'unknown' || result.problem === undefined ? (endpoint.dialFailure.timedOut ? 'timeout' : 'network') : result.problem;
         return { ...result, problem, message: `${result.message ?? 'The connection failed.'}${dialNote(endpoint)}` };
       } catch (error) {
         const translated = error instanceof ActionError ? error : translate(error, connector.id);
-        return { ok: false, problem: 'unknown', message: translated instanceof ActionError ? translated.userMessage : translated.message };
+        // A failure can quote the plugin (a refused handshake, its own error): through the same bound as its messages.
+        return { ok: false, problem: 'unknown', message: hostText().line(translated instanceof ActionError ? translated.userMessage : translated.message) };
       } finally {
         clearTimeout(timer);
+        release?.();
       }
     },
     list() {
-      return sources.map((source) => ({
-        id: source.manifest.id,
-        version: source.manifest.version,
-        title: source.manifest.title,
-        kind: source.kind,
-        manifest: source.manifest,
-        manifestHash: source.manifestHash,
-        entry: source.entry,
-        packageEntry: source.packageEntry ?? null,
-        integrity: source.integrity,
-        status: supervisor(source).status(),
-      }));
+      const text = hostText();
+      return sources.map((source) => {
+        const key = keyOf(source);
+        const status = combinedStatus(
+          { id: source.manifest.id, version: source.manifest.version, sandbox: host.sandbox },
+          [...supervisors.values()].filter((s) => keyOf(s.source) === key).map((s) => s.status()),
+          crashBudgets.get(key)?.quarantined ?? null,
+        );
+        // Status text can quote the plugin (why it failed to start): bounded and redacted like everything it sends.
+        if (status.lastError !== null) status.lastError = text.message(status.lastError);
+        if (status.quarantined) status.quarantined = { ...status.quarantined, reason: text.message(status.quarantined.reason) };
+        return {
+          id: source.manifest.id,
+          version: source.manifest.version,
+          title: source.manifest.title,
+          kind: source.kind,
+          manifest: source.manifest,
+          manifestHash: source.manifestHash,
+          entry: source.entry,
+          packageEntry: source.packageEntry ?? null,
+          integrity: source.integrity,
+          status,
+        };
+      });
     },
     log(id) {
       assertPluginId(id);
@@ -448,6 +493,7 @@ export async function createPluginHost(options: PluginHostOptions): Promise<Plug
         await s.stop();
         s.release();
       }
+      for (const source of sources) if (source.manifest.id === id) crashBudgetOf(source).release();
     },
     async inspect(spec) {
       const staged = await stagePlugin(spec, options.dataDir);
@@ -457,10 +503,11 @@ export async function createPluginHost(options: PluginHostOptions): Promise<Plug
         const pkg = await readPackageFiles(staged.dir);
         let inspected: Awaited<ReturnType<typeof inspectManifest>>;
         try {
-          inspected = await inspectManifest({ files: pkg.files, entry, bwrap, runRoot, kernelInfo: options.kernelInfo, redact: (line) => logRedactor.text(line), log: options.log });
+          inspected = await inspectManifest({ files: pkg.files, entry, bwrap, runRoot, kernelInfo: options.kernelInfo, redact: (line) => hostText().logLine(line), log: options.log });
         } catch (error) {
           const lines = error instanceof InspectionFailed ? error.logLines : [];
-          throw new KernelError('invalid_plugin', `The plugin did not start: it ${(error as Error).message}. Its log: ${lines.slice(-5).join(' | ') || '(empty)'}`);
+          // What it said (a refused handshake) is the plugin's text: bounded and redacted like the rest of it.
+          throw new KernelError('invalid_plugin', hostText().message(`The plugin did not start: it ${(error as Error).message}. Its log: ${lines.slice(-5).join(' | ') || '(empty)'}`));
         }
         let source: PluginSource;
         try {
@@ -479,6 +526,7 @@ export async function createPluginHost(options: PluginHostOptions): Promise<Plug
           manifestHash: canonicalHash(source.manifest),
           integrity: pkg.integrity,
           sandbox,
+          // Each credential profile's process gets a scratch folder of its own under this one.
           reach: reachOf(sandbox, scratchDirFor(options.dataDir, source.manifest.id)),
           inspection: inspected.sandbox,
           discard: staged.cleanup,
@@ -544,8 +592,16 @@ export async function createPluginHost(options: PluginHostOptions): Promise<Plug
       await load();
     },
     reload: load,
+    async stopDatabase(database) {
+      const serving = [...supervisors.entries()].filter(([, s]) => partitions.get(s)?.database === database);
+      for (const [key] of serving) supervisors.delete(key);
+      const stopped = Promise.all(serving.map(([, s]) => s.stop())).then(() => undefined);
+      // stopAll (the gateway stopping) waits for these too.
+      stopping.add(stopped);
+      await stopped.finally(() => stopping.delete(stopped));
+    },
     async stopAll() {
-      await Promise.all([...supervisors.values()].map((s) => s.stop()));
+      await Promise.all([...[...supervisors.values()].map((s) => s.stop()), ...stopping]);
     },
   };
   return host;

@@ -10,6 +10,7 @@ import {
   InitializedNotification,
   InvocationProgress,
   InvokeRequest,
+  LogNotification,
   MAX_MESSAGE_BYTES,
   PROTOCOL_VERSIONS,
   ProtocolViolation,
@@ -60,6 +61,12 @@ function handshakeRefusal(error: ResponseError<unknown>): string {
 export const STOP_STEPS_MS = { shutdown: 2_000, exit: 1_000, stdinClosed: 1_000, sigterm: 2_000, sigkill: 2_000 } as const;
 /** Longest log line kept (bytes); a flood of one huge line is cut, not buffered. */
 const MAX_LOG_LINE = 4096;
+/**
+ * What of one line is handed to `redact`, which redacts it whole and then
+ * cuts it to its cap (plugin-text.ts): generous, so a secret is never split
+ * by this cut before redaction sees it, and bounded, so redaction is.
+ */
+const MAX_LOG_LINE_REDACTED = 16 * MAX_LOG_LINE;
 /** Log lines kept in memory per plugin process (the rest went to the gateway log). */
 const LOG_RING = 200;
 
@@ -69,7 +76,11 @@ export interface PluginProcessOptions {
   handshakeTimeoutMs: number;
   kernelInfo: { name: string; version: string };
   maxMessageBytes?: number;
-  /** Redacts a log line before it is kept or written (secrets of in-flight leases, built-in rules). */
+  /**
+   * Makes a log line safe to keep and print (plugin-text.ts logLine: every
+   * secret handed to a plugin, built-in rules, one visible line, cut to
+   * 4 KiB after redaction).
+   */
   redact: (line: string) => string;
   log: (line: string) => void;
   /**
@@ -117,7 +128,8 @@ export class PluginProcess {
   }
 
   private appendLog(text: string) {
-    const line = this.options.redact(text.length > MAX_LOG_LINE ? `${text.slice(0, MAX_LOG_LINE)}... [line cut at ${MAX_LOG_LINE} bytes]` : text);
+    // Redacted whole, then cut: a cut first could leave the start of a secret that ran across it.
+    const line = this.options.redact(text.length > MAX_LOG_LINE_REDACTED ? text.slice(0, MAX_LOG_LINE_REDACTED) : text);
     this.logLines.push(line);
     if (this.logLines.length > LOG_RING) this.logLines.shift();
     this.options.log(line);
@@ -195,6 +207,11 @@ export class PluginProcess {
       scopeOf(params);
       // Signing arrives with the SSH connector (the scope will hold the signer); until then no invocation has a key.
       throw new ResponseError(WireErrorCodes.MethodNotFound, 'kernel/sign: this kernel offers no SSH signing (capability absent).');
+    });
+    // plugin/log is a log line like one on stderr (protocol 3.9), bounded and redacted the same way.
+    this.connection.onNotification(LogNotification, (params) => {
+      const level = ['debug', 'info', 'warn', 'error'].includes(String(params?.level)) ? String(params.level) : 'info';
+      if (typeof params?.message === 'string') this.appendLog(`[${level}] ${params.message}`);
     });
     this.connection.onRequest(HostKeyRequest, (params) => {
       scopeOf(params);

@@ -9,6 +9,7 @@ import { PluginLostDuringCall, PluginProcess, PluginUnavailable } from './proces
 import { buildSpawnSpec, SANDBOX_ENDPOINT_DIR, type BwrapMode, type SandboxLevel } from './sandbox.js';
 import { MAX_UNIX_PATH_BYTES, type EndpointPlace } from '../transports/index.js';
 import type { PinnedFile } from './builtin-pins.js';
+import { CrashBudget } from './crash-budget.js';
 import type { PluginSource } from './registry.js';
 
 export interface SupervisorOptions {
@@ -39,6 +40,10 @@ export interface SupervisorOptions {
    * package folder itself.
    */
   beforeStart?: () => Promise<PreparedCode>;
+  /** Shared by the processes of one plugin (one per credential profile); a supervisor alone gets one of its own. */
+  crashBudget?: CrashBudget;
+  /** Called when this supervisor has no call left (in flight or waiting), or its process exited: a slot may be free. */
+  onIdle?: () => void;
 }
 
 /** The code a spawn runs, as the check before it prepared it. */
@@ -80,6 +85,10 @@ export interface PluginStatus {
   lastError: string | null;
   quarantined: { since: string; reason: string } | null;
   sandbox: SandboxLevel;
+  /** Processes running (one per credential profile in use; the host bounds how many). */
+  processes: number;
+  /** The pids of the ready ones (pid is one of them). */
+  pids: number[];
 }
 
 /**
@@ -91,7 +100,7 @@ export class PluginSupervisor {
   private process: PluginProcess | undefined;
   private lastProcess: PluginProcess | undefined;
   private starting: Promise<PluginProcess> | undefined;
-  private crashTimes: number[] = [];
+  private readonly budget: CrashBudget;
   private idleTimer: NodeJS.Timeout | undefined;
   private waiters: Array<() => void> = [];
   private active = 0;
@@ -99,7 +108,6 @@ export class PluginSupervisor {
   private crashes = 0;
   private lastError: string | null = null;
   private startedAt: number | null = null;
-  private quarantine: { since: number; reason: string } | null = null;
   private readonly sandbox: SandboxLevel;
   /** Removals of private code copies still running (stop waits for them). */
   private readonly disposals = new Set<Promise<void>>();
@@ -116,10 +124,28 @@ export class PluginSupervisor {
     this.sandbox = buildSpawnSpec({ pluginDir: source.dir, entry: source.entry, scratchDir: options.scratchDir, bwrap: options.bwrap }).sandbox;
     PluginSupervisor.owners += 1;
     this.endpointOwner = `${source.manifest.id}#${PluginSupervisor.owners}`;
+    this.budget =
+      options.crashBudget ??
+      new CrashBudget(options.restartBudget, options.clock, (reason) => options.log(`[kernel] plugin ${source.manifest.id} quarantined: ${reason}`));
+  }
+
+  get pluginId(): string {
+    return this.source.manifest.id;
+  }
+
+  /** No call in flight or waiting for a slot. */
+  idle(): boolean {
+    return this.active === 0 && this.waiters.length === 0;
+  }
+
+  /** A process is running, starting or stopping (it counts against the host's process limits). */
+  get hasProcess(): boolean {
+    return this.process !== undefined || this.starting !== undefined;
   }
 
   status(): PluginStatus {
-    const state: PluginState = this.quarantine
+    const quarantine = this.budget.quarantined;
+    const state: PluginState = quarantine
       ? 'quarantined'
       : this.starting
         ? 'starting'
@@ -139,8 +165,10 @@ export class PluginSupervisor {
       starts: this.starts,
       crashes: this.crashes,
       lastError: this.lastError,
-      quarantined: this.quarantine ? { since: new Date(this.quarantine.since).toISOString(), reason: this.quarantine.reason } : null,
+      quarantined: quarantine ? { since: new Date(quarantine.since).toISOString(), reason: quarantine.reason } : null,
       sandbox: this.sandbox,
+      processes: this.hasProcess ? 1 : 0,
+      pids: this.process?.state === 'ready' && this.process.pid !== undefined ? [this.process.pid] : [],
     };
   }
 
@@ -177,27 +205,19 @@ export class PluginSupervisor {
 
   /** Lifts a quarantine (operator action) and forgets past crashes. */
   release(): void {
-    this.quarantine = null;
-    this.crashTimes = [];
+    this.budget.release();
   }
 
   private recordCrash(reason: string) {
     this.crashes += 1;
     this.lastError = reason;
-    const now = this.options.clock.now();
-    this.crashTimes = [...this.crashTimes.filter((at) => now - at < this.options.restartBudget.windowMs), now];
-    if (this.crashTimes.length >= this.options.restartBudget.crashes && !this.quarantine) {
-      this.quarantine = {
-        since: now,
-        reason: `${this.crashTimes.length} crashes within ${Math.round(this.options.restartBudget.windowMs / 1000)} s; last: ${reason}`,
-      };
-      this.options.log(`[kernel] plugin ${this.source.manifest.id} quarantined: ${this.quarantine.reason}`);
-    }
+    this.budget.record(reason);
   }
 
   private async ensureStarted(): Promise<PluginProcess> {
-    if (this.quarantine) {
-      throw new PluginUnavailable(`is quarantined (${this.quarantine.reason}). The operator can restart it with: aip plugin restart ${this.source.manifest.id}`);
+    const quarantine = this.budget.quarantined;
+    if (quarantine) {
+      throw new PluginUnavailable(`is quarantined (${quarantine.reason}). The operator can restart it with: aip plugin restart ${this.source.manifest.id}`);
     }
     if (this.process?.usable) return this.process;
     this.starting ??= (async () => {
@@ -248,6 +268,7 @@ export class PluginSupervisor {
           dispose();
           // A failed start is counted where it fails (below), once.
           if (!expected && wasReady) this.recordCrash(reason ?? 'exited unexpectedly');
+          this.options.onIdle?.();
         },
       });
       this.starts += 1;
@@ -301,7 +322,10 @@ export class PluginSupervisor {
     this.active -= 1;
     const next = this.waiters.shift();
     if (next) next();
-    if (this.active === 0 && this.waiters.length === 0) this.armIdle();
+    if (this.active === 0 && this.waiters.length === 0) {
+      this.armIdle();
+      this.options.onIdle?.();
+    }
   }
 
   private armIdle() {

@@ -76,11 +76,23 @@ export function createRedactor(options: { builtin: boolean; custom?: readonly Re
     // Depth guard: JSON from outside is bounded in size, but not in nesting.
     if (depth > 64) return '[REDACTED: nested too deep]';
     if (typeof value === 'string') return text(value);
+    // A secret of digits can come back as a JSON number (a plugin writes 12345678 for the password "12345678").
+    if (typeof value === 'number' && secretPattern && text(String(value)) !== String(value)) return REDACTED;
     if (Array.isArray(value)) return value.map((item) => walk(item, depth + 1));
     if (value && typeof value === 'object') {
       const out: Record<string, unknown> = {};
       for (const [key, inner] of Object.entries(value as Record<string, unknown>)) {
-        out[key] = isSecretKey(key) && inner !== null && inner !== '' && typeof inner !== 'boolean' ? REDACTED : walk(inner, depth + 1);
+        // A key is text too: a connector can put a secret in a key name ({"<password>": true}).
+        let shownKey = text(key);
+        // Two keys that redact alike stay two entries.
+        for (let n = 2; Object.hasOwn(out, shownKey); n += 1) shownKey = `${text(key)} (${n})`;
+        // defineProperty: a "__proto__" key from JSON is data, not the prototype.
+        Object.defineProperty(out, shownKey, {
+          value: isSecretKey(key) && inner !== null && inner !== '' && typeof inner !== 'boolean' ? REDACTED : walk(inner, depth + 1),
+          enumerable: true,
+          writable: true,
+          configurable: true,
+        });
       }
       return out;
     }

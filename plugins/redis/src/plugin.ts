@@ -103,7 +103,9 @@ function problemOf(error: unknown): { problem: ConnectionProblem; message: strin
     return { problem: 'tls', message: `The TLS handshake with Redis failed: ${message}` };
   }
   if (/ETIMEDOUT|timed? ?out/i.test(message) || err.code === 'ETIMEDOUT') return { problem: 'timeout', message: `Redis did not answer in time: ${message}` };
-  if (/ECONNREFUSED|ENOTFOUND|EHOSTUNREACH|ENETUNREACH|ECONNRESET|EAI_AGAIN|Connection is closed|connect/i.test(message)) {
+  // EPIPE: the first command was written to a connection the other side had already closed (the kernel's
+  // endpoint closes it when it cannot reach the target), which races with ioredis seeing the close.
+  if (/ECONNREFUSED|ENOTFOUND|EHOSTUNREACH|ENETUNREACH|ECONNRESET|EPIPE|EAI_AGAIN|Connection is closed|connect/i.test(message)) {
     return { problem: 'network', message: `Cannot reach Redis: ${message}` };
   }
   return { problem: 'unknown', message };
