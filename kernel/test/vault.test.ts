@@ -201,6 +201,7 @@ describe('vault', () => {
       { version: 2, name: 'plugin approvals' },
       { version: 3, name: 'operator-run requests' },
       { version: 4, name: 'plugin approvals pin the entry' },
+      { version: 5, name: 'indexes for filters and maintenance at scale' },
     ]);
     await db.close();
   });
