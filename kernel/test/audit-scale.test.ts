@@ -182,6 +182,9 @@ describe('retention at scale', () => {
     expect([...seen].some((n) => n > 11 && n < 6011)).toBe(true);
     expect(await h.ws.audit.verify()).toMatchObject({ ok: true, checkpoint: { prunedThroughSeq: result.deleted } });
     expect((await h.ws.audit.search({ event: 'test.old' })).entries).toHaveLength(0);
+    // The full-text index still has their words, but no search reaches a pruned entry.
+    expect((await h.ws.audit.search({ q: 'old' })).entries).toHaveLength(0);
+    expect((await h.ws.audit.search({ q: 'new' })).entries).toHaveLength(10);
   });
 
   it('verifies a log whose retention stopped part-way, and still catches a deletion past its checkpoint', async () => {

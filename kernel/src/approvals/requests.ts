@@ -394,6 +394,8 @@ export function createApprovalStore(deps: {
       const limit = Math.min(Math.max(filter.limit ?? 100, 1), MAX_LIST_LIMIT);
       const want = limit + 1;
       const range = await seqRangeOf(filter.since, filter.until);
+      // Never below the oldest live request: the FTS index still holds pruned ones.
+      range.from = Math.max(range.from, (await db.get<{ first: number | null }>('SELECT min(seq) AS first FROM requests'))?.first ?? 1);
       const upper = Math.min(range.to, (filter.beforeSeq ?? Number.MAX_SAFE_INTEGER) - 1);
       if (upper < range.from) return { requests: [], nextBeforeSeq: null };
       const filters = (status: RequestStatus | undefined) =>
@@ -595,7 +597,10 @@ export function createApprovalStore(deps: {
           );
           if (rows.length === 0) return 0;
           const seqs = JSON.stringify(rows.map((row) => row.seq));
-          await tx.run('DELETE FROM requests_fts WHERE rowid IN (SELECT value FROM json_each(?))', [seqs]);
+          // The full-text index keeps their entries (FTS5 tombstones are what
+          // made a chunk slow, see the audit's prune): a search joins its
+          // matches to live rows, and a reused seq is re-indexed through the
+          // dirty list, whose first step deletes what the index held for it.
           await tx.run('DELETE FROM requests_fts_dirty WHERE seq IN (SELECT value FROM json_each(?))', [seqs]);
           await tx.run('DELETE FROM requests WHERE seq IN (SELECT value FROM json_each(?))', [seqs]);
           return rows.length;

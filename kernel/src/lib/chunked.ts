@@ -35,7 +35,7 @@ export async function runInChunks(options: {
   onChunk?: (holdMs: number, rows: number) => void;
 }): Promise<ChunkedRun> {
   const { db } = options;
-  let size = options.initialRows ?? 512;
+  let size = options.initialRows ?? 128;
   const run: ChunkedRun = { chunks: 0, rows: 0, longestHoldMs: 0 };
   for (;;) {
     if (db.closed) return run;
