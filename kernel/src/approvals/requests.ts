@@ -2,6 +2,7 @@ import type { ActionFailureData } from '@aipermission/plugin-sdk/protocol';
 import { isoAt, type Clock } from '../lib/clock.js';
 import { errors, KernelError } from '../lib/errors.js';
 import { toFtsQuery } from '../lib/fts.js';
+import { storageRefusal } from '../lib/storage-errors.js';
 import { Where } from '../lib/where.js';
 import { createDeferredIndexer } from '../lib/deferred-indexer.js';
 import type { SqlDb, SqlQueries, SqlTx, Sealer } from '../vault/index.js';
@@ -447,7 +448,13 @@ export function createApprovalStore(deps: {
         if (!REQUEST_STATUSES.includes(status)) throw errors.invalid(`"${status}" is not a request status; use one of ${REQUEST_STATUSES.join(', ')}.`);
       }
       const match = filter.q ? toFtsQuery(filter.q) : undefined;
-      if (match) await indexer.catchUp();
+      // Catching the index up writes; on a full or read-only disk the search goes on over what is indexed (reads keep working).
+      if (match) {
+        await indexer.catchUp().catch((error: unknown) => {
+          if (!storageRefusal(error)) throw error;
+          deps.log?.('the request index could not be caught up (storage); searching what it holds', error);
+        });
+      }
       // A run whose end is not written yet is still `running` in its row: found by either status, shown as what it is.
       const stored = unrecorded.size > 0 && statuses.includes('outcome_unknown') && !statuses.includes('running') ? [...statuses, 'running' as const] : statuses;
       const where = new Where()

@@ -1,3 +1,4 @@
+import { storageRefusal } from '../lib/storage-errors.js';
 import { spawn } from 'node:child_process';
 import { constants as fsConstants } from 'node:fs';
 import { cp, lstat, mkdir, mkdtemp, readdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
@@ -265,6 +266,9 @@ export async function stagePlugin(source: string, dataDir: string): Promise<{ di
   } catch (error) {
     await cleanup();
     if (error instanceof KernelError) throw error;
+    // A full or read-only disk under the data directory is the gateway's problem, not the package's: named as such.
+    const storage = storageRefusal(error);
+    if (storage) throw storage;
     throw new KernelError('invalid_plugin', `Could not fetch the plugin from "${source}": ${(error as Error).message}`);
   }
 }
