@@ -1,4 +1,4 @@
-import { cp, readFile, writeFile } from 'node:fs/promises';
+import { cp } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -182,6 +182,10 @@ describe('a data directory on a size-limited tmpfs that fills up (issue 16 item 
         expect({ route, ...answer }).toMatchObject({ route, status: 507, code: 'disk_full', message: expect.stringMatching(/disk .* is full.*Free some space/) });
       }
     }
+    // The CLI says so too (the issue's `aip grant set` answered "Something went wrong").
+    const cliGrant = await aip(['grant', 'set', '--token', agent.token.id, '--target', cache.id, '--profile', cache.profileId, '--action', 'info', '--rule', 'blocked', '--url', gw.url, '--password-stdin'], { stdin: `${PASSWORD}\n` });
+    expect({ code: cliGrant.code, stderr: cliGrant.stderr }).toMatchObject({ code: 1, stderr: expect.stringMatching(/disk .* is full.*Free some space/) });
+    expect(cliGrant.stderr).not.toMatch(/Something went wrong/);
     // A session proven on the full disk reads, and cannot change anything before its start is recorded.
     expect((await send(second, 'GET', db('/requests'))).status).toBe(200);
     expect(await send(second, 'PUT', db('/mcp'), { running: false })).toMatchObject({ status: 507, code: 'disk_full', message: expect.stringMatching(/session could not be recorded/) });
