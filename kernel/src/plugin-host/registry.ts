@@ -1,4 +1,3 @@
-import { storageRefusal } from '../lib/storage-errors.js';
 import { spawn } from 'node:child_process';
 import { constants as fsConstants } from 'node:fs';
 import { cp, lstat, mkdir, mkdtemp, readdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
@@ -10,6 +9,7 @@ import { canonicalHash } from '../lib/canonical.mjs';
 import { confinedPath } from '../lib/confine.js';
 import { KernelError } from '../lib/errors.js';
 import { quoteForMessage } from '../lib/quote.js';
+import { storageRefusal } from '../lib/storage-errors.js';
 import { describeChanges, PINS_FORMAT, readPinnedSet, type BuiltinPins } from './builtin-pins.js';
 import { INSTALL_RECORD, readPackageFiles } from './package-files.js';
 

@@ -14,11 +14,11 @@ import { actorOf, bodySchema, databaseFor, databaseNameOf, defaultDatabase, NO_S
 import type { Session, SessionStore } from '../sessions.js';
 import { storageRefusal } from '../../lib/storage-errors.js';
 import { isoAt } from '../../lib/clock.js';
+import { deleteCookie } from 'hono/cookie';
+import { hardeningState } from '../../lib/harden.js';
 
 /** How often a session start that met a full disk is written again: space that comes back is used within a fraction of a second. */
 const LATE_SESSION_RETRY_MS = 200;
-import { deleteCookie } from 'hono/cookie';
-import { hardeningState } from '../../lib/harden.js';
 
 const NAME = { type: 'string', minLength: 1, maxLength: 63 } as const;
 const PASSWORD = { type: 'string', minLength: 1, maxLength: 1024 } as const;
