@@ -108,7 +108,9 @@ describe('the gateway killed with SIGKILL under load, and started again (fault s
     expect([...told.values()].filter((t) => t.status === 'completed').length).toBeGreaterThan(CLIENTS);
     for (const [id, t] of told) {
       const { request } = await op.call<{ request: { status: string } }>('GET', op.db(`/requests/${id}`));
-      expect({ id, status: request.status }).toEqual({ id, status: t.status });
+      // A final answer stays what it was; one told `running` (past the MCP wait) has ended somehow since.
+      if (t.status === 'running') expect({ id, status: request.status }).toMatchObject({ id, status: expect.stringMatching(/^(completed|failed|outcome_unknown)$/) });
+      else expect({ id, status: request.status }).toEqual({ id, status: t.status });
       if (t.key && t.status === 'completed') expect({ key: t.key, value: await direct.get(t.key) }).toEqual({ key: t.key, value: 'v' });
     }
     const verified = await aip(['audit', 'verify', '--url', gw!.url, '--password-stdin'], { stdin: `${PASSWORD}\n` });
