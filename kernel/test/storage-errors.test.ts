@@ -46,6 +46,9 @@ describe('a full disk, named as such (issue 16 item 4)', () => {
     expect(storageRefusal(Object.assign(new Error('SQLITE_READONLY: attempt to write a readonly database'), { code: 'SQLITE_READONLY' }))).toMatchObject({ code: 'database_read_only', status: 503 });
     expect(storageRefusal(new Error('could not commit', { cause: Object.assign(new Error('disk I/O error'), { code: 'SQLITE_IOERR_WRITE' }) }))).toMatchObject({ code: 'storage_error' });
     expect(storageRefusal(new Error('SQLITE_FULL: database or disk is full'))).toMatchObject({ code: 'disk_full', status: 507 });
+    // The operating system's words, from files written next to the databases (a plugin install, an import).
+    expect(storageRefusal(Object.assign(new Error('ENOSPC: no space left on device, write'), { code: 'ENOSPC' }))).toMatchObject({ code: 'disk_full', status: 507 });
+    expect(storageRefusal(new Error('Could not copy', { cause: Object.assign(new Error('read-only file system'), { code: 'EROFS' }) }))).toMatchObject({ code: 'database_read_only' });
     expect(storageRefusal(new Error('something else'))).toBeUndefined();
   });
 });

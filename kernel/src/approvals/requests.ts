@@ -3,6 +3,7 @@ import { isoAt, type Clock } from '../lib/clock.js';
 import { errors, KernelError } from '../lib/errors.js';
 import { toFtsQuery } from '../lib/fts.js';
 import { runInChunks } from '../lib/chunked.js';
+import { storageRefusal } from '../lib/storage-errors.js';
 import { Where } from '../lib/where.js';
 import { createDeferredIndexer } from '../lib/deferred-indexer.js';
 import type { SqlDb, SqlQueries, SqlTx, Sealer } from '../vault/index.js';
@@ -193,6 +194,12 @@ export interface ApprovalStore {
    * request, so the update needs no read first.
    */
   finishBatched(row: RequestRow, to: RequestStatus, fields: Partial<RequestRow>, entry: Omit<AuditEntryInput, 'subject'>): Promise<ActionRequest>;
+  /**
+   * Requests whose end could not be written (a full or unwritable disk): they
+   * read as `outcome_unknown` at once, and are written so (with their audit
+   * entry) as soon as the disk takes writes again. How many are still waiting.
+   */
+  unrecordedCount(): number;
   get(id: string): Promise<ActionRequest | undefined>;
   require(id: string): Promise<ActionRequest>;
   getRow(q: SqlQueries, id: string): Promise<RequestRow | undefined>;
@@ -234,6 +241,13 @@ export interface ApprovalStore {
   /** Retention: deletes finished requests older than the cutoff. */
   pruneFinished(cutoffIso: string): Promise<number>;
 }
+
+/**
+ * How often the end of a run that could not be recorded is written again:
+ * often enough that a disk which got space back is used within a fraction of
+ * a second, rarely enough that a full disk costs nothing noticeable.
+ */
+export const UNRECORDED_RETRY_MS = 200;
 
 /** Most requests a page lists; a screenful and a bounded response. */
 const MAX_LIST_LIMIT = 500;
@@ -344,6 +358,81 @@ export function createApprovalStore(deps: {
     return { from, to };
   };
 
+  // ---- runs whose end could not be recorded (issue 16 item 2) ---------------
+  // The action ran, but its completion entry could not be committed (full or
+  // unwritable disk). The caller was told its result is withheld and its
+  // outcome unknown; from that moment every read (REST, MCP polling, lists)
+  // says `outcome_unknown`, not `running`. The row and its audit entry are
+  // written by a retry once the disk takes writes again; a gateway that stops
+  // first leaves the row `running`, which the next unlock turns into
+  // `outcome_unknown` (recoverInterrupted) as before.
+  interface Unrecorded {
+    fields: Partial<RequestRow>;
+    entry: AuditEntryInput;
+  }
+  const unrecorded = new Map<string, Unrecorded>();
+  let retryTimer: NodeJS.Timeout | undefined;
+  let retryLogged = false;
+  const overlay = <T extends RequestRow | undefined>(row: T): T => {
+    if (!row || row.status !== 'running') return row;
+    const pending = unrecorded.get(row.id);
+    return pending ? ({ ...row, ...pending.fields } as T) : row;
+  };
+  const retryUnrecorded = async () => {
+    retryTimer = undefined;
+    if (db.closed) {
+      unrecorded.clear();
+      return;
+    }
+    for (const [id, pending] of [...unrecorded]) {
+      const keys = Object.keys(pending.fields) as Array<keyof RequestRow>;
+      try {
+        await audit.commit({
+          statements: [{ sql: `UPDATE requests SET ${keys.map((key) => `${key} = ?`).join(', ')} WHERE id = ? AND status = 'running'`, params: [...keys.map((key) => pending.fields[key]), id] }],
+          entries: [pending.entry],
+        });
+      } catch (error) {
+        if (db.closed) {
+          unrecorded.clear();
+          return;
+        }
+        if (!retryLogged) deps.log?.(`the end of request ${id} still cannot be written; retrying every ${UNRECORDED_RETRY_MS} ms`, error);
+        retryLogged = true;
+        break;
+      }
+      unrecorded.delete(id);
+      deps.log?.(`the end of request ${id} was written as outcome_unknown after the disk took writes again`);
+      emit('request.updated', id, 'outcome_unknown');
+    }
+    if (unrecorded.size > 0) scheduleRetry();
+    else retryLogged = false;
+  };
+  const scheduleRetry = () => {
+    if (retryTimer || db.closed) return;
+    retryTimer = setTimeout(() => void retryUnrecorded(), UNRECORDED_RETRY_MS);
+    retryTimer.unref();
+  };
+  const markUnrecorded = (row: RequestRow, entry: Omit<AuditEntryInput, 'subject'>) => {
+    const now = isoAt(clock.now());
+    unrecorded.set(row.id, {
+      fields: {
+        status: 'outcome_unknown',
+        finished_at: now,
+        updated_at: now,
+        status_reason: 'the action ran, but its end could not be written to the audit log (the disk was full or unwritable), so its result was withheld; whether it took effect is unknown',
+      },
+      entry: {
+        actor: 'system',
+        event: 'action.outcome_unknown',
+        subject: subjectOf(row),
+        // What could not be written, so the log keeps what the gateway saw of the end.
+        payload: { action: row.action, reason: 'its completion could not be recorded when it ended', unrecorded: { event: entry.event, payload: entry.payload ?? {} } },
+      },
+    });
+    events.emit({ type: 'request.updated', database: deps.database, requestId: row.id, status: 'outcome_unknown', at: now });
+    scheduleRetry();
+  };
+
   const store: ApprovalStore = {
     async insertBatched(row, entry) {
       const full = fullRow(row);
@@ -354,10 +443,15 @@ export function createApprovalStore(deps: {
     async finishBatched(row, to, fields, entry) {
       const updates: Partial<RequestRow> = { ...fields, status: to, updated_at: isoAt(clock.now()) };
       const keys = Object.keys(updates) as Array<keyof RequestRow>;
-      await audit.commit({
-        statements: [{ sql: `UPDATE requests SET ${keys.map((key) => `${key} = ?`).join(', ')} WHERE id = ? AND status = 'running'`, params: [...keys.map((key) => updates[key]), row.id] }],
-        entries: [{ ...entry, subject: subjectOf(row) }],
-      });
+      try {
+        await audit.commit({
+          statements: [{ sql: `UPDATE requests SET ${keys.map((key) => `${key} = ?`).join(', ')} WHERE id = ? AND status = 'running'`, params: [...keys.map((key) => updates[key]), row.id] }],
+          entries: [{ ...entry, subject: subjectOf(row) }],
+        });
+      } catch (error) {
+        markUnrecorded(row, entry);
+        throw error;
+      }
       emit('request.updated', row.id, to);
       return toRequest({ ...row, ...updates });
     },
@@ -369,8 +463,9 @@ export function createApprovalStore(deps: {
       announce(tx, 'request.created', full.id, full.status);
       return toRequest(full);
     },
+    unrecordedCount: () => unrecorded.size,
     async getRow(q, id) {
-      return q.get<RequestRow>('SELECT * FROM requests WHERE id = ?', [id]);
+      return overlay(await q.get<RequestRow>('SELECT * FROM requests WHERE id = ?', [id]));
     },
     async get(id) {
       const row = await store.getRow(db, id);
@@ -381,8 +476,8 @@ export function createApprovalStore(deps: {
       if (!request) throw errors.notFound('Request', id);
       return request;
     },
-    findByIdempotencyKey(q, tokenId, key) {
-      return q.get<RequestRow>('SELECT * FROM requests WHERE token_id = ? AND idempotency_key = ?', [tokenId, key]);
+    async findByIdempotencyKey(q, tokenId, key) {
+      return overlay(await q.get<RequestRow>('SELECT * FROM requests WHERE token_id = ? AND idempotency_key = ?', [tokenId, key]));
     },
     async list(filter = {}) {
       const statuses = filter.status === undefined ? [] : Array.isArray(filter.status) ? filter.status : [filter.status];
@@ -390,7 +485,15 @@ export function createApprovalStore(deps: {
         if (!REQUEST_STATUSES.includes(status)) throw errors.invalid(`"${status}" is not a request status; use one of ${REQUEST_STATUSES.join(', ')}.`);
       }
       const match = filter.q ? toFtsQuery(filter.q) : undefined;
-      if (match) await indexer.catchUp();
+      // Catching the index up writes; on a full or read-only disk the search goes on over what is indexed (reads keep working).
+      if (match) {
+        await indexer.catchUp().catch((error: unknown) => {
+          if (!storageRefusal(error)) throw error;
+          deps.log?.('the request index could not be caught up (storage); searching what it holds', error);
+        });
+      }
+      // A run whose end is not written yet is still `running` in its row: found by either status, shown as what it is.
+      const stored = unrecorded.size > 0 && statuses.includes('outcome_unknown') && !statuses.includes('running') ? [...statuses, 'running' as const] : statuses;
       const limit = Math.min(Math.max(filter.limit ?? 100, 1), MAX_LIST_LIMIT);
       const want = limit + 1;
       const range = await seqRangeOf(filter.since, filter.until);
@@ -409,41 +512,42 @@ export function createApprovalStore(deps: {
           .add('+created_at < ?', filter.until)
           .add('seq >= ?', range.from)
           .add('seq <= ?', upper);
-      let rows: RequestRow[];
+      let found: RequestRow[];
       if (match) {
         // Words: the full-text index hands its matches newest first, a step
         // at a time, and only those rows are read and filtered (see audit search).
-        rows = [];
+        found = [];
         let below = upper + 1;
         let step = Math.min(Math.max(want, 64), MAX_FTS_STEP);
-        const where = filters(undefined).in('status', statuses);
+        const where = filters(undefined).in('status', stored);
         for (;;) {
           const ids = await db.all<{ rowid: number }>(
             'SELECT rowid FROM requests_fts WHERE requests_fts MATCH ? AND rowid < ? AND rowid >= ? ORDER BY rowid DESC LIMIT ?',
             [match, below, range.from, step],
           );
           if (ids.length === 0) break;
-          rows.push(
+          found.push(
             ...(await db.all<RequestRow>(`SELECT * FROM requests ${where} AND seq IN (SELECT value FROM json_each(?)) ORDER BY seq DESC`, [
               ...where.params,
               JSON.stringify(ids.map((id) => id.rowid)),
             ])),
           );
-          if (rows.length >= want || ids.length < step) break;
+          if (found.length >= want || ids.length < step) break;
           below = ids[ids.length - 1]!.rowid;
           step = Math.min(step * 4, MAX_FTS_STEP);
         }
-        rows = rows.slice(0, want);
+        found = found.slice(0, want);
       } else {
         // One arm per status, each walking its index newest first and stopping after a page.
-        const arms = (statuses.length > 0 ? statuses : [undefined]).map((status) => {
+        const arms = (stored.length > 0 ? stored : [undefined]).map((status) => {
           const where = filters(status);
           return { sql: `SELECT * FROM (SELECT * FROM requests ${where} ORDER BY seq DESC LIMIT ?)`, params: [...where.params, want] };
         });
-        rows = await db.all<RequestRow>(`${arms.map((arm) => arm.sql).join(' UNION ALL ')} ORDER BY seq DESC LIMIT ?`, [...arms.flatMap((arm) => arm.params), want]);
+        found = await db.all<RequestRow>(`${arms.map((arm) => arm.sql).join(' UNION ALL ')} ORDER BY seq DESC LIMIT ?`, [...arms.flatMap((arm) => arm.params), want]);
       }
+      const rows = found.map(overlay).filter((row) => statuses.length === 0 || statuses.includes(row.status));
       const page = rows.slice(0, limit);
-      return { requests: page.map(toRequest), nextBeforeSeq: rows.length > limit ? page[page.length - 1]!.seq : null };
+      return { requests: page.map(toRequest), nextBeforeSeq: found.length > limit ? (page[page.length - 1] ?? found[limit - 1]!).seq : null };
     },
     async transition(tx, id, from, to, fields, entry) {
       const now = isoAt(clock.now());

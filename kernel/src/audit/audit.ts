@@ -1,6 +1,7 @@
 import { auditEntryHash, GENESIS_HASH, canonicalJson } from '../lib/canonical.mjs';
 import { isoAt, type Clock } from '../lib/clock.js';
 import { KernelError } from '../lib/errors.js';
+import { storageRefusal } from '../lib/storage-errors.js';
 import { toFtsQuery } from '../lib/fts.js';
 import { Where } from '../lib/where.js';
 import { createDeferredIndexer } from '../lib/deferred-indexer.js';
@@ -472,7 +473,11 @@ export async function createAudit(deps: {
   const MAX_FTS_STEP = 4096;
 
   const search = async (query: AuditSearch): Promise<{ entries: AuditEntry[]; nextBeforeSeq: number | null }> => {
-    await indexer.catchUp();
+    // Catching the index up writes; on a full or read-only disk the search goes on over what is indexed (reads keep working).
+    await indexer.catchUp().catch((error: unknown) => {
+      if (!storageRefusal(error)) throw error;
+      deps.log?.('the full-text index could not be caught up (storage); searching what it holds', error);
+    });
     const limit = Math.min(Math.max(query.limit ?? 100, 1), MAX_SEARCH_LIMIT);
     const want = limit + 1;
     const none = { entries: [], nextBeforeSeq: null };
@@ -619,9 +624,19 @@ export async function createAudit(deps: {
 
 /** Thrown when the write-ahead audit entry cannot be committed: the action does not run (invariant 6). */
 export function auditUnavailable(cause: unknown): KernelError {
+  // The code stays audit_unavailable (what callers act on); the sentence names the real cause when it is the disk.
+  const storage = storageRefusal(cause);
+  const why =
+    storage?.code === 'disk_full'
+      ? ' because the disk that holds the gateway\'s data directory is full'
+      : storage?.code === 'database_read_only'
+        ? ' because the database file cannot be written (read-only file or file system)'
+        : storage
+          ? ' because the disk failed'
+          : '';
   return new KernelError(
     'audit_unavailable',
-    'The audit log could not be written, so the action was not run (AIPermission never runs an action it cannot record). Ask the operator to check the gateway log and the disk.',
+    `The audit log could not be written${why}, so the action was not run (AIPermission never runs an action it cannot record). Ask the operator to check the gateway log and the disk${storage?.code === 'disk_full' ? ' (free some space there)' : ''}.`,
     { status: 503, cause },
   );
 }

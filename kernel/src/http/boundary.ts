@@ -101,6 +101,14 @@ export function sessionAndCsrf(sessions: SessionStore): MiddlewareHandler<HttpEn
           { status: 403 },
         );
       }
+      // Stopping things, leaving and proving a password need no record first; every change waits for the session's own start to be recorded.
+      if (session && session.unrecorded.size > 0 && !/\/(lock|logout|session|unlock)$/.test(c.req.path)) {
+        throw new KernelError(
+          'disk_full',
+          'This session could not be recorded in the audit log yet (the disk that holds the data directory is full), so it can read but not change anything. Free some space there: the session is recorded within a second, then try again.',
+          { status: 507 },
+        );
+      }
     } else if (!cookieCsrf && !session) {
       setCookie(c, CSRF_COOKIE, randomBytes(32).toString('base64url'), { httpOnly: false, sameSite: 'Strict', path: '/' });
     }

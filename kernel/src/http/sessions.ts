@@ -17,6 +17,14 @@ export interface Session {
   readonly databases: Set<string>;
   readonly createdAt: number;
   lastSeenAt: number;
+  /**
+   * Session starts not on the audit record yet (`<database>:<session id>`),
+   * because the disk was full when they were proven; shared with the
+   * sessions this one rotates into. Until it is empty the session may read
+   * but not change anything (boundary.ts), so no change is ever recorded
+   * before the start of the session that made it.
+   */
+  readonly unrecorded: Set<string>;
 }
 
 export interface SessionStore {
@@ -58,6 +66,7 @@ export function createSessionStore(clock: Clock): SessionStore {
         databases,
         createdAt: now,
         lastSeenAt: now,
+        unrecorded: previous?.unrecorded ?? new Set(),
       };
       sessions.set(session.secret, session);
       return session;

@@ -1,13 +1,22 @@
 import { KernelError } from './errors.js';
 
-/** SQLite's error codes, found on an error or anywhere in its cause chain. */
+/**
+ * The operating system's words for the same conditions, from a file written
+ * next to the databases (a plugin install, an import, a staging copy).
+ */
+const ERRNO_AS_SQLITE: Record<string, string> = { ENOSPC: 'SQLITE_FULL', EDQUOT: 'SQLITE_FULL', EROFS: 'SQLITE_READONLY', EIO: 'SQLITE_IOERR' };
+
+/** SQLite's error codes (or the errno that means the same), found on an error or anywhere in its cause chain. */
 function sqliteCodes(error: unknown): string[] {
   const codes: string[] = [];
   for (let current: unknown = error, depth = 0; current && typeof current === 'object' && depth < 8; depth += 1) {
     const { code, message, cause } = current as { code?: unknown; message?: unknown; cause?: unknown };
-    if (typeof code === 'string') codes.push(code);
-    // Some layers keep only the text: "SQLITE_FULL: database or disk is full".
-    if (typeof message === 'string') for (const match of message.matchAll(/\bSQLITE_[A-Z_]+\b/g)) codes.push(match[0]);
+    if (typeof code === 'string') codes.push(ERRNO_AS_SQLITE[code] ?? code);
+    // Some layers keep only the text: "SQLITE_FULL: database or disk is full", "ENOSPC: no space left on device".
+    if (typeof message === 'string') {
+      for (const match of message.matchAll(/\bSQLITE_[A-Z_]+\b/g)) codes.push(match[0]);
+      for (const match of message.matchAll(/\b(ENOSPC|EDQUOT|EROFS)\b/g)) codes.push(ERRNO_AS_SQLITE[match[0]]!);
+    }
     current = cause;
   }
   return codes;

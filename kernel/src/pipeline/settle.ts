@@ -72,7 +72,7 @@ export function createSettle(deps: { clock: Clock; log: Logger }) {
       log(`could not record the completion of ${row.id}`, error);
       throw new KernelError(
         'audit_unavailable',
-        'The action ran, but its completion could not be written to the audit log, so its result is withheld and its outcome will show as unknown. Ask the operator to check the gateway log and the disk.',
+        `The action ran, but its completion could not be written to the audit log, so its result is withheld and request ${row.id} now shows as outcome_unknown: check the target before retrying. Ask the operator to check the gateway log and the disk.`,
         { status: 503, cause: error },
       );
     }

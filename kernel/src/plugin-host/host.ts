@@ -16,7 +16,7 @@ import { InspectionFailed, inspectManifest } from './inspect.js';
 import { installedOnDisk, verifiedInstalledCode, type VerifyReport } from './installed-code.js';
 import { createManifestCache } from './manifest-cache.js';
 import { readPackageFiles } from './package-files.js';
-import { PluginLostDuringCall, PluginUnavailable } from './process.js';
+import { PluginLostDuringCall, PluginNotReached, PluginUnavailable } from './process.js';
 import { reachOf, type InspectionSandbox, type PluginReach } from './reach.js';
 import { CrashBudget } from './crash-budget.js';
 import { createHandedSecrets } from './handed-secrets.js';
@@ -164,7 +164,9 @@ export function leaseFor(connector: ConnectorDescriptor & { plugin: PluginSource
 
 function translate(error: unknown, id: string): Error {
   if (error instanceof PluginLostDuringCall) return new OutcomeUnknown(error.message);
-  if (error instanceof PluginUnavailable) return new ActionError('system', `The ${id} connector is unavailable: it ${error.message}`, { retryable: true });
+  // Never reached a live plugin: nothing ran, and the next call starts a fresh process (issue 16 item 5).
+  if (error instanceof PluginNotReached) return new ActionError('system', `${error.message} Retrying is safe: the gateway starts the ${id} connector again.`, { retryable: true });
+  if (error instanceof PluginUnavailable) return new ActionError('system', `The ${id} connector is unavailable: it ${error.message.replace(/\.$/, '')}. The action did not run.`, { retryable: true });
   if (error instanceof ResponseError) {
     if (error.code === WireErrorCodes.ActionFailed && isActionFailureData(error.data)) {
       return new ActionError(error.data.kind, error.data.userMessage, { retryable: error.data.retryable });

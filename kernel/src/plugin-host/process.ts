@@ -1,6 +1,6 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import type { Writable } from 'node:stream';
-import { createMessageConnection, CancellationTokenSource, ResponseError, type MessageConnection } from 'vscode-jsonrpc/node';
+import { createMessageConnection, CancellationTokenSource, ConnectionError, ErrorCodes, ResponseError, type Message, type MessageConnection } from 'vscode-jsonrpc/node';
 import {
   BoundedMessageReader,
   FramedMessageWriter,
@@ -41,6 +41,18 @@ export class PluginLostDuringCall extends Error {
   constructor(message: string) {
     super(message);
     this.name = 'PluginLostDuringCall';
+  }
+}
+
+/**
+ * The call never reached a live plugin: the process had exited (or its pipe
+ * was closed) before the request was written to it, or the write itself
+ * failed. The action did not run, so retrying is safe.
+ */
+export class PluginNotReached extends Error {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = 'PluginNotReached';
   }
 }
 
@@ -109,6 +121,12 @@ export class PluginProcess {
   private exited!: Promise<void>;
   private stopping: Promise<void> | undefined;
   private inFlight = new Map<string, (error: Error) => void>();
+  /**
+   * Per call in flight, whether its request was written whole into the
+   * plugin's stdin (true), failed to be written (false), or is still being
+   * written. A process lost before the write completed never read the call.
+   */
+  private written = new Map<string, Promise<boolean>>();
   private wasReady = false;
   private broken = false;
 
@@ -135,9 +153,20 @@ export class PluginProcess {
     this.options.log(line);
   }
 
-  /** Fails every call in flight with `error` (the process is gone). */
+  /**
+   * Fails every call in flight with `error` (the process is gone): a call
+   * whose request had been written may have run (the error stands); one
+   * whose request never made it into the pipe did not (PluginNotReached).
+   */
   private failInFlight(error: Error) {
-    for (const reject of this.inFlight.values()) reject(error);
+    for (const [id, reject] of this.inFlight) {
+      const written = this.written.get(id);
+      if (!written) {
+        reject(notReached(this.exitReason, error));
+        continue;
+      }
+      void written.then((whole) => reject(whole ? error : notReached(this.exitReason, error)));
+    }
     this.inFlight.clear();
   }
 
@@ -193,7 +222,24 @@ export class PluginProcess {
     reader.onError((error) => {
       if (error instanceof ProtocolViolation) this.violate(`protocol violation: ${error.message}`);
     });
-    this.connection = createMessageConnection(reader, new FramedMessageWriter(this.child.stdin!));
+    const writer = new FramedMessageWriter(this.child.stdin!);
+    // Each call's request is written once; whether that write completed tells "may have run" from "never reached it".
+    const write = writer.write.bind(writer);
+    writer.write = (message: Message) => {
+      const done = write(message);
+      const invocationId = invocationIdOf(message);
+      if (invocationId !== undefined && this.inFlight.has(invocationId)) {
+        this.written.set(
+          invocationId,
+          done.then(
+            () => true,
+            () => false,
+          ),
+        );
+      }
+      return done;
+    };
+    this.connection = createMessageConnection(reader, writer);
     this.connection.onError(() => undefined);
     this.child.stdin!.on('error', () => undefined);
     // Plugin -> kernel requests that name an invocation get an answer only for a
@@ -263,9 +309,18 @@ export class PluginProcess {
     signal.addEventListener('abort', onAbort, { once: true });
     return new Promise<T>((resolve, reject) => {
       this.inFlight.set(id, reject);
-      send(source).then(resolve, reject);
+      let sent: Promise<T>;
+      try {
+        sent = send(source);
+      } catch (error) {
+        // vscode-jsonrpc refuses at once on a closed connection ("Connection is closed."): nothing was written.
+        reject(isNeverSent(error) ? notReached(this.exitReason, error) : error);
+        return;
+      }
+      sent.then(resolve, (error: unknown) => reject(isNeverSent(error) ? notReached(this.exitReason, error) : error));
     }).finally(() => {
       this.inFlight.delete(id);
+      this.written.delete(id);
       signal.removeEventListener('abort', onAbort);
       source.dispose();
     });
@@ -329,4 +384,20 @@ export class PluginProcess {
     });
     return this.stopping;
   }
+}
+
+/** The invocation a kernel -> plugin request is for (invoke and connection checks carry it), if any. */
+function invocationIdOf(message: Message): string | undefined {
+  const { id, params } = message as { id?: unknown; params?: { invocationId?: unknown } };
+  return id !== undefined && typeof params?.invocationId === 'string' ? params.invocationId : undefined;
+}
+
+/** A request that provably never reached the plugin: refused on a closed connection, or its write failed (EPIPE, closed stream). */
+function isNeverSent(error: unknown): boolean {
+  if (error instanceof ConnectionError) return true;
+  return error instanceof ResponseError && error.code === ErrorCodes.MessageWriteError;
+}
+
+function notReached(exitReason: string | undefined, cause: unknown): PluginNotReached {
+  return new PluginNotReached(`The connector process ${exitReason ?? 'had stopped'} before the call reached it, so the action did not run.`, { cause });
 }

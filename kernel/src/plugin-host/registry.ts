@@ -9,6 +9,7 @@ import { canonicalHash } from '../lib/canonical.mjs';
 import { confinedPath } from '../lib/confine.js';
 import { KernelError } from '../lib/errors.js';
 import { quoteForMessage } from '../lib/quote.js';
+import { storageRefusal } from '../lib/storage-errors.js';
 import { describeChanges, PINS_FORMAT, readPinnedSet, type BuiltinPins } from './builtin-pins.js';
 import { INSTALL_RECORD, readPackageFiles } from './package-files.js';
 
@@ -265,6 +266,9 @@ export async function stagePlugin(source: string, dataDir: string): Promise<{ di
   } catch (error) {
     await cleanup();
     if (error instanceof KernelError) throw error;
+    // A full or read-only disk under the data directory is the gateway's problem, not the package's: named as such.
+    const storage = storageRefusal(error);
+    if (storage) throw storage;
     throw new KernelError('invalid_plugin', `Could not fetch the plugin from "${source}": ${(error as Error).message}`);
   }
 }

@@ -103,8 +103,8 @@ export interface Fixture {
   targetRef: string;
 }
 
-export async function createHarness(options: { database?: string; manualClock?: boolean } = {}): Promise<Harness> {
-  const { dir, cleanup } = await tempDir();
+export async function createHarness(options: { database?: string; manualClock?: boolean; log?: (message: string, error?: unknown) => void; /** A data directory the caller owns (and removes). */ dir?: string } = {}): Promise<Harness> {
+  const { dir, cleanup } = options.dir ? { dir: options.dir, cleanup: async () => undefined } : await tempDir();
   const catalog = createStaticCatalog([defineStaticConnector(fakeConnectorDefinition())]);
   const executor = createFakeExecutor();
   const clock = createManualClock(Date.now());
@@ -113,7 +113,7 @@ export async function createHarness(options: { database?: string; manualClock?: 
     catalog,
     executor,
     ...(options.manualClock === false ? {} : { clock }),
-    log: () => undefined,
+    log: options.log ?? (() => undefined),
   });
   const name = options.database ?? 'main';
   await kernel.createDatabase(name, PASSWORD);

@@ -11,9 +11,14 @@ import type { HttpContext, HttpEnv } from '../context.js';
 import type { DatabaseGuard, DatabaseLifecycle, PerDatabase } from '../deps.js';
 import { setSessionCookies, SESSION_COOKIE, CSRF_COOKIE } from '../boundary.js';
 import { actorOf, bodySchema, databaseFor, databaseNameOf, defaultDatabase, NO_SESSION_ACTOR, readBody, requireSession, unlockedDatabase } from '../helpers.js';
-import type { SessionStore } from '../sessions.js';
+import type { Session, SessionStore } from '../sessions.js';
+import { storageRefusal } from '../../lib/storage-errors.js';
+import { isoAt } from '../../lib/clock.js';
 import { deleteCookie } from 'hono/cookie';
 import { hardeningState } from '../../lib/harden.js';
+
+/** How often a session start that met a full disk is written again: space that comes back is used within a fraction of a second. */
+const LATE_SESSION_RETRY_MS = 200;
 
 const NAME = { type: 'string', minLength: 1, maxLength: 63 } as const;
 const PASSWORD = { type: 'string', minLength: 1, maxLength: 1024 } as const;
@@ -84,11 +89,41 @@ export function systemRoutes(deps: SystemRouteDeps) {
   /** Starts (or widens) this client's session and audits it in the database it proved (invariant 8: a session never appears unannounced). */
   const openSession = async (c: HttpContext, name: string, client: 'ui' | 'cli', via: 'created' | 'unlocked' | 'proved') => {
     const session = sessions.issue(name, client, c.get('session'));
+    const entry = { actor: actorOf(session), event: 'session.started', subject: { database: name, sessionId: session.id }, payload: { client, via, sessionId: session.id, databases: [...session.databases] } };
+    try {
+      await deps.audit(name).append(entry);
+    } catch (error) {
+      // The password was proven; on a full disk the operator must still be able to read (audit search, history, status).
+      // The session is issued read-only and its start recorded as soon as the disk takes writes again.
+      if (!storageRefusal(error)) {
+        sessions.destroy(session);
+        throw error;
+      }
+      recordLate(name, session, { ...entry, payload: { ...entry.payload, startedAt: isoAt(deps.clock.now()), recordedLate: true } });
+    }
     setSessionCookies(c, session.secret, session.csrf);
-    await deps
-      .audit(name)
-      .append({ actor: actorOf(session), event: 'session.started', subject: { database: name, sessionId: session.id }, payload: { client, via, sessionId: session.id, databases: [...session.databases] } });
     return session;
+  };
+
+  /** Writes a session's start once the disk lets it; until then the session only reads (boundary.ts). */
+  const recordLate = (name: string, session: Session, entry: Parameters<Audit['append']>[0]) => {
+    const key = `${name}:${session.id}`;
+    session.unrecorded.add(key);
+    const attempt = () => {
+      let audit: Pick<Audit, 'append'>;
+      try {
+        audit = deps.audit(name);
+      } catch {
+        // Locked meanwhile: the session lost this database, nothing is left to record for it.
+        session.unrecorded.delete(key);
+        return;
+      }
+      audit.append(entry).then(
+        () => session.unrecorded.delete(key),
+        () => setTimeout(attempt, LATE_SESSION_RETRY_MS).unref(),
+      );
+    };
+    setTimeout(attempt, LATE_SESSION_RETRY_MS).unref();
   };
 
   /**
