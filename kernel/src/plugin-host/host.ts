@@ -115,7 +115,7 @@ export interface PluginHostOptions {
    * (tests). Read once, here, at start.
    */
   builtinPins?: string | BuiltinPins;
-  supervisor?: Partial<Pick<SupervisorOptions, 'idleMs' | 'maxConcurrent' | 'restartBudget' | 'handshakeTimeoutMs' | 'cancelGraceMs'> & { -readonly [K in keyof typeof PROCESS_LIMITS]: number }>;
+  supervisor?: Partial<Pick<SupervisorOptions, 'idleMs' | 'maxConcurrent' | 'restartBudget' | 'handshakeTimeoutMs' | 'cancelGraceMs' | 'ioLimits'> & { -readonly [K in keyof typeof PROCESS_LIMITS]: number }>;
   /** The kernel's transports, which open each invocation's endpoint (default: the host's own). */
   transports?: Transports;
   /**

@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import type { ConnectionCheckParams, ConnectionCheckResult, InvokeParams, ProgressValue } from '@aipermission/plugin-sdk/protocol';
 import { canonicalHash } from '../lib/canonical.mjs';
 import type { Clock } from '../lib/clock.js';
-import { PluginLostDuringCall, PluginProcess, PluginUnavailable } from './process.js';
+import { PluginLostDuringCall, PluginProcess, PluginUnavailable, type PluginIoLimits } from './process.js';
 import { buildSpawnSpec, SANDBOX_ENDPOINT_DIR, type BwrapMode, type SandboxLevel } from './sandbox.js';
 import { MAX_UNIX_PATH_BYTES, type EndpointPlace } from '../transports/index.js';
 import type { PinnedFile } from './builtin-pins.js';
@@ -22,6 +22,8 @@ export interface SupervisorOptions {
   handshakeTimeoutMs: number;
   /** After a call's deadline the plugin is asked to cancel; if it has not answered this much later, it is killed. */
   cancelGraceMs: number;
+  /** Bounds of what one process may make the kernel do (process.ts PLUGIN_IO_LIMITS; tests change them). */
+  ioLimits?: Partial<PluginIoLimits>;
   bwrap: BwrapMode;
   scratchDir: string;
   /** Where this plugin's endpoint socket folders are made (bubblewrap only; `<data>/plugin-endpoints`). */
@@ -259,6 +261,7 @@ export class PluginSupervisor {
       const proc = new PluginProcess({
         spec,
         handshakeTimeoutMs: this.options.handshakeTimeoutMs,
+        ...(this.options.ioLimits ? { ioLimits: this.options.ioLimits } : {}),
         kernelInfo: this.options.kernelInfo,
         redact: this.options.redact,
         resolveScope: (invocationId) => this.options.scopes.resolve(invocationId, id),

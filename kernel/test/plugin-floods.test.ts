@@ -1,0 +1,98 @@
+// Floods from a hostile plugin (issue 10 item 5): its log, and requests for
+// methods the kernel does not have, with 64 KiB names, from a plugin that
+// never reads its stdin. The kernel drops and counts log lines over a rate,
+// quotes nothing unbounded back, and stops a plugin that sends too many
+// requests or does not read what it is sent, with the reason in its status.
+import { afterEach, describe, expect, it } from 'vitest';
+import { pluginHarness, type PluginHarness } from './helpers/plugins.js';
+import { detectBwrap } from '../src/plugin-host/index.js';
+
+let h: PluginHarness | undefined;
+afterEach(async () => {
+  await h?.cleanup();
+  h = undefined;
+});
+
+const FAST = { idleMs: 60_000, cancelGraceMs: 500, handshakeTimeoutMs: 5_000, restartBudget: { crashes: 3, windowMs: 60_000 } };
+const MODES = detectBwrap() !== null ? (['off', 'auto'] as const) : (['off'] as const);
+const statusOf = (id: string) => h!.host.list().find((p) => p.id === id)!.status;
+/** The reason a stopped plugin's status gives, once its exit was seen. */
+async function lastErrorOf(id: string): Promise<string> {
+  const started = Date.now();
+  while (statusOf(id).lastError === null && Date.now() - started < 5_000) await new Promise((r) => setTimeout(r, 20));
+  return String(statusOf(id).lastError);
+}
+const bytesOf = (lines: readonly string[]) => lines.reduce((sum, line) => sum + line.length, 0);
+
+describe('a plugin flooding its log', () => {
+  for (const bwrap of MODES) {
+    it(`gets its lines over the rate dropped with a counted marker, and the gateway log grows by a bounded amount (bwrap ${bwrap})`, async () => {
+      h = await pluginHarness({ fixtures: ['stderr-flood'], bwrap, supervisor: FAST });
+      const t = await h.target('stderr-flood');
+      const request = await h.call(t, 'flood', { ms: 2_000 });
+      expect(request.status).toBe('completed');
+      const poured = (request.output as { bytes: number }).bytes;
+      // The attack was real: far more than the log may take.
+      expect(poured).toBeGreaterThan(50 * 1024 * 1024);
+      await new Promise((r) => setTimeout(r, 1_200));
+      const gateway = h.logs.filter((line) => line.includes('[plugin stderr-flood]'));
+      const all = gateway.join('\n');
+      expect(all).toMatch(/\[kernel\] \d+ log lines dropped: it logged faster than 100 lines a second/);
+      const dropped = [...all.matchAll(/(\d+) log lines dropped/g)].reduce((sum, m) => sum + Number(m[1]), 0);
+      const kept = gateway.filter((line) => line.includes('flood zzz')).length;
+      // Burst (400) plus 100 a second for about two seconds; everything else counted as dropped.
+      expect(kept).toBeLessThanOrEqual(400 + 100 * 4);
+      expect(dropped).toBeGreaterThan(10_000);
+      expect(bytesOf(gateway)).toBeLessThan(2 * 1024 * 1024);
+      // The plugin is still usable: a flood of its own log is not a crime, only dropped.
+      expect(statusOf('stderr-flood').state).toBe('ready');
+    }, 30_000);
+  }
+
+  it('drops plugin/log notifications over the rate the same way, and cuts one endless line into bounded pieces', async () => {
+    h = await pluginHarness({ fixtures: ['stderr-flood'], supervisor: FAST });
+    const t = await h.target('stderr-flood');
+    expect((await h.call(t, 'notify_flood', { ms: 1_000 })).status).toBe('completed');
+    await new Promise((r) => setTimeout(r, 1_200));
+    const notified = h.logs.filter((line) => line.includes('notified yyy')).length;
+    expect(notified).toBeGreaterThan(0);
+    expect(notified).toBeLessThanOrEqual(400 + 100 * 3);
+    expect(h.logs.join('\n')).toMatch(/log lines dropped/);
+    const endless = await h.call(t, 'flood', { ms: 1_000, mode: 'endless' });
+    expect(endless.status).toBe('completed');
+    for (const line of h.logs) expect(line.length).toBeLessThanOrEqual(8 * 1024);
+  }, 30_000);
+});
+
+describe('a plugin flooding the kernel with requests and not reading its stdin', () => {
+  for (const bwrap of MODES) {
+    it(`is stopped for its request rate, never has its 64 KiB method names echoed, and the kernel's memory stays bounded (bwrap ${bwrap})`, async () => {
+      h = await pluginHarness({ fixtures: ['method-flood'], bwrap, supervisor: FAST });
+      const t = await h.target('method-flood');
+      const rssBefore = process.memoryUsage().rss;
+      let rssPeak = rssBefore;
+      const sampler = setInterval(() => (rssPeak = Math.max(rssPeak, process.memoryUsage().rss)), 20);
+      const request = await h.call(t, 'flood');
+      clearInterval(sampler);
+      expect(request.status).toBe('outcome_unknown');
+      expect(rssPeak - rssBefore).toBeLessThan(100 * 1024 * 1024);
+      expect(await lastErrorOf('method-flood')).toMatch(/sent more than 200 requests to the kernel at once, or more than 50 a second \(the last: x\/M{62}… \(\d+ characters\)\)/);
+      const log = h.host.log('method-flood').join('\n');
+      expect(log).toMatch(/\[kernel\] it sent more than 200 requests.*; stopping the plugin/);
+      for (const line of [...h.logs, ...h.host.log('method-flood')]) expect(line).not.toMatch(/M{100}/);
+    }, 30_000);
+  }
+
+  it('is stopped as soon as the answers it does not read pile up, even under a request rate it is allowed', async () => {
+    h = await pluginHarness({ fixtures: ['method-flood'], supervisor: { ...FAST, ioLimits: { requestsPerSecond: 1e9, requestBurst: 1e9 } } });
+    const t = await h.target('method-flood');
+    const rssBefore = process.memoryUsage().rss;
+    let rssPeak = rssBefore;
+    const sampler = setInterval(() => (rssPeak = Math.max(rssPeak, process.memoryUsage().rss)), 20);
+    const request = await h.call(t, 'flood');
+    clearInterval(sampler);
+    expect(request.status).toBe('outcome_unknown');
+    expect(rssPeak - rssBefore).toBeLessThan(100 * 1024 * 1024);
+    expect(await lastErrorOf('method-flood')).toMatch(/it does not read the answers to its own requests \(\d+ unread, over the limit of 64\)/);
+  }, 30_000);
+});
