@@ -23,6 +23,10 @@ export interface GatewayOptions extends Omit<KernelOptions, 'dataDir' | 'plugins
   bwrap?: BwrapMode;
   /** Where the built-in connectors live (default: this repository's plugins/). */
   builtinPluginsDir?: string;
+  /** Which folders there are built-ins (default: the shipped connectors; tests name fixture plugins). */
+  builtinPlugins?: readonly string[];
+  /** The built-ins' build-time pins (default: the file the kernel build wrote). */
+  builtinPins?: PluginHostOptions['builtinPins'];
   /** Plugin supervision bounds (tests shorten them). */
   pluginSupervisor?: PluginHostOptions['supervisor'];
 }
@@ -64,6 +68,8 @@ export async function startGateway(options: GatewayOptions = {}): Promise<Gatewa
       kernelInfo: { name: 'aipermission', version: VERSION },
       ...(options.bwrap ? { bwrap: options.bwrap } : {}),
       ...(options.builtinPluginsDir ? { builtinRoot: options.builtinPluginsDir } : {}),
+      ...(options.builtinPlugins ? { builtins: options.builtinPlugins } : {}),
+      ...(options.builtinPins ? { builtinPins: options.builtinPins } : {}),
       ...(options.pluginSupervisor ? { supervisor: options.pluginSupervisor } : {}),
     });
   } catch (error) {

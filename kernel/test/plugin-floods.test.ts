@@ -4,7 +4,14 @@
 // quotes nothing unbounded back, and stops a plugin that sends too many
 // requests or does not read what it is sent, with the reason in its status.
 import { afterEach, describe, expect, it } from 'vitest';
+import { spawn, type ChildProcessByStdio } from 'node:child_process';
+import type { Readable, Writable } from 'node:stream';
+import { closeSync, openSync, readFileSync, statSync } from 'node:fs';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { pluginHarness, type PluginHarness } from './helpers/plugins.js';
+import { freePort, waitForLine } from './helpers/cli.js';
+import { tempDir } from './helpers/temp.js';
 import { detectBwrap } from '../src/plugin-host/index.js';
 
 let h: PluginHarness | undefined;
@@ -95,4 +102,75 @@ describe('a plugin flooding the kernel with requests and not reading its stdin',
     expect(rssPeak - rssBefore).toBeLessThan(100 * 1024 * 1024);
     expect(await lastErrorOf('method-flood')).toMatch(/it does not read the answers to its own requests \(\d+ unread, over the limit of 64\)/);
   }, 30_000);
+});
+
+/** The resident memory of a process, from /proc. */
+const rssOf = (pid: number) => Number(/VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))![1]) * 1024;
+
+describe('a real gateway process under a plugin flood', () => {
+  it('keeps answering /api/status, grows its own log (stderr to a file) by a bounded amount with the dropped marker, and its RSS stays bounded', async () => {
+    const { dir, cleanup } = await tempDir('aip-floods-gw-');
+    const logPath = join(dir, 'gateway.log');
+    const logFd = openSync(logPath, 'w');
+    const port = await freePort();
+    const gateway = spawn(process.execPath, [fileURLToPath(new URL('./fixtures/gateway-fixture-plugins.mjs', import.meta.url)), join(dir, 'data'), String(port), 'auto', 'stderr-flood', 'method-flood'], { stdio: ['pipe', 'pipe', logFd] }) as ChildProcessByStdio<Writable, Readable, null>;
+    closeSync(logFd);
+    try {
+      const ready = JSON.parse((await waitForLine(gateway, /READY (.*)\n/, 30_000))[1]!) as { url: string; pid: number };
+      const status = async () => {
+        const started = performance.now();
+        const response = await fetch(`${ready.url}/api/status`);
+        await response.text();
+        expect(response.status).toBe(200);
+        return performance.now() - started;
+      };
+      await status();
+      const logBefore = statSync(logPath).size;
+      const rssBefore = rssOf(ready.pid);
+      let rssPeak = rssBefore;
+
+      // 1. A 3-second stderr flood: /api/status is asked ten times a second meanwhile.
+      const flooded = waitForLine(gateway, /RESULT (.*)\n/, 30_000);
+      gateway.stdin.write('call stderr-flood flood {"ms":3000}\n');
+      const latencies: number[] = [];
+      let done = false;
+      void flooded.finally(() => (done = true));
+      while (!done) {
+        latencies.push(await status());
+        rssPeak = Math.max(rssPeak, rssOf(ready.pid));
+        await new Promise((r) => setTimeout(r, 100));
+      }
+      const result = JSON.parse((await flooded)[1]!) as { status: string; output: { bytes: number } };
+      expect(result.status).toBe('completed');
+      expect(result.output.bytes).toBeGreaterThan(50 * 1024 * 1024);
+      expect(latencies.length).toBeGreaterThan(10);
+      // A liveness check, not a performance target: it answered, each time, well within half a second.
+      expect(Math.max(...latencies)).toBeLessThan(500);
+      await new Promise((r) => setTimeout(r, 1_500));
+      const grown = statSync(logPath).size - logBefore;
+      expect(grown).toBeLessThan(3 * 1024 * 1024);
+      expect(readFileSync(logPath, 'utf8')).toMatch(/\[plugin stderr-flood\] \[kernel\] \d+ log lines dropped: it logged faster than 100 lines a second/);
+
+      // 2. 300 MB of requests with 64 KiB method names, stdin never read: stopped, the gateway barely grows.
+      const flood = waitForLine(gateway, /RESULT (.*)\n/, 30_000);
+      gateway.stdin.write('call method-flood flood {}\n');
+      let finished = false;
+      void flood.finally(() => (finished = true));
+      while (!finished) {
+        rssPeak = Math.max(rssPeak, rssOf(ready.pid));
+        latencies.push(await status());
+        await new Promise((r) => setTimeout(r, 20));
+      }
+      expect(JSON.parse((await flood)[1]!).status).toBe('outcome_unknown');
+      expect(rssPeak - rssBefore).toBeLessThan(100 * 1024 * 1024);
+      const log = readFileSync(logPath, 'utf8');
+      expect(log).toMatch(/\[plugin method-flood\] \[kernel\] it sent more than 200 requests to the kernel/);
+      expect(log).not.toMatch(/M{100}/);
+    } finally {
+      const exited = new Promise((resolve) => gateway.once('exit', resolve));
+      gateway.kill('SIGTERM');
+      await exited;
+      await cleanup();
+    }
+  }, 60_000);
 });
