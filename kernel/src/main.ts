@@ -14,6 +14,7 @@ import { hardenProcess } from './lib/harden.js';
 import { createStderrLogger } from './lib/log.js';
 import { createInvocationScopes } from './invocations/index.js';
 import { createTransports } from './transports/index.js';
+import { watchForStalls, type Stall } from './lib/stall-watch.js';
 
 export interface GatewayOptions extends Omit<KernelOptions, 'dataDir' | 'plugins'> {
   dataDir?: string;
@@ -89,6 +90,14 @@ export async function startGateway(options: GatewayOptions = {}): Promise<Gatewa
   }
   port = server.port;
   await dirLock.publish({ url: server.url, port: server.port, version: VERSION });
+  // Issue 10 item 9: a stop of the gateway (a plugin without a pid namespace can send it SIGSTOP) is said and recorded.
+  const stopWatching = watchForStalls((stall: Stall) => {
+    const how = stall.kind === 'signalled' ? 'was stopped by a signal (SIGSTOP or SIGTSTP) and continued' : 'did not run (stopped or blocked)';
+    log(`WARNING: the gateway ${how} for about ${stall.gapMs} ms. Without bubblewrap any plugin can signal the gateway; aip doctor says how to get bubblewrap, and requireBwrapForThirdParty refuses to run third-party connectors without it.`);
+    for (const ws of kernel.unlocked()) {
+      ws.audit.append({ actor: 'system', event: 'gateway.stalled', payload: { kind: stall.kind, gapMs: stall.gapMs, pluginsCanSignalGateway: plugins.sandbox.canSignalGateway } }).catch((error: unknown) => log('could not record a gateway stall in the audit', error));
+    }
+  });
   let closing: Promise<void> | undefined;
   return {
     kernel,
@@ -96,6 +105,7 @@ export async function startGateway(options: GatewayOptions = {}): Promise<Gatewa
     url: server.url,
     close() {
       closing ??= (async () => {
+        stopWatching();
         await mcp.closeAll();
         await server.close();
         await kernel.close();

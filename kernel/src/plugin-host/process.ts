@@ -26,6 +26,7 @@ import {
   type ProgressValue,
 } from '@aipermission/plugin-sdk/protocol';
 import type { SpawnSpec } from './sandbox.js';
+import { watchScratch } from './scratch-quota.js';
 import type { InvocationScope } from '../invocations/index.js';
 
 /** Why a plugin process is not (or no longer) usable; the message is for the operator. */
@@ -55,6 +56,13 @@ function handshakeRefusal(error: ResponseError<unknown>): string {
   }
   if (error.code === WireErrorCodes.ProtocolVersionUnsupported) return `${said} (this gateway speaks plugin protocol version ${PROTOCOL_VERSIONS.join(', ')})`;
   return said;
+}
+
+/** Why a process ended on its own, said plainly where the system ended it for a limit (sandbox.ts limitArgs). */
+function exitDescription(code: number | null, signal: NodeJS.Signals | null): string {
+  if (signal === 'SIGXFSZ') return 'was ended by the system for writing a file larger than its scratch quota (RLIMIT_FSIZE)';
+  if (signal === 'SIGXCPU') return 'was ended by the system for using more CPU time than allowed (RLIMIT_CPU)';
+  return `exited unexpectedly (${signal ? `signal ${signal}` : `code ${code}`})`;
 }
 
 /** Bounds of the stop escalation; each step is given this long before the next, harsher one. */
@@ -177,6 +185,8 @@ export interface PluginProcessOptions {
   maxMessageBytes?: number;
   /** Bounds of what the process may make the kernel do (defaults: PLUGIN_IO_LIMITS). */
   ioLimits?: Partial<PluginIoLimits>;
+  /** An on-disk scratch folder to hold to a quota (no bubblewrap: no tmpfs does it): over it, the plugin is stopped. */
+  scratchQuota?: { dir: string; bytes: number };
   /**
    * Makes a log line safe to keep and print (plugin-text.ts logLine: every
    * secret handed to a plugin, built-in rules, one visible line, cut to
@@ -314,11 +324,14 @@ export class PluginProcess {
       pipe?.on('error', () => undefined);
       pipe?.end(data);
     });
+    const quota = this.options.scratchQuota;
+    const unwatch = quota ? watchScratch(quota.dir, quota.bytes, (reason) => this.violate(reason)) : () => undefined;
     this.exited = new Promise((resolve) => {
       this.child.once('exit', (code, signal) => {
+        unwatch();
         const expected = this.state === 'stopping';
         this.state = 'exited';
-        if (!expected && this.exitReason === undefined) this.exitReason = `exited unexpectedly (${signal ? `signal ${signal}` : `code ${code}`})`;
+        if (!expected && this.exitReason === undefined) this.exitReason = exitDescription(code, signal);
         this.failInFlight(new PluginLostDuringCall(`The connector process ${this.exitReason ?? 'exited'} during the call.`));
         this.options.onExit({ code, signal, expected, wasReady: this.wasReady, reason: this.exitReason });
         resolve();

@@ -111,6 +111,8 @@ export class PluginSupervisor {
   private lastError: string | null = null;
   private startedAt: number | null = null;
   private readonly sandbox: SandboxLevel;
+  /** The removal of the last process's scratch folder, awaited before the next start uses the folder. */
+  private scratchRemoval: Promise<void> = Promise.resolve();
   /** Removals of private code copies still running (stop waits for them). */
   private readonly disposals = new Set<Promise<void>>();
   /** The folder of this plugin's endpoint sockets (bubblewrap), made once and kept across process restarts until stop(). */
@@ -248,6 +250,7 @@ export class PluginSupervisor {
       void done.finally(() => this.disposals.delete(done));
     };
     try {
+      await this.scratchRemoval;
       await mkdir(this.options.scratchDir, { recursive: true, mode: 0o700 });
       const spec = buildSpawnSpec({
         pluginDir: code.pluginDir ?? this.source.dir,
@@ -262,6 +265,8 @@ export class PluginSupervisor {
         spec,
         handshakeTimeoutMs: this.options.handshakeTimeoutMs,
         ...(this.options.ioLimits ? { ioLimits: this.options.ioLimits } : {}),
+        // Under bubblewrap scratch is a size-limited tmpfs; on disk the host holds it to the quota.
+        ...(spec.sandbox.bwrap ? {} : { scratchQuota: { dir: this.options.scratchDir, bytes: spec.sandbox.scratchQuotaBytes } }),
         kernelInfo: this.options.kernelInfo,
         redact: this.options.redact,
         resolveScope: (invocationId) => this.options.scopes.resolve(invocationId, id),
@@ -269,6 +274,8 @@ export class PluginSupervisor {
         onExit: ({ expected, wasReady, reason }) => {
           if (this.process === proc) this.process = undefined;
           dispose();
+          // Scratch lives as long as its process (issue 10 item 6): what it kept there is not left readable on disk.
+          this.scratchRemoval = rm(this.options.scratchDir, { recursive: true, force: true }).catch((error: Error) => this.options.log(`[kernel] could not remove a plugin's scratch folder: ${error.message}`));
           // A failed start is counted where it fails (below), once.
           if (!expected && wasReady) this.recordCrash(reason ?? 'exited unexpectedly');
           this.options.onIdle?.();
@@ -388,6 +395,7 @@ export class PluginSupervisor {
     if (starting) await starting.catch(() => undefined);
     await this.process?.stop();
     await Promise.all([...this.disposals]);
+    await this.scratchRemoval;
     await this.options.closeEndpoints?.(this.endpointOwner);
     const dir = this.endpointDir;
     this.endpointDir = undefined;
