@@ -31,17 +31,24 @@ export function watchForStalls(onStall: (stall: Stall) => void, options: { tickM
   const now = options.now ?? (() => performance.now());
   let last = now();
   let signalled = false;
+  /** The longest gap of a stall not yet reported: reported one tick later, once a SIGCONT that belongs to it had its chance to arrive. */
+  let pending = 0;
   const timer = setInterval(() => {
     const at = now();
     const gapMs = Math.round(at - last - tickMs);
     last = at;
-    if (gapMs >= thresholdMs || signalled) {
-      onStall({ gapMs: Math.max(gapMs, 0), kind: signalled ? 'signalled' : 'stalled' });
+    if (gapMs >= thresholdMs) {
+      pending = Math.max(pending, gapMs);
+      return;
+    }
+    if (pending > 0 || signalled) {
+      onStall({ gapMs: pending, kind: signalled ? 'signalled' : 'stalled' });
+      pending = 0;
       signalled = false;
     }
   }, tickMs);
   timer.unref();
-  // The next tick reports it, with the gap it measured (the signal handler runs before the late timer does, or after it: either way once).
+  // The tick after the late one reports it, with the gap (the signal handler runs before the late timer or after it: either way once).
   const onCont = () => {
     signalled = true;
   };
