@@ -174,3 +174,29 @@ describe('a real gateway process under a plugin flood', () => {
     }
   }, 60_000);
 });
+
+describe('the next attacks: deep JSON and open files', () => {
+  it('survives JSON nested a million deep in an output, in progress and in requests to the kernel: the call fails or completes, the gateway keeps running', async () => {
+    h = await pluginHarness({ fixtures: ['deep-json'], supervisor: FAST });
+    const t = await h.target('deep-json');
+    // The output is kept only to a bounded depth, said in place.
+    const output = await h.call(t, 'deep_output');
+    expect(output.status).toBe('completed');
+    expect(JSON.stringify(output.output)).toMatch(/^\{"deep":\[+"\[REDACTED: nested too deep\]"\]+\}$/);
+    expect(JSON.stringify(output.output).length).toBeLessThan(1024);
+    // Deep progress and deep requests (one to kernel/sign, one to an unknown method) are answered or dropped; the call itself completes.
+    expect((await h.call(t, 'deep_progress', {}, { onProgress: () => undefined })).status).toBe('completed');
+    expect((await h.call(t, 'deep_request')).status).toBe('completed');
+    // Still answering, and a well-formed call after all that works.
+    expect((await h.call(t, 'many_fds')).status).toBe('completed');
+    for (const line of [...h.logs, ...h.host.log('deep-json')]) expect(line.length).toBeLessThanOrEqual(8 * 1024);
+  }, 30_000);
+
+  it('cannot hold more than 1024 open files (RLIMIT_NOFILE)', async () => {
+    h = await pluginHarness({ fixtures: ['deep-json'], supervisor: FAST });
+    const t = await h.target('deep-json');
+    const request = await h.call(t, 'many_fds');
+    expect(request).toMatchObject({ status: 'completed', output: { refused: 'EMFILE' } });
+    expect((request.output as { opened: number }).opened).toBeLessThan(1024);
+  }, 30_000);
+});
