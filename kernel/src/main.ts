@@ -77,6 +77,9 @@ export async function startGateway(options: GatewayOptions = {}): Promise<Gatewa
     await dirLock.release();
     throw error;
   }
+  // Said once at start where plugins are less confined than they could be (aip doctor says how to fix each).
+  if (plugins.sandbox.identity === 'root, with every capability (no bubblewrap)') log('WARNING: the gateway runs as root without bubblewrap: its plugins run as root with every capability. Run it as a normal user, or install bubblewrap.');
+  if (plugins.sandbox.memoryLimitBytes === null) log('WARNING: prlimit (util-linux) is missing: only the V8 heap of a plugin is capped, not its Buffers, open files or file sizes.');
   const kernel = createKernel({ ...options, dataDir, clock, log, plugins, scopes });
   let port = options.port ?? DEFAULT_PORT;
   const { app, mcp } = createHttpApp({ deps: httpDepsFromKernel(kernel), getPort: () => port, version: VERSION });
