@@ -4,7 +4,6 @@
 // .aip-plugin.json, the package on disk) can change what runs or how the
 // kernel describes it. Each attack goes through the real install flow.
 import { afterEach, describe, expect, it } from 'vitest';
-import { existsSync, readdirSync } from 'node:fs';
 import { execFileSync } from 'node:child_process';
 import { appendFile, cp, mkdir, readdir, readFile, rm, truncate, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';

@@ -1,6 +1,6 @@
 import { operatorPrincipal } from '../src/lib/principal.js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { appendFile, cp, readdir, readFile, writeFile } from 'node:fs/promises';
+import { appendFile, cp, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Redis } from 'ioredis';
