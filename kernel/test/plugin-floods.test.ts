@@ -192,6 +192,17 @@ describe('the next attacks: deep JSON and open files', () => {
     for (const line of [...h.logs, ...h.host.log('deep-json')]) expect(line.length).toBeLessThanOrEqual(8 * 1024);
   }, 30_000);
 
+  it('is stopped when it streams large messages nobody asked for faster than the kernel should parse them', async () => {
+    h = await pluginHarness({ fixtures: ['deep-json'], supervisor: FAST });
+    const t = await h.target('deep-json');
+    const started = Date.now();
+    const request = await h.call(t, 'big_stream');
+    expect(request.status).toBe('outcome_unknown');
+    // Stopped within seconds, not after its ten.
+    expect(Date.now() - started).toBeLessThan(8_000);
+    expect(await lastErrorOf('deep-json')).toMatch(/it sent the kernel more than 100663296 bytes at once, or more than 33554432 a second, on its protocol stream/);
+  }, 30_000);
+
   it('cannot hold more than 1024 open files (RLIMIT_NOFILE)', async () => {
     h = await pluginHarness({ fixtures: ['deep-json'], supervisor: FAST });
     const t = await h.target('deep-json');

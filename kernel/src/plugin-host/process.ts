@@ -99,6 +99,10 @@ export interface PluginIoLimits {
   maxRequestsInFlight: number;
   /** Bytes the kernel wrote to the plugin's stdin that it has not read: more and it is stopped (a call's input is far below it). */
   maxUnreadBytes: number;
+  /** Bytes a second the plugin may send on stdout, on average: every byte is parsed on the kernel's event loop. Over it (past the burst), it is stopped. */
+  stdoutBytesPerSecond: number;
+  /** Bytes it may send at once before that rate applies: sixteen calls each answering a 4 MiB output fit in it. */
+  stdoutBurstBytes: number;
 }
 
 /** Defaults with their reasons (each in PluginIoLimits). */
@@ -112,6 +116,9 @@ export const PLUGIN_IO_LIMITS: PluginIoLimits = {
   maxRequestsInFlight: 64,
   // Two of the largest message either side accepts: room for a call's input while the plugin reads it.
   maxUnreadBytes: 2 * MAX_MESSAGE_BYTES,
+  // 32 MiB a second is eight 4 MiB outputs a second, sustained; a stream of 8 MiB messages nobody asked for is parsed for seconds at most.
+  stdoutBytesPerSecond: 32 * 1024 * 1024,
+  stdoutBurstBytes: 96 * 1024 * 1024,
 };
 
 /** Longest piece of a plugin's own words (a method name) the kernel quotes back to it or to the log. */
@@ -133,12 +140,12 @@ class Bucket {
   ) {
     this.tokens = burst;
   }
-  take(): boolean {
+  take(amount = 1): boolean {
     const now = Date.now();
     this.tokens = Math.min(this.burst, this.tokens + ((now - this.at) / 1000) * this.perSecond);
     this.at = now;
-    if (this.tokens < 1) return false;
-    this.tokens -= 1;
+    if (this.tokens < amount) return false;
+    this.tokens -= amount;
     return true;
   }
 }
@@ -369,6 +376,13 @@ export class PluginProcess {
       }
     });
 
+    // Every byte on stdout is parsed on the event loop: past its rate the plugin is stopped (a stream of large messages nobody asked for).
+    const stdoutBucket = new Bucket(this.io.stdoutBytesPerSecond, this.io.stdoutBurstBytes);
+    this.child.stdout!.on('data', (chunk: Buffer) => {
+      if (!this.broken && !stdoutBucket.take(chunk.length)) {
+        this.violate(`it sent the kernel more than ${this.io.stdoutBurstBytes} bytes at once, or more than ${this.io.stdoutBytesPerSecond} a second, on its protocol stream`);
+      }
+    });
     const reader = new BoundedMessageReader(this.child.stdout!, this.options.maxMessageBytes ?? MAX_MESSAGE_BYTES);
     reader.onError((error) => {
       if (error instanceof ProtocolViolation) this.violate(`protocol violation: ${error.message}`);
