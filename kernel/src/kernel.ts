@@ -167,7 +167,7 @@ export function createKernel(options: KernelOptions): Kernel {
       const credential = databases.workspace(database).credentials.open(profileId);
       const scope = scopes.open({ invocationId: newId('chk'), connectorId: connector.id, database, targetId: target.id, profileId, credential });
       try {
-        return await plugins.checkConnection(connector, target.config, scope);
+        return await plugins.checkConnection(connector, target.config, scope, { requireBwrapForThirdParty: databases.workspace(database).settings.get().requireBwrapForThirdParty });
       } finally {
         await scope.dispose();
       }

@@ -14,6 +14,7 @@ import { hardenProcess } from './lib/harden.js';
 import { createStderrLogger } from './lib/log.js';
 import { createInvocationScopes } from './invocations/index.js';
 import { createTransports } from './transports/index.js';
+import { watchForStalls, type Stall } from './lib/stall-watch.js';
 
 export interface GatewayOptions extends Omit<KernelOptions, 'dataDir' | 'plugins'> {
   dataDir?: string;
@@ -23,6 +24,10 @@ export interface GatewayOptions extends Omit<KernelOptions, 'dataDir' | 'plugins
   bwrap?: BwrapMode;
   /** Where the built-in connectors live (default: this repository's plugins/). */
   builtinPluginsDir?: string;
+  /** Which folders there are built-ins (default: the shipped connectors; tests name fixture plugins). */
+  builtinPlugins?: readonly string[];
+  /** The built-ins' build-time pins (default: the file the kernel build wrote). */
+  builtinPins?: PluginHostOptions['builtinPins'];
   /** Plugin supervision bounds (tests shorten them). */
   pluginSupervisor?: PluginHostOptions['supervisor'];
 }
@@ -64,12 +69,17 @@ export async function startGateway(options: GatewayOptions = {}): Promise<Gatewa
       kernelInfo: { name: 'aipermission', version: VERSION },
       ...(options.bwrap ? { bwrap: options.bwrap } : {}),
       ...(options.builtinPluginsDir ? { builtinRoot: options.builtinPluginsDir } : {}),
+      ...(options.builtinPlugins ? { builtins: options.builtinPlugins } : {}),
+      ...(options.builtinPins ? { builtinPins: options.builtinPins } : {}),
       ...(options.pluginSupervisor ? { supervisor: options.pluginSupervisor } : {}),
     });
   } catch (error) {
     await dirLock.release();
     throw error;
   }
+  // Said once at start where plugins are less confined than they could be (aip doctor says how to fix each).
+  if (plugins.sandbox.identity === 'root, with every capability (no bubblewrap)') log('WARNING: the gateway runs as root without bubblewrap: its plugins run as root with every capability. Run it as a normal user, or install bubblewrap.');
+  if (plugins.sandbox.memoryLimitBytes === null) log('WARNING: prlimit (util-linux) is missing: only the V8 heap of a plugin is capped, not its Buffers, open files or file sizes.');
   const kernel = createKernel({ ...options, dataDir, clock, log, plugins, scopes });
   let port = options.port ?? DEFAULT_PORT;
   const { app, mcp } = createHttpApp({ deps: httpDepsFromKernel(kernel), getPort: () => port, version: VERSION });
@@ -83,6 +93,14 @@ export async function startGateway(options: GatewayOptions = {}): Promise<Gatewa
   }
   port = server.port;
   await dirLock.publish({ url: server.url, port: server.port, version: VERSION });
+  // Issue 10 item 9: a stop of the gateway (a plugin without a pid namespace can send it SIGSTOP) is said and recorded.
+  const stopWatching = watchForStalls((stall: Stall) => {
+    const how = stall.kind === 'signalled' ? 'was stopped by a signal (SIGSTOP or SIGTSTP) and continued' : 'did not run (stopped or blocked)';
+    log(`WARNING: the gateway ${how} for about ${stall.gapMs} ms. Without bubblewrap any plugin can signal the gateway; aip doctor says how to get bubblewrap, and requireBwrapForThirdParty refuses to run third-party connectors without it.`);
+    for (const ws of kernel.unlocked()) {
+      ws.audit.append({ actor: 'system', event: 'gateway.stalled', payload: { kind: stall.kind, gapMs: stall.gapMs, pluginsCanSignalGateway: plugins.sandbox.canSignalGateway } }).catch((error: unknown) => log('could not record a gateway stall in the audit', error));
+    }
+  });
   let closing: Promise<void> | undefined;
   return {
     kernel,
@@ -90,6 +108,7 @@ export async function startGateway(options: GatewayOptions = {}): Promise<Gatewa
     url: server.url,
     close() {
       closing ??= (async () => {
+        stopWatching();
         await mcp.closeAll();
         await server.close();
         await kernel.close();

@@ -192,9 +192,11 @@ describe('aip doctor', () => {
     const report = JSON.parse(result.stdout) as { dataDir: string; checks: Array<{ name: string; level: string; fix?: string }> };
     expect(report.dataDir).toBe(dataDir);
     const byName = new Map(report.checks.map((check) => [check.name, check]));
-    for (const name of ['aip process', 'gateway', 'code', 'ptrace', 'sandbox', 'data directory', 'same account']) expect(byName.has(name), name).toBe(true);
+    for (const name of ['aip process', 'gateway', 'code', 'ptrace', 'sandbox', 'plugin limits', 'data directory', 'same account']) expect(byName.has(name), name).toBe(true);
     expect(byName.get('gateway')!.level).toBe('ok');
     expect(byName.get('aip process')!.level).toBe('ok');
+    // What bounds a plugin process (prlimit is on this machine): its memory and scratch, and who it runs as.
+    expect(byName.get('plugin limits')).toMatchObject({ level: 'ok', detail: expect.stringMatching(/^plugins run as .*, with at most 1536 MiB of address space and a 64 MiB scratch/) });
     for (const check of report.checks.filter((c) => c.level === 'warn')) expect(check.fix, check.name).toBeTruthy();
     const text = await aip(['doctor', '--url', gateway.url], { env: env() });
     expect(text.stdout).toMatch(/^OK {4}gateway: /m);

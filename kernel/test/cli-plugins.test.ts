@@ -87,7 +87,10 @@ describe('from scaffold to installed connector', () => {
     expect(refused.stderr).toMatch(/Re-run with --yes to confirm/);
     // What it will reach once approved, and that it already ran once (and how), before the question.
     expect(refused.stderr).toMatch(/^ {2}files: {5}reads its own approved package/m);
-    expect(refused.stderr).toMatch(/^ {2}scratch: {3}\S+plugin-scratch\/demo, kept between runs, no quota$/m);
+    // Scratch never outlives the process, and has a quota, at either sandbox level (issue 10 item 6).
+    expect(refused.stderr).toMatch(/^ {2}scratch: {3}(\/scratch \(a tmpfs in memory\), tmpfs, gone with the process|\S+plugin-scratch\/demo, folder on disk, removed when the process stops), quota 64 MiB$/m);
+    expect(refused.stderr).toMatch(/^ {2}memory: {4}at most 1536 MiB of address space for its whole process$/m);
+    expect(refused.stderr).toMatch(/^ {2}runs as: {3}(nobody, in a user namespace of its own, no capabilities|the gateway's user, no capabilities|root, with every capability \(no bubblewrap\))$/m);
     expect(refused.stderr).toMatch(/^ {2}processes: none: it cannot start child processes or worker threads$/m);
     expect(refused.stderr).toMatch(/^ {2}inspected: it already ran once, to show this: network (none \(endpoint only\)|host network \(no bubblewrap\)); scratch (a throwaway tmpfs of 1 MiB, gone with the process|none: every write was refused); no endpoint; killed after 5 s at most$/m);
     const installed = await op('plugin', 'install', demo(), '--yes');

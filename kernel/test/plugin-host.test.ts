@@ -324,14 +324,18 @@ async function builtinCopy(fixture: string): Promise<{ root: string; pkg: string
   return { root, pkg };
 }
 
-/** What an agent appends to a built-in's bundle: code that leaves a mark in the plugin's scratch folder the moment it runs. */
-const TAMPER = "\nimport { writeFileSync as __aipTamper } from 'node:fs';\n__aipTamper(`${process.env.AIP_PLUGIN_SCRATCH}/tampered-code-ran`, 'the edited code ran');\n";
+/**
+ * What an agent appends to a built-in's bundle: code that says so on the
+ * plugin's log (stderr, which the kernel keeps) the moment it runs. Not a
+ * file in scratch: scratch does not outlive the process (a tmpfs under
+ * bubblewrap, removed at exit without), so a mark there could vanish first.
+ */
+const TAMPER = "\nimport { writeSync as __aipTamper } from 'node:fs';\n__aipTamper(2, 'tampered-code-ran\\n');\n";
 
-/** Marks left by TAMPER in any of echo-fixture's scratch folders (one per credential profile, plugin-host/partitions.ts). */
-async function tamperMarks(dataDir: string): Promise<string[]> {
-  const root = join(dataDir, 'plugin-scratch', 'echo-fixture');
-  const entries = await readdir(root, { recursive: true }).catch(() => [] as string[]);
-  return entries.filter((entry) => entry.endsWith('tampered-code-ran'));
+/** Lines of TAMPER's mark on the gateway's log, after waiting a little for a stderr line to arrive. */
+async function tamperMarks(logs: readonly string[]): Promise<string[]> {
+  await new Promise((r) => setTimeout(r, 300));
+  return logs.filter((line) => line.endsWith('] tampered-code-ran'));
 }
 
 describe('built-in connectors are pinned at build time (invariant 8)', () => {
@@ -362,11 +366,21 @@ describe('built-in connectors are pinned at build time (invariant 8)', () => {
       const verified = await h.host.verify('echo-fixture', '1.0.0');
       expect(verified.kind).toBe('builtin');
       expect(verified.integrity).not.toBe(verified.recorded);
-      expect(await tamperMarks(h.dir)).toEqual([]);
+      expect(await tamperMarks(h.logs)).toEqual([]);
       // Restoring the built files makes it start again (same pin).
       await cp(join(FIXTURES, 'echo', 'dist', 'plugin.mjs'), join(pkg, 'dist', 'plugin.mjs'));
       expect((await h.call(t, 'echo', { text: 'restored' })).status).toBe('completed');
-      expect(await tamperMarks(h.dir)).toEqual([]);
+      expect(await tamperMarks(h.logs)).toEqual([]);
+    });
+
+    it(`sees TAMPER's mark on the log when the code it is in does run: the control of the test above (${label})`, async () => {
+      const { root, pkg } = await builtinCopy('echo');
+      await appendFile(join(pkg, 'dist', 'plugin.mjs'), TAMPER);
+      // Pinned with the mark in it: this time it is the code that runs.
+      h = await pluginHarness({ builtinRoot: root, builtins: ['echo'], bwrap, supervisor: FAST });
+      const t = await h.target('echo-fixture');
+      expect((await h.call(t, 'echo', { text: 'x' })).status).toBe('completed');
+      expect(await tamperMarks(h.logs)).toHaveLength(1);
     });
 
     it(`runs a built-in from its pinned files only: the rest of its folder cannot be read or imported (${label})`, async () => {

@@ -220,7 +220,12 @@ describe('inspecting a package before consent', () => {
           network: isolated ? 'none (endpoint only)' : 'host network (no bubblewrap)',
           networkIsolated: isolated,
           files: expect.stringMatching(/^reads its own approved package/),
-          scratch: { path: expect.stringMatching(/plugin-scratch\/echo-fixture$/), persists: true, quotaBytes: null },
+          // What the host enforces at this level (issue 10 items 6 and 7): a quota at both, never kept after the process.
+          scratch: isolated
+            ? { path: '/scratch (a tmpfs in memory)', persists: false, quotaBytes: 64 * 1024 * 1024, lives: 'tmpfs, gone with the process' }
+            : { path: expect.stringMatching(/plugin-scratch\/echo-fixture$/), persists: false, quotaBytes: 64 * 1024 * 1024, lives: 'folder on disk, removed when the process stops' },
+          identity: isolated ? 'nobody, in a user namespace of its own, no capabilities' : process.getuid?.() === 0 ? 'root, with every capability (no bubblewrap)' : "the gateway's user, no capabilities",
+          memoryLimitBytes: 1536 * 1024 * 1024,
           processes: 'none: it cannot start child processes or worker threads',
           otherProcesses: isolated ? expect.stringMatching(/own pid namespace/) : expect.stringMatching(/can see and signal processes/),
         },

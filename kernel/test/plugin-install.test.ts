@@ -210,5 +210,15 @@ describe('the bwrap policy', () => {
     const t = await echoTarget();
     const outcome = await kernel.pipeline.call(kernel.authenticateToken(t.token), { targetRef: t.targetRef, action: 'echo', input: { text: 'x' } });
     expect(outcome.kind === 'request' && outcome.request).toMatchObject({ status: 'failed', error: { kind: 'config', message: expect.stringMatching(/only runs third-party connectors inside bubblewrap/) } });
+    // A connection check starts a plugin too: refused the same way, before anything is spawned.
+    const ws = kernel.workspace('main');
+    const [targetId, profileId] = t.targetRef.split(':').slice(1);
+    const check = await kernel.checkConnection('main', ws.catalog.get('echo-fixture')!, { id: targetId!, config: { host: '127.0.0.1' } }, profileId!);
+    expect(check).toMatchObject({ ok: false, message: expect.stringMatching(/only runs third-party connectors inside bubblewrap \(requireBwrapForThirdParty\).*aip settings set requireBwrapForThirdParty=false/) });
+    expect(kernel.plugins!.list().find((p) => p.id === 'echo-fixture')!.status.starts).toBe(0);
+    // Inspection starts a package too: refused, and nothing is staged.
+    const inspect = await client.post('/api/databases/main/plugins/inspect', { source: await echoPackage() });
+    expect(inspect.status).toBe(409);
+    expect((await jsonOf(inspect)).error).toMatchObject({ code: 'bwrap_required', message: expect.stringMatching(/so the package was not inspected \(inspecting starts it\)/) });
   });
 });

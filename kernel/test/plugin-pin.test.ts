@@ -4,14 +4,12 @@
 // .aip-plugin.json, the package on disk) can change what runs or how the
 // kernel describes it. Each attack goes through the real install flow.
 import { afterEach, describe, expect, it } from 'vitest';
-import { existsSync, readdirSync } from 'node:fs';
 import { execFileSync } from 'node:child_process';
 import { appendFile, cp, mkdir, readdir, readFile, rm, truncate, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { createInvocationScopes } from '../src/invocations/index.js';
 import { createKernel, type Kernel } from '../src/kernel.js';
 import { createPluginHost, detectBwrap, packageIntegrity, type BwrapMode, type PluginHost } from '../src/plugin-host/index.js';
-import { partitionScratchDir } from '../src/plugin-host/partitions.js';
 import { httpApp, TestClient } from './helpers/http.js';
 import { FIXTURES } from './helpers/plugins.js';
 import { tempDir, PASSWORD } from './helpers/temp.js';
@@ -19,8 +17,13 @@ import { tempDir, PASSWORD } from './helpers/temp.js';
 const MODES: BwrapMode[] = detectBwrap() !== null ? ['off', 'auto'] : ['off'];
 const label = (bwrap: BwrapMode) => (bwrap === 'off' ? 'Node permissions alone' : 'Node permissions + bubblewrap');
 
-/** What an attacker appends to a bundle: code that leaves a mark in the plugin's scratch folder the moment it runs. */
-const TAMPER = "\nimport { writeFileSync as __aipTamper } from 'node:fs';\n__aipTamper(`${process.env.AIP_PLUGIN_SCRATCH}/tampered-code-ran`, 'the swapped code ran');\n";
+/**
+ * What an attacker appends to a bundle: code that says so on the plugin's log
+ * (stderr, which the kernel keeps) the moment it runs. Not a file in scratch:
+ * scratch does not outlive the process (a tmpfs under bubblewrap, removed at
+ * exit without), so a mark there could vanish before a test looks.
+ */
+const TAMPER = "\nimport { writeSync as __aipTamper } from 'node:fs';\n__aipTamper(2, 'tampered-code-ran\\n');\n";
 
 interface Gateway {
   dir: string;
@@ -125,14 +128,19 @@ async function editRecord(g: Gateway, id: string, edit: (record: Record<string, 
 }
 const listed = async (g: Gateway, id: string) => ((await g.client.json('GET', '/api/databases/main/plugins')).plugins as Array<Record<string, any>>).find((p) => p.id === id);
 const verify = (g: Gateway, id: string) => g.client.json('POST', `/api/databases/main/plugins/${id}/verify`);
-/** Whether a plugin left `file` in its scratch: the plugin's folder or any of its per-profile folders (one process per credential profile). */
-const scratchHas = (g: Gateway, id: string, file: string): boolean => {
-  const root = join(g.dir, 'plugin-scratch', id);
-  if (existsSync(join(root, file))) return true;
-  return existsSync(root) && readdirSync(root).some((sub) => sub.startsWith('p-') && existsSync(join(root, sub, file)));
-};
-/** The scratch folder of the process that serves one credential profile of database main. */
-const profileScratch = (g: Gateway, id: string, profileId: string) => partitionScratchDir(g.dir, id, { database: 'main', profileId });
+/**
+ * Whether a plugin said `mark` on its log (a `ran-<action>` line of
+ * manifest-liar, TAMPER's line), waiting a little for its stderr to arrive:
+ * true as soon as it is seen, false after `settleMs` without it.
+ */
+async function marked(g: Gateway, mark: string, settleMs = 300): Promise<boolean> {
+  const started = Date.now();
+  for (;;) {
+    if (g.logs.some((line) => line.endsWith(`] ${mark}`))) return true;
+    if (Date.now() - started > settleMs) return false;
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
 
 describe('the approval pins the manifest and the entry (installed plugins)', () => {
   for (const bwrap of MODES) {
@@ -157,7 +165,7 @@ describe('the approval pins the manifest and the entry (installed plugins)', () 
         expect([action, await call(gw, t, action)]).toEqual([action, expect.objectContaining({ status: 'refused', error: { message: expect.stringMatching(/No connector for "manifest-liar" is installed/) } })]);
       }
       expect(plugin!.status.starts).toBe(0);
-      expect(scratchHas(gw, 'manifest-liar', 'ran-exfiltrate')).toBe(false);
+      expect(await marked(gw, 'ran-exfiltrate')).toBe(false);
       const report = await verify(gw, 'manifest-liar');
       expect(report).toMatchObject({ intact: false, differences: [expect.stringMatching(/^manifest \(sha256 /)] });
       expect(report.integrity).toBe(report.approvedIntegrity);
@@ -165,8 +173,8 @@ describe('the approval pins the manifest and the entry (installed plugins)', () 
       // Re-approving the package as it is makes it run again, described by the approved manifest.
       await install(gw, await fixturePackage(gw, 'manifest-liar'));
       expect(await call(gw, t, 'read_thing')).toMatchObject({ status: 'completed' });
-      // The marks are where scratchHas looks (so its "false" above means "never ran").
-      expect(scratchHas(gw, 'manifest-liar', 'ran-read_thing')).toBe(true);
+      // The marks are where marked() looks (so its "false" above means "never ran").
+      expect(await marked(gw, 'ran-read_thing', 2_000)).toBe(true);
       expect(await call(gw, t, 'exfiltrate')).toMatchObject({ status: 'refused', error: { message: expect.stringMatching(/exfiltrate/) } });
       expect(gw.kernel.workspace('main').catalog.get('manifest-liar')!.actions.get('drop_everything')!.risk).toBe('destructive');
     });
@@ -174,16 +182,18 @@ describe('the approval pins the manifest and the entry (installed plugins)', () 
 
   it('a plugin whose handshake answers another manifest than the approved one is refused, and one whose install record was edited to match its answer is not approved', async () => {
     gw = await gateway('auto');
-    await install(gw, await fixturePackage(gw, 'manifest-liar'));
+    // The lie is in the package itself, approved with it: the plugin answers its own manifest while it is inspected, and the lie once it runs for real.
+    const pkg = await fixturePackage(gw, 'manifest-liar');
+    const own = JSON.parse(await readFile(join(pkg, 'dist', 'manifest.json'), 'utf8'));
+    const lie = { ...own, actions: own.actions.map((a: { name: string }) => (a.name === 'drop_everything' ? { ...a, risk: 'read' } : a)) };
+    await writeFile(join(pkg, 'dist', 'lie-manifest.json'), JSON.stringify(lie));
+    await install(gw, pkg);
     const t = await target(gw, 'manifest-liar');
     const approved = JSON.parse(await readFile(recordPath(gw, 'manifest-liar'), 'utf8')).manifest;
-    const lie = { ...approved, actions: approved.actions.map((a: { name: string }) => (a.name === 'drop_everything' ? { ...a, risk: 'read' } : a)) };
-    // Told to answer another manifest, by a file in its scratch folder.
-    await mkdir(profileScratch(gw, 'manifest-liar', t.profileId), { recursive: true });
-    await writeFile(join(profileScratch(gw, 'manifest-liar', t.profileId), 'answer-manifest.json'), JSON.stringify(lie));
+    expect(approved.actions.find((a: { name: string }) => a.name === 'drop_everything').risk).toBe('destructive');
     const refused = await call(gw, t, 'read_thing');
     expect(refused).toMatchObject({ status: 'failed', error: { message: expect.stringMatching(/answered with a different manifest than the one approved \(sha256 [0-9a-f]{12}…, approved [0-9a-f]{12}…\), so it is not started/) } });
-    expect(scratchHas(gw, 'manifest-liar', 'ran-read_thing')).toBe(false);
+    expect(await marked(gw, 'ran-read_thing')).toBe(false);
 
     // The record edited to say what it answers: the database's approval still decides.
     await editRecord(gw, 'manifest-liar', (record) => {
@@ -191,7 +201,7 @@ describe('the approval pins the manifest and the entry (installed plugins)', () 
     });
     await gw.restart();
     expect(await call(gw, t, 'drop_everything')).toMatchObject({ status: 'refused' });
-    expect(scratchHas(gw, 'manifest-liar', 'ran-drop_everything')).toBe(false);
+    expect(await marked(gw, 'ran-drop_everything')).toBe(false);
     expect(await listed(gw, 'manifest-liar')).toMatchObject({ approved: false, approvalProblem: expect.stringMatching(/manifest/) });
   });
 
@@ -211,7 +221,7 @@ describe('the approval pins the manifest and the entry (installed plugins)', () 
       expect(await listed(gw, 'echo-fixture')).toMatchObject({ approved: false, approvalProblem: expect.stringMatching(/entry dist\/evil\.mjs, approved dist\/plugin\.mjs/) });
       expect(await call(gw, t, 'echo', { text: 'after' })).toMatchObject({ status: 'refused' });
       expect((await verify(gw, 'echo-fixture')).differences).toEqual(['entry dist/evil.mjs, approved dist/plugin.mjs']);
-      expect(scratchHas(gw, 'echo-fixture', 'tampered-code-ran')).toBe(false);
+      expect(await marked(gw, 'tampered-code-ran')).toBe(false);
 
       // An approval from before entries were recorded approved the entry its package.json names.
       const ws = gw.kernel.workspace('main');
@@ -224,7 +234,7 @@ describe('the approval pins the manifest and the entry (installed plugins)', () 
       await ws.pluginApprovals.approve({ ...row, entry: 'dist/evil.mjs' }, 'test');
       const started = await call(gw, t, 'echo', { text: 'forged approval' });
       expect(started).toMatchObject({ status: 'failed', error: { message: expect.stringMatching(/would start dist\/evil\.mjs, but its approved package\.json names dist\/plugin\.mjs; re-approve it/) } });
-      expect(scratchHas(gw, 'echo-fixture', 'tampered-code-ran')).toBe(false);
+      expect(await marked(gw, 'tampered-code-ran')).toBe(false);
 
       // Restored, it runs again under its real approval.
       await editRecord(gw, 'echo-fixture', (record) => {
@@ -233,7 +243,7 @@ describe('the approval pins the manifest and the entry (installed plugins)', () 
       await ws.pluginApprovals.approve(row, 'test');
       await gw.restart();
       expect(await call(gw, t, 'echo', { text: 'restored' })).toMatchObject({ status: 'completed', output: { text: 'restored' } });
-      expect(scratchHas(gw, 'echo-fixture', 'tampered-code-ran')).toBe(false);
+      expect(await marked(gw, 'tampered-code-ran')).toBe(false);
     });
   }
 
@@ -273,7 +283,7 @@ describe('the approval pins the manifest and the entry (installed plugins)', () 
       const plugin = await listed(gw, 'echo-fixture');
       expect([what, plugin?.approved, plugin?.approvalProblem]).toEqual([what, false, expect.stringMatching(named)]);
       expect([what, (await call(gw, t, 'echo', { text: 'x' })).status]).toEqual([what, 'refused']);
-      expect([what, scratchHas(gw, 'echo-fixture', 'tampered-code-ran')]).toEqual([what, false]);
+      expect([what, await marked(gw, 'tampered-code-ran')]).toEqual([what, false]);
       await writeFile(join(dir, 'dist', 'plugin.mjs'), bundle);
       await writeFile(recordPath(gw, 'echo-fixture'), original);
     }
@@ -366,7 +376,7 @@ describe('an installed plugin runs exactly the bytes that were verified', () => 
       const ran = await call(gw, t, 'echo', { text: 'raced' });
       expect(swapped).toBe(1);
       expect(ran).toMatchObject({ status: 'completed', output: { text: 'raced' } });
-      expect(scratchHas(gw, 'echo-fixture', 'tampered-code-ran')).toBe(false);
+      expect(await marked(gw, 'tampered-code-ran')).toBe(false);
       // verify says what is true: the files on disk are not the approved ones (the running process has the approved bytes).
       const report = await verify(gw, 'echo-fixture');
       expect(report).toMatchObject({ intact: false, differences: [expect.stringMatching(/^package files \(integrity /)] });
@@ -376,7 +386,7 @@ describe('an installed plugin runs exactly the bytes that were verified', () => 
       gw.hook = undefined;
       await gw.client.json('POST', '/api/databases/main/plugins/echo-fixture/restart');
       expect(await call(gw, t, 'echo', { text: 'next' })).toMatchObject({ status: 'failed', error: { message: expect.stringMatching(/has files that changed on disk since it was approved/) } });
-      expect(scratchHas(gw, 'echo-fixture', 'tampered-code-ran')).toBe(false);
+      expect(await marked(gw, 'tampered-code-ran')).toBe(false);
     });
 
     it(`a bundle rewritten in a loop while calls start never runs (${label(bwrap)})`, async () => {
@@ -408,7 +418,7 @@ describe('an installed plugin runs exactly the bytes that were verified', () => 
         await swapper;
       }
       await writeFile(bundle, approvedBytes);
-      expect(scratchHas(gw, 'echo-fixture', 'tampered-code-ran')).toBe(false);
+      expect(await marked(gw, 'tampered-code-ran')).toBe(false);
       expect(outcomes.length).toBe(12);
     });
 

@@ -1,6 +1,6 @@
 import { operatorPrincipal } from '../src/lib/principal.js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { appendFile, cp, readdir, readFile, writeFile } from 'node:fs/promises';
+import { appendFile, cp, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Redis } from 'ioredis';
@@ -182,10 +182,10 @@ describe('Redis through the whole kernel pipeline', () => {
   it('never hands the password to an edited connector: after its process dies, the next call is refused and the edit never runs', async () => {
     const t = await redisTarget('always_run');
     expect((await h.kernel.pipeline.call(h.kernel.authenticateToken(t.token), { targetRef: t.targetRef, action: 'ping', input: {} })).kind).toBe('request');
-    // The agent's edit: code that would write every lease it sees (the Redis password) into its scratch folder.
+    // The agent's edit: code that would hand out every lease it sees (the Redis password); it says on its log (stderr, kept by the kernel) that it ran.
     await appendFile(
       join(builtinRoot, 'redis', 'dist', 'plugin.mjs'),
-      "\nimport { writeFileSync as __aipSteal } from 'node:fs';\n__aipSteal(`${process.env.AIP_PLUGIN_SCRATCH}/stolen`, 'the edited code ran');\n",
+      "\nimport { writeSync as __aipSteal } from 'node:fs';\n__aipSteal(2, 'stolen: the edited code ran\\n');\n",
     );
     // Every Redis process dies (there is one per credential profile in use): the next call on t's profile spawns the edited code.
     for (const pid of h.host.list().find((p) => p.id === 'redis')!.status.pids) process.kill(pid, 'SIGKILL');
@@ -196,8 +196,9 @@ describe('Redis through the whole kernel pipeline', () => {
       status: 'failed',
       error: { message: expect.stringMatching(/redis connector is unavailable: it failed to start: is a built-in connector whose files differ from its build-time pin \(changed: dist\/plugin\.mjs/) },
     });
-    // In none of its scratch folders (one per credential profile).
-    expect((await readdir(join(h.dir, 'plugin-scratch', 'redis'), { recursive: true }).catch(() => [] as string[])).filter((entry) => entry.endsWith('stolen'))).toEqual([]);
+    // Not on its log (scratch is no witness: it does not outlive a process).
+    await new Promise((r) => setTimeout(r, 300));
+    expect(h.logs.filter((line) => line.includes('stolen: the edited code ran'))).toEqual([]);
     expect(await direct.exists(`${prefix}stolen`)).toBe(0);
   });
 });

@@ -76,7 +76,7 @@ export interface PluginHost {
   catalogFor(approvals: () => readonly PluginApproval[]): ConnectorCatalog;
   readonly executor: ActionExecutor;
   /** Asks the plugin whether it can reach the target with the scope's credential (a scope of its own, disposed by the caller). */
-  checkConnection(connector: ConnectorDescriptor, target: Record<string, unknown>, scope: InvocationScope): Promise<ConnectionCheckResult>;
+  checkConnection(connector: ConnectorDescriptor, target: Record<string, unknown>, scope: InvocationScope, policy?: { requireBwrapForThirdParty: boolean }): Promise<ConnectionCheckResult>;
   list(): PluginListing[];
   log(id: string): readonly string[];
   restart(id: string): Promise<void>;
@@ -115,7 +115,7 @@ export interface PluginHostOptions {
    * (tests). Read once, here, at start.
    */
   builtinPins?: string | BuiltinPins;
-  supervisor?: Partial<Pick<SupervisorOptions, 'idleMs' | 'maxConcurrent' | 'restartBudget' | 'handshakeTimeoutMs' | 'cancelGraceMs'> & { -readonly [K in keyof typeof PROCESS_LIMITS]: number }>;
+  supervisor?: Partial<Pick<SupervisorOptions, 'idleMs' | 'maxConcurrent' | 'restartBudget' | 'handshakeTimeoutMs' | 'cancelGraceMs' | 'ioLimits'> & { -readonly [K in keyof typeof PROCESS_LIMITS]: number }>;
   /** The kernel's transports, which open each invocation's endpoint (default: the host's own). */
   transports?: Transports;
   /**
@@ -161,6 +161,10 @@ export function leaseFor(connector: ConnectorDescriptor & { plugin: PluginSource
   }
   return scope.lease(declaredFieldsOf(schema));
 }
+
+/** Why an installed connector is not started where the database requires bubblewrap and there is none (requireBwrapForThirdParty). */
+const BWRAP_REQUIRED =
+  'This database only runs third-party connectors inside bubblewrap (requireBwrapForThirdParty), which is not available on this machine, so the connector was not started. Install bubblewrap (Debian/Ubuntu: sudo apt-get install bubblewrap; aip doctor checks it) and restart the gateway, or turn the setting off: aip settings set requireBwrapForThirdParty=false';
 
 function translate(error: unknown, id: string): Error {
   if (error instanceof PluginLostDuringCall) return new OutcomeUnknown(error.message);
@@ -383,9 +387,7 @@ export async function createPluginHost(options: PluginHostOptions): Promise<Plug
       async invoke(invocation: Invocation) {
         const connector = pluginOf(invocation.connector);
         const source = connector.plugin;
-        if (source.kind === 'installed' && invocation.policy?.requireBwrapForThirdParty && !host.sandbox.bwrap) {
-          throw new ActionError('config', 'This database only runs third-party connectors inside bubblewrap, which is not available on this machine. Install bubblewrap or change the setting.');
-        }
+        if (source.kind === 'installed' && invocation.policy?.requireBwrapForThirdParty && !host.sandbox.bwrap) throw new ActionError('config', BWRAP_REQUIRED);
         const { scope } = invocation;
         const credentials = leaseFor(connector, scope);
         handed.remember(scope.secretValues());
@@ -423,8 +425,10 @@ export async function createPluginHost(options: PluginHostOptions): Promise<Plug
       },
       handedSecrets: () => handed.all(),
     },
-    async checkConnection(connectorDescriptor, target, scope) {
+    async checkConnection(connectorDescriptor, target, scope, policy) {
       const connector = pluginOf(connectorDescriptor);
+      // A check starts the plugin like a call does: the same policy refuses it first.
+      if (connector.plugin.kind === 'installed' && policy?.requireBwrapForThirdParty && !host.sandbox.bwrap) return { ok: false, problem: 'unknown', message: BWRAP_REQUIRED };
       const invocationId = scope.invocationId;
       handed.remember(scope.secretValues());
       const controller = new AbortController();

@@ -26,6 +26,7 @@ import {
   type ProgressValue,
 } from '@aipermission/plugin-sdk/protocol';
 import type { SpawnSpec } from './sandbox.js';
+import { watchScratch } from './scratch-quota.js';
 import type { InvocationScope } from '../invocations/index.js';
 
 /** Why a plugin process is not (or no longer) usable; the message is for the operator. */
@@ -69,6 +70,13 @@ function handshakeRefusal(error: ResponseError<unknown>): string {
   return said;
 }
 
+/** Why a process ended on its own, said plainly where the system ended it for a limit (sandbox.ts limitArgs). */
+function exitDescription(code: number | null, signal: NodeJS.Signals | null): string {
+  if (signal === 'SIGXFSZ') return 'was ended by the system for writing a file larger than its scratch quota (RLIMIT_FSIZE)';
+  if (signal === 'SIGXCPU') return 'was ended by the system for using more CPU time than allowed (RLIMIT_CPU)';
+  return `exited unexpectedly (${signal ? `signal ${signal}` : `code ${code}`})`;
+}
+
 /** Bounds of the stop escalation; each step is given this long before the next, harsher one. */
 export const STOP_STEPS_MS = { shutdown: 2_000, exit: 1_000, stdinClosed: 1_000, sigterm: 2_000, sigkill: 2_000 } as const;
 /** Longest log line kept (bytes); a flood of one huge line is cut, not buffered. */
@@ -82,12 +90,134 @@ const MAX_LOG_LINE_REDACTED = 16 * MAX_LOG_LINE;
 /** Log lines kept in memory per plugin process (the rest went to the gateway log). */
 const LOG_RING = 200;
 
+/**
+ * What one plugin process may make the kernel do, per second and in all
+ * (issue 10 item 5: a plugin flooding stderr slowed /api/status to seconds
+ * and grew the gateway's log by 50 MB in 3 s; one sending 64 KiB method
+ * names without reading its stdin grew the gateway by 800 MiB in 5 s).
+ */
+export interface PluginIoLimits {
+  /** Log lines (stderr and plugin/log) taken per second, on average; the rest are dropped and counted. A connector logs a few lines per call. */
+  logLinesPerSecond: number;
+  /** Log lines taken at once before the rate applies (a start-up or a stack trace). */
+  logBurst: number;
+  /** Bytes of log one process may put in the gateway's log in all; past it lines are dropped and counted. */
+  logBytesPerProcess: number;
+  /** Plugin-to-kernel requests taken per second, on average (kernel/sign, kernel/hostKey: a few per call); over it the plugin is stopped. */
+  requestsPerSecond: number;
+  /** Plugin-to-kernel requests taken at once before the rate applies. */
+  requestBurst: number;
+  /** Answers to the plugin's requests not yet taken by it: more means it does not read its stdin, and it is stopped. */
+  maxRequestsInFlight: number;
+  /** Bytes the kernel wrote to the plugin's stdin that it has not read: more and it is stopped (a call's input is far below it). */
+  maxUnreadBytes: number;
+  /** Bytes a second the plugin may send on stdout, on average: every byte is parsed on the kernel's event loop. Over it (past the burst), it is stopped. */
+  stdoutBytesPerSecond: number;
+  /** Bytes it may send at once before that rate applies: sixteen calls each answering a 4 MiB output fit in it. */
+  stdoutBurstBytes: number;
+}
+
+/** Defaults with their reasons (each in PluginIoLimits). */
+export const PLUGIN_IO_LIMITS: PluginIoLimits = {
+  logLinesPerSecond: 100,
+  logBurst: 400,
+  // 4 MiB: a long-running connector's worth of ordinary logging; its ring of recent lines keeps going in memory.
+  logBytesPerProcess: 4 * 1024 * 1024,
+  requestsPerSecond: 50,
+  requestBurst: 200,
+  maxRequestsInFlight: 64,
+  // Two of the largest message either side accepts: room for a call's input while the plugin reads it.
+  maxUnreadBytes: 2 * MAX_MESSAGE_BYTES,
+  // 32 MiB a second is eight 4 MiB outputs a second, sustained; a stream of 8 MiB messages nobody asked for is parsed for seconds at most.
+  stdoutBytesPerSecond: 32 * 1024 * 1024,
+  stdoutBurstBytes: 96 * 1024 * 1024,
+};
+
+/** Longest piece of a plugin's own words (a method name) the kernel quotes back to it or to the log. */
+const MAX_ECHO = 64;
+
+/** At most MAX_ECHO characters of what a plugin sent, marked when cut, for an error message or a log line. */
+export function echoOf(value: unknown): string {
+  const text = typeof value === 'string' ? value : String(value);
+  return text.length > MAX_ECHO ? `${text.slice(0, MAX_ECHO)}… (${text.length} characters)` : text;
+}
+
+/** A token bucket: `take()` is false once `burst` were taken faster than `perSecond`. */
+class Bucket {
+  private tokens: number;
+  private at = Date.now();
+  constructor(
+    private readonly perSecond: number,
+    private readonly burst: number,
+  ) {
+    this.tokens = burst;
+  }
+  take(amount = 1): boolean {
+    const now = Date.now();
+    this.tokens = Math.min(this.burst, this.tokens + ((now - this.at) / 1000) * this.perSecond);
+    this.at = now;
+    if (this.tokens < amount) return false;
+    this.tokens -= amount;
+    return true;
+  }
+}
+
+/**
+ * The kernel's writer to a plugin's stdin, watched: a plugin that does not
+ * read what it is sent (the pipe is full and the kernel's buffer grows past
+ * `maxUnreadBytes`, or more than `maxRequestsInFlight` answers to its own
+ * requests wait) is reported to `onStalled` and gets nothing more.
+ */
+class WatchedWriter extends FramedMessageWriter {
+  /** Answers to the plugin's requests written but not yet taken by the pipe. */
+  answersPending = 0;
+  stopped = false;
+  constructor(
+    private readonly stdin: Writable,
+    private readonly limits: Pick<PluginIoLimits, 'maxUnreadBytes' | 'maxRequestsInFlight'>,
+    private readonly onStalled: (reason: string) => void,
+    /** Told, per message, whether it went into the pipe whole (true) or not at all / not whole (false). */
+    private readonly onWrite?: (message: Message, whole: Promise<boolean>) => void,
+  ) {
+    super(stdin);
+  }
+  override write(message: Message): Promise<void> {
+    // Stopped: a plugin that broke a bound is answered nothing more.
+    if (this.stopped) {
+      this.onWrite?.(message, Promise.resolve(false));
+      return Promise.resolve();
+    }
+    const answer = !('method' in message) && 'id' in message;
+    if (answer) this.answersPending += 1;
+    const written = super.write(message).finally(() => {
+      if (answer) this.answersPending -= 1;
+    });
+    this.onWrite?.(
+      message,
+      written.then(
+        () => true,
+        () => false,
+      ),
+    );
+    if (this.stdin.writableLength > this.limits.maxUnreadBytes) {
+      this.onStalled(`it does not read what the kernel sends it (${this.stdin.writableLength} bytes unread, over the ${this.limits.maxUnreadBytes}-byte limit)`);
+    } else if (this.answersPending > this.limits.maxRequestsInFlight) {
+      this.onStalled(`it does not read the answers to its own requests (${this.answersPending} unread, over the limit of ${this.limits.maxRequestsInFlight})`);
+    }
+    return written.catch(() => undefined);
+  }
+}
+
 export interface PluginProcessOptions {
   spec: SpawnSpec;
   /** How long the handshake may take, spawn included. */
   handshakeTimeoutMs: number;
   kernelInfo: { name: string; version: string };
   maxMessageBytes?: number;
+  /** Bounds of what the process may make the kernel do (defaults: PLUGIN_IO_LIMITS). */
+  ioLimits?: Partial<PluginIoLimits>;
+  /** An on-disk scratch folder to hold to a quota (no bubblewrap: no tmpfs does it): over it, the plugin is stopped. */
+  scratchQuota?: { dir: string; bytes: number };
   /**
    * Makes a log line safe to keep and print (plugin-text.ts logLine: every
    * secret handed to a plugin, built-in rules, one visible line, cut to
@@ -129,13 +259,25 @@ export class PluginProcess {
   private written = new Map<string, Promise<boolean>>();
   private wasReady = false;
   private broken = false;
+  private readonly io: PluginIoLimits;
+  private readonly logBucket: Bucket;
+  private readonly requestBucket: Bucket;
+  /** Log lines dropped since the last marker, and bytes given to the gateway's log so far. */
+  private logDropped = 0;
+  private logBytes = 0;
+  private dropTimer: NodeJS.Timeout | undefined;
+  private writer: WatchedWriter | undefined;
 
   /** Ready and not broken: a process that broke the protocol is never handed another call, even before its exit is seen. */
   get usable(): boolean {
     return this.state === 'ready' && !this.broken;
   }
 
-  constructor(private readonly options: PluginProcessOptions) {}
+  constructor(private readonly options: PluginProcessOptions) {
+    this.io = { ...PLUGIN_IO_LIMITS, ...options.ioLimits };
+    this.logBucket = new Bucket(this.io.logLinesPerSecond, this.io.logBurst);
+    this.requestBucket = new Bucket(this.io.requestsPerSecond, this.io.requestBurst);
+  }
 
   get pid(): number | undefined {
     return this.child?.pid;
@@ -145,12 +287,51 @@ export class PluginProcess {
     return this.inFlight.size;
   }
 
-  private appendLog(text: string) {
+  /**
+   * A line of the plugin's log, if its rate and total allow (PluginIoLimits):
+   * otherwise dropped, counted, and said once a second as "N lines dropped".
+   * Counting is all a dropped line costs (no redaction, no write).
+   */
+  private pluginLog(text: string | Buffer) {
+    if (this.logBytes < this.io.logBytesPerProcess && this.logBucket.take()) {
+      this.flushDropped();
+      const line = typeof text === 'string' ? text : text.toString('utf8');
+      // What a plugin writes is its own words even when it starts like the kernel's.
+      this.appendLog(line, false);
+      return;
+    }
+    this.logDropped += 1;
+    this.dropTimer ??= setTimeout(() => this.flushDropped(), 1_000);
+    this.dropTimer.unref?.();
+  }
+
+  private flushDropped() {
+    clearTimeout(this.dropTimer);
+    this.dropTimer = undefined;
+    if (this.logDropped === 0) return;
+    const count = this.logDropped;
+    this.logDropped = 0;
+    const why =
+      this.logBytes >= this.io.logBytesPerProcess
+        ? `this process already logged ${this.io.logBytesPerProcess} bytes, the most one process may`
+        : `it logged faster than ${this.io.logLinesPerSecond} lines a second`;
+    this.appendLog(`[kernel] ${count} log line${count === 1 ? '' : 's'} dropped: ${why}`, true);
+  }
+
+  /** Kernel lines (`fromKernel`) are always kept; they are few and bounded. */
+  private appendLog(text: string, fromKernel = text.startsWith('[kernel] ')) {
     // Redacted whole, then cut: a cut first could leave the start of a secret that ran across it.
     const line = this.options.redact(text.length > MAX_LOG_LINE_REDACTED ? text.slice(0, MAX_LOG_LINE_REDACTED) : text);
     this.logLines.push(line);
     if (this.logLines.length > LOG_RING) this.logLines.shift();
+    if (!fromKernel) this.logBytes += line.length;
     this.options.log(line);
+  }
+
+  /** One line of stderr: blank lines are not kept. */
+  private stderrLine(bytes: Buffer) {
+    if (bytes.every((b) => b === 32 || b === 9 || b === 13)) return;
+    this.pluginLog(bytes);
   }
 
   /**
@@ -172,7 +353,9 @@ export class PluginProcess {
 
   /** Stops the plugin at once for a protocol violation; the stop escalation still applies. */
   private violate(reason: string) {
+    if (this.broken) return;
     this.broken = true;
+    if (this.writer) this.writer.stopped = true;
     if (this.exitReason === undefined) this.exitReason = reason;
     this.appendLog(`[kernel] ${reason}; stopping the plugin`);
     this.failInFlight(new PluginLostDuringCall(`The connector broke the protocol (${reason}) and was stopped.`));
@@ -189,11 +372,14 @@ export class PluginProcess {
       pipe?.on('error', () => undefined);
       pipe?.end(data);
     });
+    const quota = this.options.scratchQuota;
+    const unwatch = quota ? watchScratch(quota.dir, quota.bytes, (reason) => this.violate(reason)) : () => undefined;
     this.exited = new Promise((resolve) => {
       this.child.once('exit', (code, signal) => {
+        unwatch();
         const expected = this.state === 'stopping';
         this.state = 'exited';
-        if (!expected && this.exitReason === undefined) this.exitReason = `exited unexpectedly (${signal ? `signal ${signal}` : `code ${code}`})`;
+        if (!expected && this.exitReason === undefined) this.exitReason = exitDescription(code, signal);
         this.failInFlight(new PluginLostDuringCall(`The connector process ${this.exitReason ?? 'exited'} during the call.`));
         this.options.onExit({ code, signal, expected, wasReady: this.wasReady, reason: this.exitReason });
         resolve();
@@ -203,53 +389,75 @@ export class PluginProcess {
       this.exitReason = `could not be started: ${error.message}`;
     });
 
-    // stderr is the plugin's log: split into lines, each bounded and redacted.
-    let partial = '';
-    this.child.stderr!.setEncoding('utf8');
-    this.child.stderr!.on('data', (chunk: string) => {
-      partial += chunk;
-      if (partial.length > MAX_LOG_LINE * 4 && !partial.includes('\n')) {
-        this.appendLog(partial);
-        partial = '';
-        return;
+    // stderr is the plugin's log: split into lines, each bounded, rate-limited and redacted (pluginLog).
+    // Bytes, not strings: a flood costs a newline search per chunk, nothing more.
+    let partial: Buffer[] = [];
+    let partialBytes = 0;
+    this.child.stderr!.on('data', (chunk: Buffer) => {
+      let start = 0;
+      for (let nl = chunk.indexOf(10, start); nl !== -1; nl = chunk.indexOf(10, start)) {
+        const piece = chunk.subarray(start, nl);
+        start = nl + 1;
+        const line = partial.length ? Buffer.concat([...partial, piece]) : piece;
+        partial = [];
+        partialBytes = 0;
+        if (line.length > 0) this.stderrLine(line);
       }
-      const lines = partial.split('\n');
-      partial = lines.pop() ?? '';
-      for (const line of lines) if (line.trim() !== '') this.appendLog(line);
+      if (start < chunk.length) {
+        const rest = chunk.subarray(start);
+        if (partialBytes + rest.length > MAX_LOG_LINE * 4) {
+          // One endless line: kept in pieces of a bounded size, never buffered whole.
+          this.stderrLine(Buffer.concat([...partial, rest]).subarray(0, MAX_LOG_LINE_REDACTED));
+          partial = [];
+          partialBytes = 0;
+        } else {
+          partial.push(Buffer.from(rest));
+          partialBytes += rest.length;
+        }
+      }
     });
 
+    // Every byte on stdout is parsed on the event loop: past its rate the plugin is stopped (a stream of large messages nobody asked for).
+    const stdoutBucket = new Bucket(this.io.stdoutBytesPerSecond, this.io.stdoutBurstBytes);
+    this.child.stdout!.on('data', (chunk: Buffer) => {
+      if (!this.broken && !stdoutBucket.take(chunk.length)) {
+        this.violate(`it sent the kernel more than ${this.io.stdoutBurstBytes} bytes at once, or more than ${this.io.stdoutBytesPerSecond} a second, on its protocol stream`);
+      }
+    });
     const reader = new BoundedMessageReader(this.child.stdout!, this.options.maxMessageBytes ?? MAX_MESSAGE_BYTES);
     reader.onError((error) => {
       if (error instanceof ProtocolViolation) this.violate(`protocol violation: ${error.message}`);
     });
-    const writer = new FramedMessageWriter(this.child.stdin!);
     // Each call's request is written once; whether that write completed tells "may have run" from "never reached it".
-    const write = writer.write.bind(writer);
-    writer.write = (message: Message) => {
-      const done = write(message);
-      const invocationId = invocationIdOf(message);
-      if (invocationId !== undefined && this.inFlight.has(invocationId)) {
-        this.written.set(
-          invocationId,
-          done.then(
-            () => true,
-            () => false,
-          ),
-        );
-      }
-      return done;
-    };
-    this.connection = createMessageConnection(reader, writer);
+    this.writer = new WatchedWriter(
+      this.child.stdin!,
+      this.io,
+      (reason) => this.violate(reason),
+      (message, whole) => {
+        const invocationId = invocationIdOf(message);
+        if (invocationId !== undefined && this.inFlight.has(invocationId)) this.written.set(invocationId, whole);
+      },
+    );
+    this.connection = createMessageConnection(reader, this.writer);
     this.connection.onError(() => undefined);
     this.child.stdin!.on('error', () => undefined);
     // Plugin -> kernel requests that name an invocation get an answer only for a
     // live scope of this connector; a finished or foreign invocation gets nothing.
+    // Every plugin-to-kernel request passes here first: over its rate, the plugin is stopped.
+    const admitRequest = (method: string) => {
+      if (this.broken) throw new ResponseError(WireErrorCodes.InvalidParams, 'The kernel stopped answering this plugin.');
+      if (!this.requestBucket.take()) {
+        this.violate(`it sent more than ${this.io.requestBurst} requests to the kernel at once, or more than ${this.io.requestsPerSecond} a second (the last: ${echoOf(method)})`);
+        throw new ResponseError(WireErrorCodes.InvalidParams, 'Too many requests; the plugin is being stopped.');
+      }
+    };
     const scopeOf = (params: { invocationId?: unknown } | undefined) => {
       const scope = this.options.resolveScope(params?.invocationId);
       if (!scope) throw new ResponseError(WireErrorCodes.InvalidParams, 'No running invocation of this connector has that invocationId; the kernel answers only for the call in progress.');
       return scope;
     };
     this.connection.onRequest(SignRequest, (params) => {
+      admitRequest(SignRequest.method);
       scopeOf(params);
       // Signing arrives with the SSH connector (the scope will hold the signer); until then no invocation has a key.
       throw new ResponseError(WireErrorCodes.MethodNotFound, 'kernel/sign: this kernel offers no SSH signing (capability absent).');
@@ -257,9 +465,17 @@ export class PluginProcess {
     // plugin/log is a log line like one on stderr (protocol 3.9), bounded and redacted the same way.
     this.connection.onNotification(LogNotification, (params) => {
       const level = ['debug', 'info', 'warn', 'error'].includes(String(params?.level)) ? String(params.level) : 'info';
-      if (typeof params?.message === 'string') this.appendLog(`[${level}] ${params.message}`);
+      if (typeof params?.message === 'string') this.pluginLog(`[${level}] ${params.message.length > MAX_LOG_LINE_REDACTED ? params.message.slice(0, MAX_LOG_LINE_REDACTED) : params.message}`);
     });
+    // Any other method: refused, quoting at most a short prefix of its name (a 64 KiB name echoed back was the flood).
+    this.connection.onRequest((method) => {
+      admitRequest(method);
+      throw new ResponseError(WireErrorCodes.MethodNotFound, `The kernel has no method "${echoOf(method)}".`);
+    });
+    // Unknown notifications are dropped unanswered (a notification has no answer to echo in).
+    this.connection.onNotification(() => undefined);
     this.connection.onRequest(HostKeyRequest, (params) => {
+      admitRequest(HostKeyRequest.method);
       scopeOf(params);
       throw new ResponseError(WireErrorCodes.MethodNotFound, 'kernel/hostKey: this kernel offers no host-key checks (capability absent).');
     });
@@ -361,7 +577,7 @@ export class PluginProcess {
       const steps: Array<[name: string, act: () => unknown, waitMs: number]> = [
         // 1. Ask politely: the plugin closes its pools and answers.
         ['shutdown', () => this.connection.sendRequest(ShutdownRequest).catch(() => undefined), STOP_STEPS_MS.shutdown],
-        ['exit', () => this.connection.sendNotification(ExitNotification), STOP_STEPS_MS.exit],
+        ['exit', () => this.connection.sendNotification(ExitNotification).catch(() => undefined), STOP_STEPS_MS.exit],
         ['closing stdin', () => this.child.stdin!.end(), STOP_STEPS_MS.stdinClosed],
         ['SIGTERM', () => this.child.kill('SIGTERM'), STOP_STEPS_MS.sigterm],
         ['SIGKILL', () => this.child.kill('SIGKILL'), STOP_STEPS_MS.sigkill],

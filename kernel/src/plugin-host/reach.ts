@@ -13,8 +13,16 @@ export interface PluginReach {
   networkIsolated: boolean;
   /** Which files it can read and write. */
   files: string;
-  /** Its scratch folder: kept between runs; the quota the host enforces on it, null when there is none. */
-  scratch: { path: string; persists: true; quotaBytes: number | null };
+  /**
+   * Its scratch: where (a tmpfs at /scratch under bubblewrap, else a folder
+   * under `path`), the quota the host enforces on it, and whether it outlives
+   * the process (it never does: see SandboxLevel.scratch).
+   */
+  scratch: { path: string; persists: boolean; quotaBytes: number | null; lives: SandboxLevel['scratch'] };
+  /** Who it runs as (SandboxLevel.identity). */
+  identity: SandboxLevel['identity'];
+  /** The address-space limit of its whole process, null when only the V8 heap is capped. */
+  memoryLimitBytes: number | null;
   /** Child processes and worker threads. */
   processes: string;
   /** Whether it can see and signal other processes of the user the gateway runs as. */
@@ -33,15 +41,6 @@ export interface InspectionSandbox {
   timeoutMs: number;
 }
 
-/**
- * The scratch quota the host reports for a plugin's sandbox, or null when it
- * enforces none. (The whole-process limits of issue 10, item 6, add the
- * quota to the sandbox level; until then there is none to report.)
- */
-function scratchQuotaOf(sandbox: SandboxLevel): number | null {
-  const quota = (sandbox as SandboxLevel & { scratchQuotaBytes?: unknown }).scratchQuotaBytes;
-  return typeof quota === 'number' ? quota : null;
-}
 
 export function reachOf(sandbox: SandboxLevel, scratchPath: string): PluginReach {
   return {
@@ -49,12 +48,15 @@ export function reachOf(sandbox: SandboxLevel, scratchPath: string): PluginReach
     network: sandbox.network,
     networkIsolated: sandbox.networkIsolated,
     files: sandbox.bwrap
-      ? 'reads its own approved package (read-only at /plugin) and reads and writes its scratch folder (at /scratch); the data directory and your home are not there at all'
-      : 'reads its own approved package (a private read-only copy) and reads and writes its scratch folder; Node refuses every other path',
-    scratch: { path: scratchPath, persists: true, quotaBytes: scratchQuotaOf(sandbox) },
+      ? 'reads its own approved package (read-only at /plugin) and reads and writes its scratch (a tmpfs at /scratch, gone with the process); the data directory and your home are not there at all'
+      : 'reads its own approved package (a private read-only copy) and reads and writes its scratch folder (removed when the process stops); Node refuses every other path',
+    // The quota the host enforces at this level (a tmpfs size, or RLIMIT_FSIZE plus the host's watcher), and scratch never outlives the process.
+    scratch: { path: sandbox.bwrap ? '/scratch (a tmpfs in memory)' : scratchPath, persists: false, quotaBytes: sandbox.scratchQuotaBytes, lives: sandbox.scratch },
+    identity: sandbox.identity,
+    memoryLimitBytes: sandbox.memoryLimitBytes,
     processes: 'none: it cannot start child processes or worker threads',
     otherProcesses: sandbox.bwrap
       ? 'none: it runs in its own pid namespace and cannot see or signal your processes'
-      : 'it can see and signal processes of the user the gateway runs as (no pid namespace without bubblewrap)',
+      : 'it can see and signal processes of the user the gateway runs as, the gateway itself included (it could stop it with SIGSTOP): there is no pid namespace without bubblewrap. Turn on requireBwrapForThirdParty to refuse running it here',
   };
 }

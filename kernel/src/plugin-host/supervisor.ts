@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import type { ConnectionCheckParams, ConnectionCheckResult, InvokeParams, ProgressValue } from '@aipermission/plugin-sdk/protocol';
 import { canonicalHash } from '../lib/canonical.mjs';
 import type { Clock } from '../lib/clock.js';
-import { PluginLostDuringCall, PluginProcess, PluginUnavailable } from './process.js';
+import { PluginLostDuringCall, PluginProcess, PluginUnavailable, type PluginIoLimits } from './process.js';
 import { buildSpawnSpec, SANDBOX_ENDPOINT_DIR, type BwrapMode, type SandboxLevel } from './sandbox.js';
 import { MAX_UNIX_PATH_BYTES, type EndpointPlace } from '../transports/index.js';
 import type { PinnedFile } from './builtin-pins.js';
@@ -22,6 +22,8 @@ export interface SupervisorOptions {
   handshakeTimeoutMs: number;
   /** After a call's deadline the plugin is asked to cancel; if it has not answered this much later, it is killed. */
   cancelGraceMs: number;
+  /** Bounds of what one process may make the kernel do (process.ts PLUGIN_IO_LIMITS; tests change them). */
+  ioLimits?: Partial<PluginIoLimits>;
   bwrap: BwrapMode;
   scratchDir: string;
   /** Where this plugin's endpoint socket folders are made (bubblewrap only; `<data>/plugin-endpoints`). */
@@ -109,6 +111,8 @@ export class PluginSupervisor {
   private lastError: string | null = null;
   private startedAt: number | null = null;
   private readonly sandbox: SandboxLevel;
+  /** The removal of the last process's scratch folder, awaited before the next start uses the folder. */
+  private scratchRemoval: Promise<void> = Promise.resolve();
   /** Removals of private code copies still running (stop waits for them). */
   private readonly disposals = new Set<Promise<void>>();
   /** The folder of this plugin's endpoint sockets (bubblewrap), made once and kept across process restarts until stop(). */
@@ -246,6 +250,7 @@ export class PluginSupervisor {
       void done.finally(() => this.disposals.delete(done));
     };
     try {
+      await this.scratchRemoval;
       await mkdir(this.options.scratchDir, { recursive: true, mode: 0o700 });
       const spec = buildSpawnSpec({
         pluginDir: code.pluginDir ?? this.source.dir,
@@ -259,6 +264,9 @@ export class PluginSupervisor {
       const proc = new PluginProcess({
         spec,
         handshakeTimeoutMs: this.options.handshakeTimeoutMs,
+        ...(this.options.ioLimits ? { ioLimits: this.options.ioLimits } : {}),
+        // Under bubblewrap scratch is a size-limited tmpfs; on disk the host holds it to the quota.
+        ...(spec.sandbox.bwrap ? {} : { scratchQuota: { dir: this.options.scratchDir, bytes: spec.sandbox.scratchQuotaBytes } }),
         kernelInfo: this.options.kernelInfo,
         redact: this.options.redact,
         resolveScope: (invocationId) => this.options.scopes.resolve(invocationId, id),
@@ -266,6 +274,8 @@ export class PluginSupervisor {
         onExit: ({ expected, wasReady, reason }) => {
           if (this.process === proc) this.process = undefined;
           dispose();
+          // Scratch lives as long as its process (issue 10 item 6): what it kept there is not left readable on disk.
+          this.scratchRemoval = rm(this.options.scratchDir, { recursive: true, force: true }).catch((error: Error) => this.options.log(`[kernel] could not remove a plugin's scratch folder: ${error.message}`));
           // A failed start is counted where it fails (below), once.
           if (!expected && wasReady) this.recordCrash(reason ?? 'exited unexpectedly');
           this.options.onIdle?.();
@@ -385,6 +395,7 @@ export class PluginSupervisor {
     if (starting) await starting.catch(() => undefined);
     await this.process?.stop();
     await Promise.all([...this.disposals]);
+    await this.scratchRemoval;
     await this.options.closeEndpoints?.(this.endpointOwner);
     const dir = this.endpointDir;
     this.endpointDir = undefined;

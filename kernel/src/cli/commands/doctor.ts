@@ -86,9 +86,21 @@ function bubblewrap(): DoctorCheck {
   return {
     name: 'sandbox',
     level: 'warn',
-    detail: "bubblewrap is missing or cannot create namespaces here: plugins run under Node's permission model alone, with this machine's network",
+    detail: "bubblewrap is missing or cannot create namespaces here: plugins run under Node's permission model alone, with this machine's network, and can signal the gateway (no pid namespace)",
     fix: 'install bubblewrap (Debian/Ubuntu: sudo apt-get install bubblewrap) and allow unprivileged user namespaces',
   };
+}
+
+/** What bounds a plugin process as a whole (issue 10 items 6 and 7): prlimit, and who it runs as. */
+function pluginLimits(): DoctorCheck {
+  const level = sandboxLevel('auto');
+  if (level.identity === 'root, with every capability (no bubblewrap)') {
+    return { name: 'plugin limits', level: 'warn', detail: 'the gateway would run as root without bubblewrap: its plugins would be root with every capability', fix: 'run the gateway as a normal user, or install bubblewrap' };
+  }
+  if (level.memoryLimitBytes === null) {
+    return { name: 'plugin limits', level: 'warn', detail: 'prlimit is missing: only the V8 heap of a plugin is capped (not its Buffers, open files or file sizes)', fix: 'install util-linux (it has prlimit)' };
+  }
+  return { name: 'plugin limits', level: 'ok', detail: `plugins run as ${level.identity}, with at most ${level.memoryLimitBytes / 1024 / 1024} MiB of address space and a ${level.scratchQuotaBytes / 1024 / 1024} MiB scratch (${level.scratch})` };
 }
 
 function thisProcess(): DoctorCheck {
@@ -169,6 +181,7 @@ export async function doctorCommand(argv: string[]): Promise<number> {
     await codeWritable(),
     await ptraceScope(),
     bubblewrap(),
+    pluginLimits(),
     ...(await dataDirPermissions(dataDir)),
     nodeVersion(),
   ];

@@ -30,6 +30,9 @@ interface SandboxReport {
   bwrap: boolean;
   network: string;
   networkIsolated: boolean;
+  identity?: string;
+  canSignalGateway?: boolean;
+  memoryLimitBytes?: number | null;
 }
 
 /** What the plugin will reach once approved (the host's sandbox), and how the inspection ran it. */
@@ -37,7 +40,9 @@ interface ReachReport {
   sandbox: string;
   network: string;
   files: string;
-  scratch: { path: string; quotaBytes: number | null };
+  scratch: { path: string; quotaBytes: number | null; persists?: boolean; lives?: string };
+  identity?: string;
+  memoryLimitBytes?: number | null;
   processes: string;
   otherProcesses: string;
 }
@@ -53,6 +58,10 @@ const mib = (bytes: number) => `${Math.round((bytes / 1024 / 1024) * 10) / 10} M
 const noNetworkIsolation = (network: string) =>
   `warning: connectors have no network isolation here (${network}): they can connect to anything this machine can, not only to the endpoints the gateway opens for them. Install bubblewrap with unprivileged user namespaces (Debian/Ubuntu: sudo apt-get install bubblewrap) and restart the gateway; aip doctor checks it.\n`;
 
+/** Said at install and in the list where plugins run without a pid namespace (issue 10 item 9). */
+const canSignal =
+  'warning: without bubblewrap a connector can signal the gateway and your other processes (stop it with SIGSTOP, kill it): there is no pid namespace. To refuse running third-party connectors here, turn on requireBwrapForThirdParty: aip settings set requireBwrapForThirdParty=true (or in the UI, Settings)\n';
+
 /** What the operator is asked to trust. Every word of it is the plugin's own (its manifest): escaped, one line per field (invariant 8). */
 function describePlugin(plugin: PluginSummary, integrity: string, sandbox: SandboxReport, reach?: ReachReport, inspected?: InspectionReport): string {
   const lines = [
@@ -64,7 +73,9 @@ function describePlugin(plugin: PluginSummary, integrity: string, sandbox: Sandb
     ...(reach
       ? [
           line`  files:     ${reach.files}`,
-          line`  scratch:   ${reach.scratch.path}, kept between runs, ${reach.scratch.quotaBytes === null ? 'no quota' : `quota ${mib(reach.scratch.quotaBytes)}`}`,
+          line`  scratch:   ${reach.scratch.path}, ${reach.scratch.lives ?? (reach.scratch.persists === false ? 'not kept' : 'kept between runs')}, ${reach.scratch.quotaBytes === null ? 'no quota' : `quota ${mib(reach.scratch.quotaBytes)}`}`,
+          line`  memory:    ${reach.memoryLimitBytes ? `at most ${mib(reach.memoryLimitBytes)} of address space for its whole process` : 'only its JavaScript heap is capped (256 MiB): prlimit is missing'}`,
+          ...(reach.identity ? [line`  runs as:   ${reach.identity}`] : []),
           line`  processes: ${reach.processes}`,
           line`  your processes: ${reach.otherProcesses}`,
         ]
@@ -107,7 +118,7 @@ export async function pluginCommand(argv: string[]): Promise<number> {
           approved: boolean;
           approvalProblem?: string | null;
           approval: unknown;
-          status: { state: string; crashes: number; quarantined: { reason: string } | null; sandbox: SandboxReport };
+          status: { state: string; crashes: number; lastError?: string | null; quarantined: { reason: string } | null; sandbox: SandboxReport };
         }>;
       }>('GET', op.path('/plugins'));
       if (values.json) {
@@ -116,6 +127,7 @@ export async function pluginCommand(argv: string[]): Promise<number> {
       }
       const exposed = [sandbox, ...plugins.map((p) => p.status.sandbox)].find((s) => !s.networkIsolated);
       if (exposed) process.stderr.write(noNetworkIsolation(exposed.network));
+      if ([sandbox, ...plugins.map((p) => p.status.sandbox)].some((s) => s.canSignalGateway)) process.stderr.write(canSignal);
       printTable(
         plugins.map((p) => ({
           ...p,
@@ -123,13 +135,16 @@ export async function pluginCommand(argv: string[]): Promise<number> {
           state: p.status.quarantined ? `quarantined: ${p.status.quarantined.reason}` : p.status.state,
           sandboxLevel: p.status.sandbox.level,
           network: p.status.sandbox.network,
+          signals: p.status.sandbox.canSignalGateway ? 'can signal the gateway' : 'pid namespace',
           crashes: p.status.crashes,
         })),
-        [['id', 'ID'], ['version', 'VERSION'], ['approvedText', 'TRUST'], ['state', 'STATE'], ['sandboxLevel', 'SANDBOX'], ['network', 'NETWORK'], ['crashes', 'CRASHES'], ['title', 'TITLE']],
+        [['id', 'ID'], ['version', 'VERSION'], ['approvedText', 'TRUST'], ['state', 'STATE'], ['sandboxLevel', 'SANDBOX'], ['network', 'NETWORK'], ['signals', 'SIGNALS'], ['crashes', 'CRASHES'], ['title', 'TITLE']],
         'No connectors.',
       );
       // What differs from the approval, said once per plugin that will not run.
       for (const p of plugins) if (!p.approved && p.approvalProblem) process.stderr.write(line`${p.id} ${p.version}: ${p.approvalProblem}\n`);
+      // Why a plugin was stopped (a flood, a quota, not reading its stdin), said once per plugin.
+      for (const p of plugins) if (p.status.lastError && p.status.state !== 'ready') process.stderr.write(line`${p.id} ${p.version}: last stopped: ${p.status.lastError}\n`);
       return EXIT.ok;
     }
     case 'install': {
@@ -153,7 +168,10 @@ export async function pluginCommand(argv: string[]): Promise<number> {
       process.stderr.write(`${describePlugin(inspected.plugin, inspected.integrity, inspected.sandbox, inspected.reach, inspected.inspectedWith)}\n`);
       if (inspected.replaces) process.stderr.write(line`  replaces version ${inspected.replaces.version}; pending approvals for it will go stale\n`);
       if (inspected.requireBwrap && !inspected.sandbox.bwrap) process.stderr.write('  warning: this database requires bubblewrap for third-party connectors, which is not available here: it will not run\n');
-      else if (!inspected.sandbox.networkIsolated) process.stderr.write(`  ${noNetworkIsolation(inspected.sandbox.network)}`);
+      else {
+        if (!inspected.sandbox.networkIsolated) process.stderr.write(`  ${noNetworkIsolation(inspected.sandbox.network)}`);
+        if (inspected.sandbox.canSignalGateway) process.stderr.write(`  ${canSignal}`);
+      }
       if (!values.yes && !(await confirm(line`Install ${inspected.plugin.id} ${inspected.plugin.version} and trust it in database "${op.db}"?`))) {
         say('Not installed.');
         return EXIT.error;

@@ -86,6 +86,14 @@ export function pluginRoutes(deps: PluginRouteDeps) {
     const [approvals, settings] = [deps.pluginApprovals(name), deps.settings(name)];
     const host = requireHost();
     const body = await readBody(c, inspectBody);
+    // Inspection starts the package: where the database runs third-party code only inside bubblewrap, it is not started without it either.
+    if (settings.get().requireBwrapForThirdParty && !host.sandbox.bwrap) {
+      throw new KernelError(
+        'bwrap_required',
+        'This database only runs third-party connectors inside bubblewrap (requireBwrapForThirdParty), which is not available on this machine, so the package was not inspected (inspecting starts it). Install bubblewrap (Debian/Ubuntu: sudo apt-get install bubblewrap; aip doctor checks it) and restart the gateway, or turn the setting off: aip settings set requireBwrapForThirdParty=false',
+        { status: 409 },
+      );
+    }
     const inspected = await host.inspect(body.source);
     const id = newId('ins');
     const timer = setTimeout(() => {
