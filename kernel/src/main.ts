@@ -25,6 +25,8 @@ export interface GatewayOptions extends Omit<KernelOptions, 'dataDir' | 'plugins
   builtinPluginsDir?: string;
   /** Plugin supervision bounds (tests shorten them). */
   pluginSupervisor?: PluginHostOptions['supervisor'];
+  /** The built web UI served at `/` (default: the repository's ui/dist). */
+  uiDir?: string;
 }
 
 export interface Gateway {
@@ -72,7 +74,7 @@ export async function startGateway(options: GatewayOptions = {}): Promise<Gatewa
   }
   const kernel = createKernel({ ...options, dataDir, clock, log, plugins, scopes });
   let port = options.port ?? DEFAULT_PORT;
-  const { app, mcp } = createHttpApp({ deps: httpDepsFromKernel(kernel), getPort: () => port, version: VERSION });
+  const { app, mcp } = createHttpApp({ deps: httpDepsFromKernel(kernel), getPort: () => port, version: VERSION, ...(options.uiDir ? { uiDir: options.uiDir } : {}) });
   let server: RunningServer;
   try {
     server = await listenOnLoopback(app.fetch, { host, port, onUpgrade: (request, socket, head) => mcp.handleUpgrade(request, socket, head) });
