@@ -4,7 +4,7 @@
  * event stream that keeps them current (pushed, never polled).
  */
 import { dbPath, get, whenSessionLost } from './api';
-import type { ActionRequest, Status } from './types';
+import type { ActionRequest, ConnectorInfo, Status } from './types';
 
 export const app = $state({
   status: null as Status | null,
@@ -132,12 +132,12 @@ function notify(): void {
   new Notification('AIPermission: an agent asks for approval', { body: 'Open the gateway page to review it.', tag: 'aip-approval' });
 }
 
-const connectorCache = new Map<string, Promise<import('./types').ConnectorInfo[]>>();
+const connectorCache = new Map<string, Promise<ConnectorInfo[]>>();
 /** The installed connectors of a database (their schemas and actions), fetched once per database and session. */
-export function connectorsOf(database: string): Promise<import('./types').ConnectorInfo[]> {
+export function connectorsOf(database: string): Promise<ConnectorInfo[]> {
   let cached = connectorCache.get(database);
   if (!cached) {
-    cached = get<{ connectors: import('./types').ConnectorInfo[] }>(dbPath(database, 'connectors')).then((answer) => answer.connectors);
+    cached = get<{ connectors: ConnectorInfo[] }>(dbPath(database, 'connectors')).then((answer) => answer.connectors);
     cached.catch(() => connectorCache.delete(database));
     connectorCache.set(database, cached);
   }
