@@ -1,3 +1,4 @@
+/* global window, document, MutationObserver -- the functions passed to page.evaluate run in the page */
 // The web UI's benchmark (`pnpm bench`): how fast an agent's approval_required
 // call shows up as the approval dialog in real Chromium, the dashboard's first
 // load, and the first-load bundle size. A real gateway process (fresh data

@@ -16,7 +16,12 @@ export default function setup(): void {
   // AIP_UI_TEST_REUSE_KERNEL=1 (while iterating on the UI alone) skips the kernel side when it is built.
   const reuse = process.env.AIP_UI_TEST_REUSE_KERNEL === '1' && existsSync(join(root, 'kernel/dist/main.js'));
   if (!reuse) buildKernel();
-  execFileSync(process.execPath, [join(root, 'ui/node_modules/vite/bin/vite.js'), 'build', '--logLevel', 'warn'], { cwd: join(root, 'ui'), stdio: 'inherit' });
+  // vitest sets NODE_ENV=test, which would make this a development build of Svelte: test what ships.
+  execFileSync(process.execPath, [join(root, 'ui/node_modules/vite/bin/vite.js'), 'build', '--logLevel', 'warn'], {
+    cwd: join(root, 'ui'),
+    stdio: 'inherit',
+    env: { ...process.env, NODE_ENV: 'production' },
+  });
   if (!existsSync(join(root, 'ui/dist/index.html'))) throw new Error('the UI build wrote no ui/dist/index.html');
 }
 
