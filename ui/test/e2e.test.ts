@@ -268,11 +268,25 @@ describe('the operator console, end to end', () => {
     await checkPage('audit');
   });
 
-  it('renders the remaining pages cleanly (dashboard, approvals, messages, MCP setup, settings)', async () => {
+  it('carries notes both ways: an agent\'s note appears in the open Messages page, the operator\'s reaches the agent with its next response', async () => {
+    await go('Messages');
+    await page.getByRole('heading', { name: 'Messages' }).waitFor();
+    await callTool(mcp, 'send_operator_message', { text: 'may I flush\u202e the cache?' });
+    const list = page.getByTestId('messages');
+    await expect.poll(() => list.innerText()).toContain('may I flush\\u{202e} the cache?');
+    await page.getByLabel('Note to the agent').fill('no, use a key pattern');
+    await page.getByRole('button', { name: 'Send' }).click();
+    await expect.poll(() => list.innerText()).toContain('no, use a key pattern');
+    const next = await callTool(mcp, 'list_connector_targets', {});
+    expect(next.operator_messages.map((m: { text: string }) => m.text)).toEqual(['no, use a key pattern']);
+    await checkPage('messages');
+  });
+
+  it('renders the remaining pages cleanly (dashboard, approvals, MCP setup, settings)', async () => {
     await go('Dashboard');
     await expect.poll(() => page.getByTestId('onboarding').locator('li.done').count()).toBe(6);
     await checkPage('dashboard');
-    for (const [label, name] of [['Approvals', 'approvals'], ['Messages', 'messages'], ['MCP setup', 'mcp-setup'], ['Settings', 'settings']] as const) {
+    for (const [label, name] of [['Approvals', 'approvals'], ['MCP setup', 'mcp-setup'], ['Settings', 'settings']] as const) {
       await go(label);
       await page.getByRole('heading', { level: 1 }).waitFor();
       await page.waitForTimeout(150);
