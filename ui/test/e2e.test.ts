@@ -294,6 +294,16 @@ describe('the operator console, end to end', () => {
     }
   });
 
+  it('tests a custom redaction rule live on sample text with the RE2 engine loaded on the settings page only', async () => {
+    await go('Settings');
+    await page.getByLabel('Pattern (RE2)').fill('hunter\\d');
+    await page.getByLabel('Sample text').fill('password=hunter2 ok');
+    await expect.poll(() => page.getByTestId('redaction-test').innerText()).toBe('password=[REDACTED] ok');
+    await page.getByLabel('Pattern (RE2)').fill('(a+)+\\1');
+    await expect.poll(() => page.getByTestId('redaction-test').innerText()).toMatch(/^Not a valid RE2 pattern/);
+    expectClean(watched);
+  });
+
   it('unlocks several databases, switches between them, locks one, then all, and the page returns to the unlock screen', async () => {
     await page.getByRole('button', { name: 'Unlock another' }).click();
     await page.getByRole('button', { name: 'New database' }).click();
