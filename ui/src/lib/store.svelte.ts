@@ -17,8 +17,8 @@ export const app = $state({
   live: false,
   /** The request the approval dialog shows (the oldest pending one unless the operator picked another). */
   openRequest: null as (ActionRequest & { database: string }) | null,
-  /** Set while the dialog is dismissed: a new request opens it again. */
-  dialogDismissed: '' as string,
+  /** Requests the operator put off with "Later": they stay pending and listed, but do not open the dialog again by themselves. */
+  dialogDismissed: [] as string[],
   now: Date.now(),
   loadError: '',
 });
@@ -51,7 +51,7 @@ export async function refreshPending(): Promise<void> {
 /** Keeps the open dialog on a live request: a new pending one opens it, and the open one is updated in place (stale, expired, decided). */
 function syncDialog(): void {
   if (app.openRequest) return;
-  const next = app.pending.find((r) => r.id !== app.dialogDismissed);
+  const next = app.pending.find((r) => !app.dialogDismissed.includes(r.id));
   if (next) app.openRequest = next;
 }
 
