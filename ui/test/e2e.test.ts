@@ -11,6 +11,8 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Browser, BrowserContext, Page } from 'playwright-core';
 import { Redis } from 'ioredis';
+import { readFile, rm } from 'node:fs/promises';
+import { join } from 'node:path';
 import { agent, callTool, PASSWORD, startGateway, type RunningGateway } from './helpers/gateway.js';
 import { axeSerious, expectClean, launch, screenshots, watchedPage, type WatchedPage } from './helpers/browser.js';
 import type { Client } from '@modelcontextprotocol/sdk/client/index.js';
@@ -304,7 +306,7 @@ describe('the operator console, end to end', () => {
     expectClean(watched);
   });
 
-  it('unlocks several databases, switches between them, locks one, then all, and the page returns to the unlock screen', async () => {
+  it('unlocks several databases (a new one, an imported export), switches between them, locks one, then all, and the page returns to the unlock screen', async () => {
     await page.getByRole('button', { name: 'Unlock another' }).click();
     await page.getByRole('button', { name: 'New database' }).click();
     await page.getByLabel('Database name').fill('second');
@@ -312,10 +314,25 @@ describe('the operator console, end to end', () => {
     await page.getByLabel('Repeat the password').fill(PASSWORD);
     await page.getByRole('button', { name: 'Create and unlock' }).click();
     await page.getByRole('heading', { name: /Dashboard · second/ }).waitFor();
+    // Export it (an encrypted .aipdb under the same password) and import the file as a third database.
+    await go('Settings');
+    await page.getByLabel('Database password').fill(PASSWORD);
+    const [download] = await Promise.all([page.waitForEvent('download'), page.getByRole('button', { name: 'Download second.aipdb' }).click()]);
+    const file = join(gateway.dataDir, '..', `${process.pid}-second.aipdb`);
+    await download.saveAs(file);
+    expect((await readFile(file)).subarray(0, 16).toString('latin1')).not.toBe('SQLite format 3\u0000');
+    await page.getByRole('button', { name: 'Unlock another' }).click();
+    await page.getByRole('button', { name: 'Import .aipdb' }).click();
+    await page.getByLabel('Database name').fill('restored');
+    await page.getByLabel('.aipdb file').setInputFiles(file);
+    await page.getByLabel('Password', { exact: true }).fill(PASSWORD);
+    await page.getByRole('button', { name: 'Import and unlock' }).click();
+    await page.getByRole('heading', { name: /Dashboard · restored/ }).waitFor();
+    await rm(file, { force: true });
     await page.getByLabel('Database').selectOption('main');
     await page.getByRole('heading', { name: /Dashboard · main/ }).waitFor();
     await page.getByTestId('lock-one').click();
-    await page.getByRole('heading', { name: /Dashboard · second/ }).waitFor();
+    await page.getByRole('heading', { name: /Dashboard · (second|restored)/ }).waitFor();
     await page.getByTestId('lock-all').click();
     await page.getByRole('heading', { name: 'Unlock' }).waitFor();
     await checkPage('unlock');
