@@ -90,7 +90,7 @@ function pipelineView(ws: Workspace): PipelineDatabase {
 export function createKernel(options: KernelOptions): Kernel {
   const clock = options.clock ?? systemClock;
   const log: Logger = options.log ?? createStderrLogger();
-  const vault = createVault({ dataDir: options.dataDir, clock });
+  const vault = createVault({ dataDir: options.dataDir, clock, log });
   const events = createEventBus();
   const catalog = options.catalog ?? createStaticCatalog();
   const pool = createAuditVerifyPool();

@@ -170,6 +170,17 @@ describe('aip against a running gateway', () => {
   it('searches the audit log and verifies the chain, failing with the first bad entry after tampering', async () => {
     const search = await op('audit', 'search', 'ship', '--json');
     expect(JSON.parse(search.stdout).length).toBeGreaterThan(0);
+    // Pages: the first tells the cursor of the next, which starts below it.
+    const page1 = await op('audit', 'search', '--limit', '2', '--json');
+    const cursor = /--cursor (\S+)/.exec(page1.stderr)?.[1];
+    expect(cursor).toBeDefined();
+    const page2 = await op('audit', 'search', '--limit', '2', '--json', '--cursor', cursor!);
+    expect(JSON.parse(page2.stdout)[0].seq).toBeLessThan(JSON.parse(page1.stdout)[1].seq);
+    expect(JSON.parse((await op('audit', 'search', '--since', '2999-01-01', '--json')).stdout)).toEqual([]);
+    expect(JSON.parse((await op('approvals', 'list', '--until', '2000-01-01', '--json')).stdout)).toEqual([]);
+    const badTime = await op('audit', 'search', '--since', 'last tuesday');
+    expect(badTime.code).not.toBe(0);
+    expect(badTime.stderr).toMatch(/ISO-8601/);
     const verified = await op('audit', 'verify');
     expect(verified.code).toBe(0);
     expect(verified.stdout).toMatch(/Audit chain intact/);

@@ -222,6 +222,35 @@ describe('input handling', () => {
     expect((await client.get('/api/databases/main/audit?limit=abc')).status).toBe(400);
   });
 
+  it('pages the audit and the history with cursor/nextCursor and filters them by since/until, keeping before/nextBefore', async () => {
+    const client = await operator();
+    for (let i = 0; i < 12; i += 1) await client.json('POST', '/api/databases/main/tokens', { name: `agent-${i}` }, 201);
+    const first = await client.json('GET', '/api/databases/main/audit?event=token.created&limit=5');
+    expect(first.entries).toHaveLength(5);
+    expect(typeof first.nextCursor).toBe('string');
+    expect(first.nextBefore).toBe(first.entries[4].seq);
+    const second = await client.json('GET', `/api/databases/main/audit?event=token.created&limit=5&cursor=${first.nextCursor}`);
+    expect(second.entries[0].seq).toBeLessThan(first.entries[4].seq);
+    expect((await client.json('GET', `/api/databases/main/audit?event=token.created&limit=5&before=${first.nextBefore}`)).entries).toEqual(second.entries);
+    const third = await client.json('GET', `/api/databases/main/audit?event=token.created&limit=5&cursor=${second.nextCursor}`);
+    expect(third.entries).toHaveLength(2);
+    expect(third.nextCursor).toBeNull();
+    // A cursor of another listing, a forged one, both paging styles at once, a time that is not one: each refused with what to do.
+    const history = await client.get(`/api/databases/main/requests?cursor=${first.nextCursor}`);
+    expect(history.status).toBe(400);
+    expect((await jsonOf(history)).error.message).toMatch(/nextCursor of the previous page/);
+    expect((await client.get('/api/databases/main/audit?cursor=bm9wZQ')).status).toBe(400);
+    expect((await client.get(`/api/databases/main/audit?cursor=${first.nextCursor}&before=3`)).status).toBe(400);
+    const badTime = await client.get('/api/databases/main/audit?since=yesterday');
+    expect(badTime.status).toBe(400);
+    expect((await jsonOf(badTime)).error.message).toMatch(/ISO-8601/);
+    const future = new Date(Date.now() + 86_400_000).toISOString();
+    expect((await client.json('GET', `/api/databases/main/audit?since=${future}`)).entries).toEqual([]);
+    expect((await client.json('GET', `/api/databases/main/audit?until=${future}&event=token.created`)).entries).toHaveLength(12);
+    expect((await client.json('GET', `/api/databases/main/requests?since=${future}&action=echo`)).requests).toEqual([]);
+    expect((await client.json('GET', '/api/databases/main/requests?until=2020-01-01')).nextCursor).toBeNull();
+  });
+
   it('answers unknown routes with the JSON error shape', async () => {
     const response = await new TestClient(app).get('/api/nothing-here');
     expect(response.status).toBe(404);

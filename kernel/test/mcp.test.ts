@@ -143,6 +143,45 @@ describe.each(['http', 'stdio'] as const)('MCP over %s', (kind) => {
     expect(mine.entries.filter((e) => e.subject.requestId === result.request_id)).toHaveLength(2);
   });
 
+  it('sends a large result once: a 512 KiB read is one message of about its size, with a preview in the text', async () => {
+    const t = await token({ get_key: 'always_run' });
+    const value = 'v'.repeat(512 * 1024);
+    await direct.set(`${prefix}big`, value);
+    if (kind !== 'http') {
+      // Over stdio the same result crosses the bridge unchanged; the size is measured on HTTP.
+      const client = await connect(kind, t.secret);
+      const result = await callTool(client, 'call_connector_action', { target_ref: redisTarget.ref, action_name: 'get_key', input: { key: `${prefix}big`, max_bytes: 512 * 1024 } });
+      expect(result.output.value).toBe(value);
+      expect(result.text.length).toBeLessThan(16 * 1024);
+      return;
+    }
+    // The SDK's own client, with a fetch that counts the bytes each answer has.
+    const received: number[] = [];
+    const counting: typeof fetch = async (input, init) => {
+      const response = await fetch(input, init);
+      const body = await response.clone().arrayBuffer();
+      received.push(body.byteLength);
+      return response;
+    };
+    const client = new Client({ name: 'size-test', version: '1.0.0' });
+    await client.connect(new StreamableHTTPClientTransport(new URL(`${gw.url}/mcp`), { requestInit: { headers: { Authorization: `Bearer ${t.secret}` } }, fetch: counting }));
+    clients.push(client);
+    received.length = 0;
+    const result = await client.callTool({ name: 'call_connector_action', arguments: { target_ref: redisTarget.ref, action_name: 'get_key', input: { key: `${prefix}big`, max_bytes: 512 * 1024 } } });
+    expect((result.structuredContent as { output: { value: string } }).output.value).toBe(value);
+    const text = (result.content as Array<{ type: string; text: string }>)[0]!.text;
+    expect(text).toMatch(/get_key completed/);
+    expect(text).toMatch(/structuredContent/);
+    expect(text).toContain('v'.repeat(1000));
+    expect(text.length).toBeLessThan(16 * 1024);
+    const largest = Math.max(...received);
+    expect(largest).toBeGreaterThan(value.length);
+    expect(largest).toBeLessThan(value.length * 1.1);
+    // A small result still carries its whole JSON in the text, for text-only clients.
+    const small = await callTool(client, 'call_connector_action', { target_ref: redisTarget.ref, action_name: 'get_key', input: { key: `${basePrefix}hello` } });
+    expect(small.text).toContain('"value": "world"');
+  });
+
   it('approval_pending -> run -> completed, with polling hints', async () => {
     const t = await token({ set_string: 'approval_required' });
     const client = await connect(kind, t.secret);

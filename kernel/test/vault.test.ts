@@ -1,5 +1,5 @@
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { readFile, writeFile, readdir } from 'node:fs/promises';
+import { readFile, writeFile, readdir, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import sqlcipher from '@journeyapps/sqlcipher';
 import { createVault, passwordProblems, type Vault, databaseNameFromFile, resolveDataDir, SCHEMA_VERSION } from '../src/vault/index.js';
@@ -201,7 +201,36 @@ describe('vault', () => {
       { version: 2, name: 'plugin approvals' },
       { version: 3, name: 'operator-run requests' },
       { version: 4, name: 'plugin approvals pin the entry' },
+      { version: 5, name: 'indexes for filters and maintenance at scale' },
     ]);
     await db.close();
+  });
+});
+
+describe('WAL checkpoints', () => {
+  /** Writes about 4 MB in one commit: past SQLite's 1,000-page automatic checkpoint. */
+  const writeBig = (db: Awaited<ReturnType<Vault['open']>>) =>
+    db.db.write((tx) => tx.exec('CREATE TABLE IF NOT EXISTS bulk (x BLOB); WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 4000) INSERT INTO bulk SELECT randomblob(1000) FROM n;'));
+  const sizeOf = async (file: string) => (await stat(file)).size;
+
+  it('folds the WAL in from a second connection, never inside a commit of the gateway, also after a password change', async () => {
+    await vault.create('main', PASSWORD);
+    const db = await vault.open('main', PASSWORD);
+    try {
+      expect(await db.db.get('PRAGMA wal_autocheckpoint')).toEqual({ wal_autocheckpoint: 0 });
+      for (const round of [1, 2]) {
+        const before = await sizeOf(db.file);
+        await writeBig(db);
+        // The commit left its pages in the WAL: no call waited for a checkpoint inside it.
+        expect(await sizeOf(db.file)).toBeLessThan(before + 1024 * 1024);
+        await new Promise((resolve) => setTimeout(resolve, 2500));
+        // The checkpoint connection copied them into the file meanwhile.
+        expect(await sizeOf(db.file)).toBeGreaterThan(before + 3 * 1024 * 1024);
+        if (round === 1) await db.changePassword(PASSWORD, OTHER_PASSWORD);
+      }
+    } finally {
+      await db.close();
+    }
+    expect(await vault.verifyPassword('main', OTHER_PASSWORD)).toBe(true);
   });
 });

@@ -164,14 +164,14 @@ describe('invisible-character display', () => {
 
 describe('history and audit queries', () => {
   it('builds the request and audit searches, leaving out what is empty', () => {
-    expect(requestsQuery({ q: ' flush ', status: ['stale', 'expired'], tokenId: '', limit: 50 })).toBe('?q=flush&status=stale%2Cexpired&limit=50');
+    expect(requestsQuery({ q: ' flush ', status: ['stale', 'expired'], tokenId: '', action: 'set_string', limit: 50 })).toBe('?q=flush&status=stale%2Cexpired&action=set_string&limit=50');
     expect(requestsQuery({})).toBe('');
-    expect(auditQuery({ event: 'grant', since: '2026-01-01T00:00:00Z', page: '42' })).toBe('?event=grant&since=2026-01-01T00%3A00%3A00.000Z&before=42');
+    expect(requestsQuery({ until: '2026-02-01T00:00:00Z', page: 'c1' })).toBe('?until=2026-02-01T00%3A00%3A00.000Z&cursor=c1');
+    expect(auditQuery({ event: 'grant', since: '2026-01-01T00:00:00Z', page: 'abc' })).toBe('?event=grant&since=2026-01-01T00%3A00%3A00.000Z&cursor=abc');
   });
 
-  it('reads the next page from nextCursor when the API has it, else nextBefore', () => {
-    expect(nextPage({ nextBefore: 12 })).toBe('12');
-    expect(nextPage({ nextBefore: null })).toBeUndefined();
-    expect(nextPage({ nextCursor: 'abc', nextBefore: 3 })).toBe('abc');
+  it('reads the next page from nextCursor (none on the last page)', () => {
+    expect(nextPage({ nextCursor: 'abc' })).toBe('abc');
+    expect(nextPage({ nextCursor: null })).toBeUndefined();
   });
 });

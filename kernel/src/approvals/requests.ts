@@ -2,6 +2,7 @@ import type { ActionFailureData } from '@aipermission/plugin-sdk/protocol';
 import { isoAt, type Clock } from '../lib/clock.js';
 import { errors, KernelError } from '../lib/errors.js';
 import { toFtsQuery } from '../lib/fts.js';
+import { runInChunks } from '../lib/chunked.js';
 import { Where } from '../lib/where.js';
 import { createDeferredIndexer } from '../lib/deferred-indexer.js';
 import type { SqlDb, SqlQueries, SqlTx, Sealer } from '../vault/index.js';
@@ -189,7 +190,13 @@ export interface RequestListFilter {
   status?: RequestStatus | RequestStatus[];
   tokenId?: string;
   targetId?: string;
+  /** The action name, e.g. `get_key`. */
+  action?: string;
   q?: string;
+  /** Requests created at or after this ISO time. */
+  since?: string;
+  /** Requests created before this ISO time. */
+  until?: string;
   beforeSeq?: number;
   limit?: number;
 }
@@ -325,6 +332,36 @@ export function createApprovalStore(deps: {
     events.emit({ type, database: deps.database, requestId: id, status, at: isoAt(clock.now()) });
   };
 
+  /** Most FTS rowids read per step of a word search: a step is one short hold of the connection. */
+  const MAX_FTS_STEP = 4096;
+  /**
+   * How far a request's created_at may lag behind the order of its seq: the
+   * time is taken when the call is admitted and the row is inserted
+   * milliseconds later, so two concurrent calls can commit in the other
+   * order. A second is far more than that gap.
+   */
+  const CREATED_SKEW = 1000;
+  /**
+   * The seq range that holds every request of a time range, found with one
+   * seek of the created_at index per end, widened by CREATED_SKEW; the rows
+   * are then checked against the exact times.
+   */
+  const seqRangeOf = async (since: string | undefined, until: string | undefined): Promise<{ from: number; to: number }> => {
+    let from = 1;
+    let to = Number.MAX_SAFE_INTEGER;
+    if (since) {
+      const before = isoAt(Date.parse(since) - CREATED_SKEW);
+      const row = await db.get<{ seq: number }>('SELECT seq FROM requests WHERE created_at < ? ORDER BY created_at DESC LIMIT 1', [before]);
+      from = row ? row.seq + 1 : 1;
+    }
+    if (until) {
+      const after = isoAt(Date.parse(until) + CREATED_SKEW);
+      const row = await db.get<{ seq: number }>('SELECT seq FROM requests WHERE created_at >= ? ORDER BY created_at LIMIT 1', [after]);
+      to = row ? row.seq - 1 : Number.MAX_SAFE_INTEGER;
+    }
+    return { from, to };
+  };
+
   const store: ApprovalStore = {
     async insertBatched(row, entry) {
       const full = fullRow(row);
@@ -372,14 +409,57 @@ export function createApprovalStore(deps: {
       }
       const match = filter.q ? toFtsQuery(filter.q) : undefined;
       if (match) await indexer.catchUp();
-      const where = new Where()
-        .in('status', statuses)
-        .add('token_id = ?', filter.tokenId)
-        .add('target_id = ?', filter.targetId)
-        .add('seq IN (SELECT rowid FROM requests_fts WHERE requests_fts MATCH ?)', match)
-        .add('seq < ?', filter.beforeSeq);
       const limit = Math.min(Math.max(filter.limit ?? 100, 1), MAX_LIST_LIMIT);
-      const rows = await db.all<RequestRow>(`SELECT * FROM requests ${where} ORDER BY seq DESC LIMIT ?`, [...where.params, limit + 1]);
+      const want = limit + 1;
+      const range = await seqRangeOf(filter.since, filter.until);
+      // Never below the oldest live request: the FTS index still holds pruned ones.
+      range.from = Math.max(range.from, (await db.get<{ first: number | null }>('SELECT min(seq) AS first FROM requests'))?.first ?? 1);
+      const upper = Math.min(range.to, (filter.beforeSeq ?? Number.MAX_SAFE_INTEGER) - 1);
+      if (upper < range.from) return { requests: [], nextBeforeSeq: null };
+      const filters = (status: RequestStatus | undefined) =>
+        new Where()
+          .add('status = ?', status)
+          .add('token_id = ?', filter.tokenId)
+          .add('target_id = ?', filter.targetId)
+          .add('action = ?', filter.action)
+          // Checked on the row, exactly; the seq range below is what the plan walks.
+          .add('+created_at >= ?', filter.since)
+          .add('+created_at < ?', filter.until)
+          .add('seq >= ?', range.from)
+          .add('seq <= ?', upper);
+      let rows: RequestRow[];
+      if (match) {
+        // Words: the full-text index hands its matches newest first, a step
+        // at a time, and only those rows are read and filtered (see audit search).
+        rows = [];
+        let below = upper + 1;
+        let step = Math.min(Math.max(want, 64), MAX_FTS_STEP);
+        const where = filters(undefined).in('status', statuses);
+        for (;;) {
+          const ids = await db.all<{ rowid: number }>(
+            'SELECT rowid FROM requests_fts WHERE requests_fts MATCH ? AND rowid < ? AND rowid >= ? ORDER BY rowid DESC LIMIT ?',
+            [match, below, range.from, step],
+          );
+          if (ids.length === 0) break;
+          rows.push(
+            ...(await db.all<RequestRow>(`SELECT * FROM requests ${where} AND seq IN (SELECT value FROM json_each(?)) ORDER BY seq DESC`, [
+              ...where.params,
+              JSON.stringify(ids.map((id) => id.rowid)),
+            ])),
+          );
+          if (rows.length >= want || ids.length < step) break;
+          below = ids[ids.length - 1]!.rowid;
+          step = Math.min(step * 4, MAX_FTS_STEP);
+        }
+        rows = rows.slice(0, want);
+      } else {
+        // One arm per status, each walking its index newest first and stopping after a page.
+        const arms = (statuses.length > 0 ? statuses : [undefined]).map((status) => {
+          const where = filters(status);
+          return { sql: `SELECT * FROM (SELECT * FROM requests ${where} ORDER BY seq DESC LIMIT ?)`, params: [...where.params, want] };
+        });
+        rows = await db.all<RequestRow>(`${arms.map((arm) => arm.sql).join(' UNION ALL ')} ORDER BY seq DESC LIMIT ?`, [...arms.flatMap((arm) => arm.params), want]);
+      }
       const page = rows.slice(0, limit);
       return { requests: page.map(toRequest), nextBeforeSeq: rows.length > limit ? page[page.length - 1]!.seq : null };
     },
@@ -524,17 +604,30 @@ export function createApprovalStore(deps: {
       });
     },
     async pruneFinished(cutoffIso) {
-      const result = await db.write(async (tx) => {
-        const finishedBefore = "created_at < ? AND status NOT IN ('approval_pending', 'running')";
-        await tx.run(`DELETE FROM requests_fts WHERE rowid IN (SELECT seq FROM requests WHERE ${finishedBefore})`, [cutoffIso]);
-        await tx.run(`DELETE FROM requests_fts_dirty WHERE seq IN (SELECT seq FROM requests WHERE ${finishedBefore})`, [cutoffIso]);
-        const deleted = await tx.run(`DELETE FROM requests WHERE ${finishedBefore}`, [cutoffIso]);
-        if (deleted.changes > 0) {
-          await audit.record(tx, { actor: 'system', event: 'history.pruned', payload: { deletedRequests: deleted.changes, cutoff: cutoffIso } });
-        }
-        return deleted.changes;
+      // Oldest first through the created_at index, in short chunks
+      // (runInChunks): retention never holds the database for long.
+      const run = await runInChunks({
+        db,
+        async step(tx, maxRows) {
+          const rows = await tx.all<{ seq: number }>(
+            "SELECT seq FROM requests WHERE created_at < ? AND status NOT IN ('approval_pending', 'running') ORDER BY created_at LIMIT ?",
+            [cutoffIso, maxRows],
+          );
+          if (rows.length === 0) return 0;
+          const seqs = JSON.stringify(rows.map((row) => row.seq));
+          // The full-text index keeps their entries (FTS5 tombstones are what
+          // made a chunk slow, see the audit's prune): a search joins its
+          // matches to live rows, and a reused seq is re-indexed through the
+          // dirty list, whose first step deletes what the index held for it.
+          await tx.run('DELETE FROM requests_fts_dirty WHERE seq IN (SELECT value FROM json_each(?))', [seqs]);
+          await tx.run('DELETE FROM requests WHERE seq IN (SELECT value FROM json_each(?))', [seqs]);
+          return rows.length;
+        },
       });
-      return result;
+      if (run.rows > 0) {
+        await db.write((tx) => audit.record(tx, { actor: 'system', event: 'history.pruned', payload: { deletedRequests: run.rows, cutoff: cutoffIso } }));
+      }
+      return run.rows;
     },
   };
   return store;

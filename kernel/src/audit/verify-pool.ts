@@ -35,8 +35,9 @@ export function createAuditVerifyPool(options: { maxThreads?: number } = {}): Au
       filename: new URL('./verify-worker.mjs', import.meta.url).href,
       minThreads: 0,
       maxThreads: options.maxThreads ?? 2,
-      // Workers idle for 30 s exit; verification is occasional.
-      idleTimeout: 30_000,
+      // Workers exit 2 s after the last page: verification is occasional, and
+      // a worker thread holds tens of MB the gateway should get back soon after.
+      idleTimeout: 2_000,
     });
     return pool;
   };

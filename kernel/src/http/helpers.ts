@@ -139,3 +139,44 @@ export function checkQuery(c: HttpContext, allowed: readonly string[]): void {
 
 /** An ISO-8601 time; the store parses it and says so if it cannot. */
 export const ISO_TIME = { type: ['string', 'null'], maxLength: 40 } as const;
+
+/**
+ * An optional time query parameter (`since`, `until`), normalised to the
+ * ISO-8601 UTC form the stores compare against. A date alone means its
+ * midnight UTC.
+ */
+export function timeQuery(c: HttpContext, name: string): string | undefined {
+  const raw = c.req.query(name);
+  if (raw === undefined || raw === '') return undefined;
+  const ms = /^\d{4}-\d{2}-\d{2}([T ]\d{2}:\d{2}(:\d{2}(\.\d{1,9})?)?(Z|[+-]\d{2}:?\d{2})?)?$/.test(raw) ? Date.parse(raw) : Number.NaN;
+  if (Number.isNaN(ms)) {
+    throw new KernelError('invalid_query', `Query parameter "${name}" must be an ISO-8601 time such as 2026-05-01 or 2026-05-01T12:00:00Z; got "${raw.slice(0, 40)}".`, {
+      status: 400,
+    });
+  }
+  return new Date(ms).toISOString();
+}
+
+/**
+ * Page cursors: `nextCursor` of one page is passed back as `cursor` to get
+ * the next (older) one. Opaque to clients; today it carries the seq the next
+ * page starts below, tagged with the listing it belongs to.
+ */
+export function encodeCursor(listing: 'audit' | 'requests', beforeSeq: number | null): string | null {
+  return beforeSeq === null ? null : Buffer.from(`${listing}:${beforeSeq}`, 'utf8').toString('base64url');
+}
+
+/** The `before` seq of a page, from `cursor` or the older `before` parameter (both accepted; not both at once). */
+export function pageQuery(c: HttpContext, listing: 'audit' | 'requests'): number | undefined {
+  const before = intQuery(c, 'before', 1, Number.MAX_SAFE_INTEGER);
+  const raw = c.req.query('cursor');
+  if (raw === undefined || raw === '') return before;
+  if (before !== undefined) throw new KernelError('invalid_query', 'Give either "cursor" or "before", not both.', { status: 400 });
+  const match = /^([a-z]+):(\d{1,16})$/.exec(/^[A-Za-z0-9_-]{1,64}$/.test(raw) ? Buffer.from(raw, 'base64url').toString('utf8') : '');
+  if (!match || match[1] !== listing || !(Number(match[2]) >= 1)) {
+    throw new KernelError('invalid_query', `"cursor" is not a cursor of this ${listing} listing; pass the nextCursor of the previous page unchanged (or leave it out for the newest page).`, {
+      status: 400,
+    });
+  }
+  return Number(match[2]);
+}

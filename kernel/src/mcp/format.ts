@@ -84,10 +84,48 @@ export function withNotes(answer: ToolAnswer, notes: readonly Message[]): ToolAn
   };
 }
 
-/** The MCP CallToolResult: structured content plus a bounded text rendering of the same. */
+/**
+ * A result whose JSON is at most this long is repeated whole in the text
+ * part, as the MCP spec recommends for clients that show only text: every
+ * answer but a large output fits. Past it the text would double the message
+ * (a 512 KiB read became 1 MB), so it carries a preview and says where the
+ * rest is.
+ */
+export const TEXT_COPY_MAX_BYTES = 16 * 1024;
+/** The start of a large result shown in the text part: enough to read what it is, a small fraction of the bound. */
+export const TEXT_PREVIEW_BYTES = 8 * 1024;
+
+/** Cuts JSON text to at most maxBytes of UTF-8 on a character boundary. */
+function previewOf(json: string, maxBytes: number): string {
+  const bytes = Buffer.from(json, 'utf8');
+  let end = Math.min(maxBytes, bytes.length);
+  while (end > 0 && (bytes[end]! & 0xc0) === 0x80) end -= 1;
+  return bytes.subarray(0, end).toString('utf8');
+}
+
+/**
+ * The MCP CallToolResult: the value once, in structuredContent, and a text
+ * rendering for models and clients that show only text. A small result's
+ * text repeats it whole; a large one's text is the headline, a bounded
+ * preview and a pointer to structuredContent, so the message is the value's
+ * size plus a few KiB, never twice it.
+ */
 export function toCallToolResult(answer: ToolAnswer) {
+  const pretty = JSON.stringify(answer.structured, null, 2);
+  const prettyBytes = Buffer.byteLength(pretty, 'utf8');
+  let text: string;
+  if (prettyBytes <= TEXT_COPY_MAX_BYTES) {
+    text = `${answer.headline}\n\n${pretty}`;
+  } else {
+    const compact = JSON.stringify(answer.structured);
+    const bytes = Buffer.byteLength(compact, 'utf8');
+    text =
+      `${answer.headline}\n\nThe full result is ${bytes} bytes of JSON, sent once, in structuredContent; ` +
+      `its first ${TEXT_PREVIEW_BYTES} bytes are below. If your client shows only this text, ask for less ` +
+      `(a narrower query, a smaller range) to see all of it here.\n\n${previewOf(compact, TEXT_PREVIEW_BYTES)}…`;
+  }
   return {
-    content: [{ type: 'text' as const, text: `${answer.headline}\n\n${JSON.stringify(answer.structured, null, 2)}` }],
+    content: [{ type: 'text' as const, text }],
     structuredContent: answer.structured,
     ...(answer.isError ? { isError: true } : {}),
   };

@@ -212,6 +212,25 @@ ALTER TABLE requests ADD COLUMN operator_actor TEXT;
 ALTER TABLE plugin_approvals ADD COLUMN entry TEXT;
 `,
   },
+  {
+    version: 5,
+    name: 'indexes for filters and maintenance at scale',
+    sql: `
+-- What the UI and CLI filter on, each ending (implicitly) in the rowid, so a
+-- filter walks its index newest-first and stops after one page: no sort of
+-- every match. Measured in kernel/bench/audit.mjs (docs/performance.md).
+CREATE INDEX audit_by_actor ON audit_log (actor);
+CREATE INDEX audit_by_event ON audit_log (event);
+CREATE INDEX audit_by_actor_event ON audit_log (actor, event);
+CREATE INDEX requests_by_status_seq ON requests (status);
+CREATE INDEX requests_by_token ON requests (token_id);
+CREATE INDEX requests_by_target ON requests (target_id);
+CREATE INDEX requests_by_action ON requests (action);
+-- Retention finds the oldest rows by time and deletes them in small chunks.
+CREATE INDEX requests_by_created ON requests (created_at);
+CREATE INDEX messages_by_created ON messages (created_at);
+`,
+  },
 ];
 
 export const SCHEMA_VERSION = MIGRATIONS[MIGRATIONS.length - 1]!.version;

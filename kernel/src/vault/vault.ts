@@ -10,6 +10,7 @@ import { openSqlCipher, sqlLiteral, sqliteCode, type SqlDb } from './sqlcipher.j
 import { assertPasswordRules } from './password-rules.js';
 import { createSealer, type Sealer } from './seal.js';
 import { migrate } from './migrate.js';
+import { startCheckpointer, type Checkpointer } from './checkpointer.js';
 import { SCHEMA_VERSION } from './schema.js';
 import { assertDatabaseName, DATABASE_EXTENSION, isPlaintextSqlite, PLAINTEXT_REFUSED_MESSAGE } from './data-dir.js';
 
@@ -155,7 +156,7 @@ async function exportWith(db: SqlDb, outFile: string, password: string): Promise
   }
 }
 
-export function createVault(options: { dataDir: string; clock: Clock }): Vault {
+export function createVault(options: { dataDir: string; clock: Clock; log?: (message: string, error?: unknown) => void }): Vault {
   const { dataDir, clock } = options;
   const databasesDir = join(dataDir, 'databases');
   // Names are checked against the name pattern first; the confinement holds even if a check is missed.
@@ -225,7 +226,7 @@ export function createVault(options: { dataDir: string; clock: Clock }): Vault {
     return true;
   };
 
-  const toOpenDatabase = async (name: string, db: SqlDb, recovered?: OpenDatabase['recovered']): Promise<OpenDatabase> => {
+  const toOpenDatabase = async (name: string, db: SqlDb, password: string, recovered?: OpenDatabase['recovered']): Promise<OpenDatabase> => {
     await migrate(db, isoAt(clock.now()));
     const keyHex = await readMeta(db, 'vault_key');
     const databaseId = await readMeta(db, 'database_id');
@@ -237,11 +238,47 @@ export function createVault(options: { dataDir: string; clock: Clock }): Vault {
     }
     const sealer = createSealer(Buffer.from(keyHex, 'hex'));
     const file = db.file;
+    let checkpointer: Checkpointer = await startCheckpointer(db, file, password, options.log);
     const verifyPassword = async (password: string): Promise<boolean> => {
       const probe = await tryOpen(file, password, true);
       if (!probe) return false;
       await probe.close();
       return true;
+    };
+    const rekey = async (newPassword: string) => {
+      const safety = `${file}${SAFETY_SUFFIX}`;
+      const newCopy = `${file}${NEW_COPY_SUFFIX}`;
+      await db.exclusive(async (q) => {
+        // Fold the WAL into the main file so the copies are complete.
+        await q.get('PRAGMA wal_checkpoint(TRUNCATE)');
+        await removeDatabaseFiles(safety);
+        await removeDatabaseFiles(newCopy);
+        await copyFile(file, safety, fsConstants.COPYFILE_EXCL);
+        // A complete copy under the new password, so an interruption from
+        // here on can be finished with the new password too: written under a
+        // partial name, renamed only once complete.
+        const partial = `${newCopy}.partial`;
+        await removeDatabaseFiles(partial);
+        await writeFile(partial, '', { flag: 'wx', mode: 0o600 });
+        await exportInto(q, partial, newPassword);
+        await rename(partial, newCopy);
+        // Rekey rewrites every page; do it in rollback-journal mode so the
+        // change is one atomic transaction on the main file.
+        await q.get('PRAGMA journal_mode = DELETE');
+        await q.exec(`PRAGMA rekey = ${sqlLiteral(newPassword)}`);
+        await q.get('PRAGMA journal_mode = WAL');
+      });
+      const probe = await tryOpen(file, newPassword, true);
+      if (!probe) {
+        throw new KernelError(
+          'rekey_unverified',
+          `The password change could not be verified; the safety copy ${safety} (old password) was kept. Lock the database and unlock it again with the old password to restore it.`,
+          { status: 500 },
+        );
+      }
+      await probe.close();
+      await removeDatabaseFiles(newCopy);
+      await removeDatabaseFiles(safety);
     };
     return {
       name,
@@ -254,42 +291,23 @@ export function createVault(options: { dataDir: string; clock: Clock }): Vault {
       async changePassword(currentPassword, newPassword) {
         assertPasswordRules(newPassword);
         if (!(await verifyPassword(currentPassword))) throw wrongPassword(name);
-        const safety = `${file}${SAFETY_SUFFIX}`;
-        const newCopy = `${file}${NEW_COPY_SUFFIX}`;
-        await db.exclusive(async (q) => {
-          // Fold the WAL into the main file so the copies are complete.
-          await q.get('PRAGMA wal_checkpoint(TRUNCATE)');
-          await removeDatabaseFiles(safety);
-          await removeDatabaseFiles(newCopy);
-          await copyFile(file, safety, fsConstants.COPYFILE_EXCL);
-          // A complete copy under the new password, so an interruption from
-          // here on can be finished with the new password too: written under a
-          // partial name, renamed only once complete.
-          const partial = `${newCopy}.partial`;
-          await removeDatabaseFiles(partial);
-          await writeFile(partial, '', { flag: 'wx', mode: 0o600 });
-          await exportInto(q, partial, newPassword);
-          await rename(partial, newCopy);
-          // Rekey rewrites every page; do it in rollback-journal mode so the
-          // change is one atomic transaction on the main file.
-          await q.get('PRAGMA journal_mode = DELETE');
-          await q.exec(`PRAGMA rekey = ${sqlLiteral(newPassword)}`);
-          await q.get('PRAGMA journal_mode = WAL');
-        });
-        const probe = await tryOpen(file, newPassword, true);
-        if (!probe) {
-          throw new KernelError(
-            'rekey_unverified',
-            `The password change could not be verified; the safety copy ${safety} (old password) was kept. Lock the database and unlock it again with the old password to restore it.`,
-            { status: 500 },
-          );
+        // The rekey needs the file alone (it leaves WAL mode): the checkpoint
+        // connection is closed first and reopened with whichever key is then in force.
+        await checkpointer.stop();
+        try {
+          await rekey(newPassword);
+        } finally {
+          if (!db.closed) {
+            const key = (await verifyPassword(newPassword)) ? newPassword : currentPassword;
+            checkpointer = await startCheckpointer(db, file, key, options.log);
+          }
         }
-        await probe.close();
-        await removeDatabaseFiles(newCopy);
-        await removeDatabaseFiles(safety);
       },
       exportTo: (outFile, password) => exportWith(db, outFile, password),
-      close: () => db.close(),
+      async close() {
+        await checkpointer.stop();
+        await db.close();
+      },
     };
   };
 
@@ -357,7 +375,7 @@ export function createVault(options: { dataDir: string; clock: Clock }): Vault {
     },
     async open(name, password) {
       const { db, recovered } = await openVerified(name, password);
-      return toOpenDatabase(name, db, recovered);
+      return toOpenDatabase(name, db, password, recovered);
     },
     async verifyPassword(name, password) {
       const file = await requireExisting(name);

@@ -16,6 +16,7 @@ import type { EventBus } from '../events/index.js';
 import type { ConnectorCatalog } from '../connectors/index.js';
 import { createPluginApprovalStore, type PluginApprovalStore } from '../plugin-host/index.js';
 import { errors } from '../lib/errors.js';
+import { runInChunks } from '../lib/chunked.js';
 
 export type { InflightTracker };
 
@@ -174,11 +175,14 @@ export async function openWorkspace(deps: {
       if (values.historyRetentionDays > 0) report.historyPruned = await approvals.pruneFinished(isoAt(now - values.historyRetentionDays * DAY_MS));
       if (values.messageRetentionDays > 0) {
         const cutoff = isoAt(now - values.messageRetentionDays * DAY_MS);
-        report.messagesPruned = await db.write(async (tx) => {
-          const deleted = await tx.run('DELETE FROM messages WHERE created_at < ?', [cutoff]);
-          if (deleted.changes > 0) await audit.record(tx, { actor: 'system', event: 'messages.pruned', payload: { deletedMessages: deleted.changes, cutoff } });
-          return deleted.changes;
+        // Oldest first through the created_at index, in short chunks: retention never holds the database for long.
+        const run = await runInChunks({
+          db,
+          step: async (tx, maxRows) =>
+            (await tx.run('DELETE FROM messages WHERE seq IN (SELECT seq FROM messages WHERE created_at < ? ORDER BY created_at LIMIT ?)', [cutoff, maxRows])).changes,
         });
+        report.messagesPruned = run.rows;
+        if (run.rows > 0) await db.write((tx) => audit.record(tx, { actor: 'system', event: 'messages.pruned', payload: { deletedMessages: run.rows, cutoff } }));
       }
       // The audit is pruned last so the checkpoint it appends is newer than
       // the entries the other prunes just wrote.

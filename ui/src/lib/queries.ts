@@ -1,15 +1,19 @@
 /**
- * The history and audit searches as query strings, in one place: the API's
- * pagination and time filters are growing (cursor/nextCursor, since/until on
- * requests), and this is the only module that has to follow.
+ * The history and audit searches as query strings, in one place: the only
+ * module that follows the API's filters and paging (an opaque `cursor` passed
+ * back from the answer's `nextCursor`, docs/api.md "Paging").
  */
 export interface RequestFilters {
   q?: string;
   status?: string[];
   tokenId?: string;
   targetId?: string;
+  action?: string;
+  /** Local date-time strings from a datetime-local input, or ISO times. */
+  since?: string;
+  until?: string;
   limit?: number;
-  /** The page after this one: the previous answer's `next`. */
+  /** The next (older) page: the previous answer's nextCursor. */
   page?: string;
 }
 
@@ -24,6 +28,8 @@ export interface AuditFilters {
   page?: string;
 }
 
+const iso = (value: string | undefined) => (value ? new Date(value).toISOString() : undefined);
+
 function query(pairs: [string, string | number | undefined][]): string {
   const params = new URLSearchParams();
   for (const [key, value] of pairs) if (value !== undefined && value !== '') params.set(key, String(value));
@@ -37,8 +43,11 @@ export function requestsQuery(filters: RequestFilters): string {
     ['status', filters.status?.length ? filters.status.join(',') : undefined],
     ['tokenId', filters.tokenId],
     ['targetId', filters.targetId],
+    ['action', filters.action?.trim()],
+    ['since', iso(filters.since)],
+    ['until', iso(filters.until)],
     ['limit', filters.limit],
-    ['before', filters.page],
+    ['cursor', filters.page],
   ]);
 }
 
@@ -48,15 +57,15 @@ export function auditQuery(filters: AuditFilters): string {
     ['event', filters.event],
     ['actor', filters.actor],
     ['subject', filters.subject],
-    ['since', filters.since ? new Date(filters.since).toISOString() : undefined],
-    ['until', filters.until ? new Date(filters.until).toISOString() : undefined],
+    ['since', iso(filters.since)],
+    ['until', iso(filters.until)],
     ['limit', filters.limit],
-    ['before', filters.page],
+    ['cursor', filters.page],
   ]);
 }
 
-/** The next page's marker from an answer (today `nextBefore`; `nextCursor` once the API has it). */
-export function nextPage(answer: { nextBefore?: unknown; nextCursor?: unknown }): string | undefined {
-  const next = answer.nextCursor ?? answer.nextBefore;
+/** The next page's cursor from an answer, or undefined on the last page. */
+export function nextPage(answer: { nextCursor?: unknown }): string | undefined {
+  const next = answer.nextCursor;
   return next === null || next === undefined ? undefined : String(next);
 }

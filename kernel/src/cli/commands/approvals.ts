@@ -6,14 +6,15 @@ import { createInterface } from 'node:readline';
 import { GatewayClient, gatewayUrl, passwordPrompt } from '../client.js';
 import { passwordSource } from '../prompt.js';
 
-export const APPROVALS_USAGE = `aip approvals list [--status approval_pending|running|completed|...] [--all] [--json]
+export const APPROVALS_USAGE = `aip approvals list [--status approval_pending|running|completed|...] [--all] [--search WORDS] [--action NAME] [--since TIME] [--until TIME] [--cursor CURSOR | --before SEQ] [--limit N] [--json]
 aip approvals show REQUEST_ID [--json]   everything about one request, its whole input and output
 aip approvals run REQUEST_ID [--note TEXT]
 aip approvals decline REQUEST_ID [--note TEXT]
 aip approvals watch        live view of pending requests; type: run N [note] | decline N [note] | show N | q
 options: [--db NAME] [--password-stdin] [--url URL]`;
 
-export const AUDIT_USAGE = `aip audit search [WORDS...] [--event EVENT] [--limit N] [--json]
+export const AUDIT_USAGE = `aip audit search [WORDS...] [--event EVENT] [--actor ACTOR] [--subject ID] [--since TIME] [--until TIME] [--cursor CURSOR | --before SEQ] [--limit N] [--json]
+                     newest first; TIME is ISO-8601 (2026-05-01, 2026-05-01T12:00:00Z); a longer result prints the --cursor of the next page
 aip audit verify     exit 0 when the chain is intact, 3 naming the first bad entry when not`;
 
 interface RequestView {
@@ -69,13 +70,25 @@ function detailLines(request: RequestView): string[] {
 export async function approvalsCommand(argv: string[]): Promise<number> {
   const [sub, ...rest] = argv;
   if (sub === 'watch') return watchCommand(rest);
-  const { values, positionals } = parse(rest, { status: { type: 'string' }, all: { type: 'boolean' }, note: { type: 'string' }, limit: { type: 'string' } }, APPROVALS_USAGE);
+  const { values, positionals } = parse(
+    rest,
+    { status: { type: 'string' }, all: { type: 'boolean' }, note: { type: 'string' }, limit: { type: 'string' }, ...PAGE_OPTIONS, search: { type: 'string' }, action: { type: 'string' } },
+    APPROVALS_USAGE,
+  );
   switch (sub) {
     case 'list': {
       const op = await asOperator(values);
-      const status = values.all ? undefined : (values.status ?? 'approval_pending');
-      const query = new URLSearchParams({ ...(status ? { status } : {}), ...(values.limit ? { limit: values.limit } : {}) });
-      const { requests } = await op.client.call<{ requests: RequestView[] }>('GET', op.path(`/requests${query.size ? `?${query}` : ''}`));
+      // A filter names what to look for in the whole history; without one, the default is what waits for a decision.
+      const filtered = values.search || values.action || values.since || values.until || values.cursor || values.before;
+      const status = values.all ? undefined : (values.status ?? (filtered ? undefined : 'approval_pending'));
+      const query = new URLSearchParams({
+        ...(status ? { status } : {}),
+        ...(values.search ? { q: values.search } : {}),
+        ...(values.action ? { action: values.action } : {}),
+        ...pageParams(values),
+        ...(values.limit ? { limit: values.limit } : {}),
+      });
+      const { requests, nextCursor } = await op.client.call<{ requests: RequestView[]; nextCursor?: string | null }>('GET', op.path(`/requests${query.size ? `?${query}` : ''}`));
       if (values.json) printJson(requests);
       else
         printTable(
@@ -84,6 +97,7 @@ export async function approvalsCommand(argv: string[]): Promise<number> {
           [['id', 'ID'], ['status', 'STATUS'], ['what', 'ACTION'], ['target', 'TARGET'], ['tokenName', 'TOKEN'], ['createdAt', 'CREATED'], ['input', 'INPUT'], ['reason', 'REASON']],
           status === 'approval_pending' ? 'Nothing is waiting for approval.' : 'No requests.',
         );
+      printNextPage(nextCursor);
       return EXIT.ok;
     }
     case 'show': {
@@ -111,6 +125,28 @@ export async function approvalsCommand(argv: string[]): Promise<number> {
   }
 }
 
+/** Paging and time options shared by `approvals list` and `audit search`. */
+const PAGE_OPTIONS = {
+  since: { type: 'string' },
+  until: { type: 'string' },
+  cursor: { type: 'string' },
+  before: { type: 'string' },
+} as const;
+
+function pageParams(values: { since?: string; until?: string; cursor?: string; before?: string }): Record<string, string> {
+  return {
+    ...(values.since ? { since: values.since } : {}),
+    ...(values.until ? { until: values.until } : {}),
+    ...(values.cursor ? { cursor: values.cursor } : {}),
+    ...(values.before ? { before: values.before } : {}),
+  };
+}
+
+/** On stderr, so --json output stays one JSON value: how to ask for the next (older) page. */
+function printNextPage(nextCursor: string | null | undefined): void {
+  if (nextCursor) process.stderr.write(`More results: add --cursor ${nextCursor} for the next page.\n`);
+}
+
 interface VerifyReport {
   ok: boolean;
   entries: number;
@@ -121,19 +157,26 @@ interface VerifyReport {
 
 export async function auditCommand(argv: string[]): Promise<number> {
   const [sub, ...rest] = argv;
-  const { values, positionals } = parse(rest, { event: { type: 'string' }, limit: { type: 'string' } }, AUDIT_USAGE);
+  const { values, positionals } = parse(
+    rest,
+    { event: { type: 'string' }, actor: { type: 'string' }, subject: { type: 'string' }, limit: { type: 'string' }, ...PAGE_OPTIONS },
+    AUDIT_USAGE,
+  );
   switch (sub) {
     case 'search': {
       const op = await asOperator(values);
       const query = new URLSearchParams({
         ...(positionals.length ? { q: positionals.join(' ') } : {}),
         ...(values.event ? { event: values.event } : {}),
+        ...(values.actor ? { actor: values.actor } : {}),
+        ...(values.subject ? { subject: values.subject } : {}),
+        ...pageParams(values),
         limit: values.limit ?? '50',
       });
-      const { entries } = await op.client.call<{ entries: Array<{ seq: number; ts: string; actor: string; event: string; subject: Record<string, string>; payload: unknown }> }>(
-        'GET',
-        op.path(`/audit?${query}`),
-      );
+      const { entries, nextCursor } = await op.client.call<{
+        entries: Array<{ seq: number; ts: string; actor: string; event: string; subject: Record<string, string>; payload: unknown }>;
+        nextCursor?: string | null;
+      }>('GET', op.path(`/audit?${query}`));
       if (values.json) printJson(entries);
       else
         printTable(
@@ -142,6 +185,7 @@ export async function auditCommand(argv: string[]): Promise<number> {
           [['seq', 'SEQ'], ['ts', 'TIME'], ['event', 'EVENT'], ['actor', 'ACTOR'], ['subject', 'SUBJECT'], ['payload', 'DETAILS']],
           'No matching audit entries.',
         );
+      printNextPage(nextCursor);
       return EXIT.ok;
     }
     case 'verify': {

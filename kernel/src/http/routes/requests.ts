@@ -7,7 +7,7 @@ import type { MessageStore } from '../../messages/index.js';
 import type { TokenStore } from '../../tokens/index.js';
 import type { HttpEnv } from '../context.js';
 import type { ApprovalsRunner, DatabaseGuard, PerDatabase } from '../deps.js';
-import { bodySchema, checkQuery, databaseFor, intQuery, readBody } from '../helpers.js';
+import { bodySchema, checkQuery, databaseFor, encodeCursor, intQuery, pageQuery, readBody, timeQuery } from '../helpers.js';
 
 const NOTE = { type: ['string', 'null'], maxLength: 4096 } as const;
 const decisionBody = bodySchema<{ note?: string | null }>({ note: NOTE });
@@ -47,7 +47,7 @@ export function requestRoutes(deps: RequestRouteDeps) {
   const app = new Hono<HttpEnv>();
 
   app.get('/databases/:db/requests', async (c) => {
-    checkQuery(c, ['status', 'q', 'tokenId', 'targetId', 'before', 'limit']);
+    checkQuery(c, ['status', 'q', 'tokenId', 'targetId', 'action', 'since', 'until', 'before', 'cursor', 'limit']);
     const { name } = await databaseFor(c, deps.databases);
     const approvals = deps.approvals(name);
     const statusParam = c.req.query('status');
@@ -58,9 +58,14 @@ export function requestRoutes(deps: RequestRouteDeps) {
       }
     }
     await approvals.expireDue();
-    const before = intQuery(c, 'before', 1, Number.MAX_SAFE_INTEGER);
+    const before = pageQuery(c, 'requests');
     const limit = intQuery(c, 'limit', 1, 500);
+    const since = timeQuery(c, 'since');
+    const until = timeQuery(c, 'until');
     const page = await approvals.list({
+      ...(c.req.query('action') ? { action: c.req.query('action')! } : {}),
+      ...(since ? { since } : {}),
+      ...(until ? { until } : {}),
       ...(statuses ? { status: statuses } : {}),
       ...(c.req.query('q') ? { q: c.req.query('q')! } : {}),
       ...(c.req.query('tokenId') ? { tokenId: c.req.query('tokenId')! } : {}),
@@ -68,7 +73,7 @@ export function requestRoutes(deps: RequestRouteDeps) {
       ...(before !== undefined ? { beforeSeq: before } : {}),
       ...(limit !== undefined ? { limit } : {}),
     });
-    return c.json({ requests: page.requests, nextBefore: page.nextBeforeSeq });
+    return c.json({ requests: page.requests, nextCursor: encodeCursor('requests', page.nextBeforeSeq), nextBefore: page.nextBeforeSeq });
   });
 
   app.get('/databases/:db/requests/:id', async (c) => {
@@ -105,23 +110,25 @@ export function requestRoutes(deps: RequestRouteDeps) {
   });
 
   app.get('/databases/:db/audit', async (c) => {
-    checkQuery(c, ['q', 'event', 'actor', 'subject', 'since', 'until', 'before', 'limit']);
+    checkQuery(c, ['q', 'event', 'actor', 'subject', 'since', 'until', 'before', 'cursor', 'limit']);
     const { name } = await databaseFor(c, deps.databases);
     const audit = deps.audit(name);
-    const before = intQuery(c, 'before', 1, Number.MAX_SAFE_INTEGER);
+    const before = pageQuery(c, 'audit');
     const limit = intQuery(c, 'limit', 1, 500);
+    const since = timeQuery(c, 'since');
+    const until = timeQuery(c, 'until');
     const q = (name: string) => (c.req.query(name) ? { [name]: c.req.query(name)! } : {});
     const page = await audit.search({
       ...q('q'),
       ...q('event'),
       ...q('actor'),
-      ...q('since'),
-      ...q('until'),
+      ...(since ? { since } : {}),
+      ...(until ? { until } : {}),
       ...(c.req.query('subject') ? { subjectId: c.req.query('subject')! } : {}),
       ...(before !== undefined ? { beforeSeq: before } : {}),
       ...(limit !== undefined ? { limit } : {}),
     });
-    return c.json({ entries: page.entries, nextBefore: page.nextBeforeSeq });
+    return c.json({ entries: page.entries, nextCursor: encodeCursor('audit', page.nextBeforeSeq), nextBefore: page.nextBeforeSeq });
   });
 
   app.post('/databases/:db/audit/verify', async (c) => {
