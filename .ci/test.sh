@@ -6,6 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 source .ci/pnpm.sh
 bash .ci/services.sh
+bash .ci/browser.sh
 pnpm_ install --frozen-lockfile
 pnpm_ run lint
 pnpm_ run build

@@ -30,6 +30,8 @@ export interface GatewayOptions extends Omit<KernelOptions, 'dataDir' | 'plugins
   builtinPins?: PluginHostOptions['builtinPins'];
   /** Plugin supervision bounds (tests shorten them). */
   pluginSupervisor?: PluginHostOptions['supervisor'];
+  /** The built web UI served at `/` (default: the repository's ui/dist). */
+  uiDir?: string;
 }
 
 export interface Gateway {
@@ -82,7 +84,7 @@ export async function startGateway(options: GatewayOptions = {}): Promise<Gatewa
   if (plugins.sandbox.memoryLimitBytes === null) log('WARNING: prlimit (util-linux) is missing: only the V8 heap of a plugin is capped, not its Buffers, open files or file sizes.');
   const kernel = createKernel({ ...options, dataDir, clock, log, plugins, scopes });
   let port = options.port ?? DEFAULT_PORT;
-  const { app, mcp } = createHttpApp({ deps: httpDepsFromKernel(kernel), getPort: () => port, version: VERSION });
+  const { app, mcp } = createHttpApp({ deps: httpDepsFromKernel(kernel), getPort: () => port, version: VERSION, ...(options.uiDir ? { uiDir: options.uiDir } : {}) });
   let server: RunningServer;
   try {
     server = await listenOnLoopback(app.fetch, { host, port, onUpgrade: (request, socket, head) => mcp.handleUpgrade(request, socket, head) });

@@ -75,6 +75,8 @@ export interface ActionRequest {
   inputHash: string;
   idempotencyKey: string | null;
   snapshotHash: string | null;
+  /** What an approval of this request is bound to (the snapshot's connector build, target and profile revisions, action definition); null when nothing is pending approval. */
+  binding: RequestBinding | null;
   statusReason: string | null;
   output: unknown;
   outputTruncated: boolean;
@@ -86,6 +88,21 @@ export interface ActionRequest {
   decidedAt: string | null;
   startedAt: string | null;
   finishedAt: string | null;
+}
+
+/** The parts of an approval snapshot the operator is shown: Run stales the request if any of them changed. */
+export interface RequestBinding {
+  connector: { id: string; version: string; manifestHash: string; integrity: string | null } | null;
+  target: { id: string; configRevision: number } | null;
+  profile: { id: string; configRevision: number; secretRevision: number } | null;
+  action: { name: string; definitionHash: string } | null;
+  inputHash: string;
+}
+
+function bindingOf(snapshot: string | null): RequestBinding | null {
+  if (snapshot === null) return null;
+  const parsed = JSON.parse(snapshot) as ApprovalSnapshot;
+  return { connector: parsed.connector, target: parsed.target, profile: parsed.profile, action: parsed.action, inputHash: parsed.inputHash };
 }
 
 export interface RequestRow {
@@ -150,6 +167,7 @@ export function toRequest(row: RequestRow): ActionRequest {
     inputHash: row.input_hash,
     idempotencyKey: row.idempotency_key,
     snapshotHash: row.snapshot_hash,
+    binding: bindingOf(row.snapshot),
     statusReason: row.status_reason,
     output: row.output_preview === null ? null : (JSON.parse(row.output_preview) as unknown),
     outputTruncated: row.output_truncated === 1,

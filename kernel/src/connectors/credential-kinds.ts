@@ -57,3 +57,15 @@ export function installedKinds(catalog: ConnectorCatalog): string[] {
     .map((connector) => connector.id)
     .sort();
 }
+
+/**
+ * The connector's own JSON Schemas for a target's config and each credential
+ * kind, as its manifest declares them (secret fields marked `x-secret`): the
+ * web UI generates its forms from them, so a community connector gets forms
+ * with no UI code. Null for a connector without a manifest (in-process test
+ * connectors), whose forms fall back to `credentialKinds`.
+ */
+export function formSchemasOf(connector: ConnectorDescriptor): { targetSchema: object | null; credentialSchemas: Record<string, object> | null } {
+  const manifest = (connector as { plugin?: { manifest?: { targetSchema?: object; credentialSchemas?: Record<string, object> } } }).plugin?.manifest;
+  return { targetSchema: manifest?.targetSchema ?? null, credentialSchemas: manifest?.credentialSchemas ?? null };
+}

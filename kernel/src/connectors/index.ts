@@ -9,5 +9,5 @@ export type { ActionExecutor, Invocation, ProgressUpdate } from './executor.js';
 export { OutcomeUnknown } from './executor.js';
 export { createProgressGate, pluginText, PLUGIN_TEXT_LIMITS } from './plugin-text.js';
 export type { PluginText } from './plugin-text.js';
-export { credentialKindsOf, describeCredentialKinds, installedKinds } from './credential-kinds.js';
+export { credentialKindsOf, formSchemasOf, describeCredentialKinds, installedKinds } from './credential-kinds.js';
 export type { CredentialKindInfo } from './credential-kinds.js';

@@ -16,6 +16,7 @@ import { requestRoutes, type RequestRouteDeps } from './routes/requests.js';
 import { eventRoutes, type EventRouteDeps } from './routes/events.js';
 import { pluginRoutes, type PluginRouteDeps } from './routes/plugins.js';
 import { noOAuthRoutes } from './routes/no-oauth.js';
+import { defaultUiDir, uiRoutes } from './routes/ui.js';
 import type { McpEndpoint } from '../mcp/index.js';
 
 /** 256 KiB: every operator request is a small JSON document (a target config, a grant, a note). */
@@ -51,6 +52,8 @@ export interface HttpAppOptions {
   getPort: () => number;
   version: string;
   sessions?: SessionStore;
+  /** The built web UI to serve at `/` (default: the repository's ui/dist). */
+  uiDir?: string;
 }
 
 function errorBody(code: string, message: string) {
@@ -116,11 +119,8 @@ export function createHttpApp(options: HttpAppOptions): { app: Hono<HttpEnv>; se
   // The OAuth paths MCP clients probe after a 401: answered so they report the real cause (no OAuth here).
   app.route('/', noOAuthRoutes());
 
-  app.get('/', (c) =>
-    c.text(
-      `AIPermission ${options.version} is running on this machine.\nThe web UI is not part of this build yet; use the aip CLI (aip status) or the REST API (docs/api.md).\n`,
-    ),
-  );
+  // The web UI on the same origin (after /api and /mcp, which keep their own answers).
+  app.route('/', uiRoutes({ uiDir: options.uiDir ?? defaultUiDir(), version: options.version }));
 
   app.notFound((c) => c.json(errorBody('not_found', `No route for ${c.req.method} ${c.req.path}. See docs/api.md.`), 404));
 

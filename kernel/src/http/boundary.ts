@@ -62,9 +62,15 @@ export function securityHeaders(): MiddlewareHandler<HttpEnv> {
     c.header('X-Content-Type-Options', 'nosniff');
     c.header('X-Frame-Options', 'DENY');
     c.header('Referrer-Policy', 'no-referrer');
-    c.header('Cache-Control', 'no-store');
     c.header('Cross-Origin-Resource-Policy', 'same-origin');
-    if (c.req.path.startsWith('/api/')) c.header('Content-Security-Policy', "default-src 'none'; frame-ancestors 'none'");
+    c.header('Cross-Origin-Opener-Policy', 'same-origin');
+    // The UI's files set their own cache and CSP (routes/ui.ts: hashed assets
+    // cached long, index.html revalidated); everything else is never cached
+    // and may load nothing.
+    if (c.req.path.startsWith('/api/') || !c.res.headers.has('Cache-Control')) c.header('Cache-Control', 'no-store');
+    if (c.req.path.startsWith('/api/') || !c.res.headers.has('Content-Security-Policy')) {
+      c.header('Content-Security-Policy', "default-src 'none'; frame-ancestors 'none'");
+    }
   };
 }
 

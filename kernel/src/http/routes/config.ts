@@ -1,7 +1,7 @@
 import { Hono } from 'hono';
 import { SETTINGS_PATCH_SCHEMA, type SettingsStore } from '../../settings/index.js';
 import { BUILTIN_RULES, type RedactionStore } from '../../redaction/index.js';
-import { credentialKindsOf, type ConnectorCatalog } from '../../connectors/index.js';
+import { credentialKindsOf, formSchemasOf, type ConnectorCatalog } from '../../connectors/index.js';
 import type { McpSwitch } from '../../mcp-switch/index.js';
 import type { HttpEnv } from '../context.js';
 import type { DatabaseGuard, PerDatabase } from '../deps.js';
@@ -90,6 +90,8 @@ export function configRoutes(deps: ConfigRouteDeps) {
         manifestHash: connector.manifestHash,
         // What a credential profile of each kind takes; the first kind is the default.
         credentialKinds: credentialKindsOf(connector),
+        // The manifest's schemas, for forms generated from them (the web UI).
+        ...formSchemasOf(connector),
         actions: [...connector.actions.values()].map((action) => ({
           name: action.name,
           title: action.title,
