@@ -127,8 +127,15 @@ whenSessionLost(() => {
   });
 });
 
-function notify(): void {
-  if (typeof Notification === 'undefined' || Notification.permission !== 'granted' || document.hasFocus()) return;
+/**
+ * A browser notification for a new approval, only when the operator allowed
+ * them and is not looking at the page (the tab is hidden or another window has
+ * the focus). It carries no agent text at all: no reason, input, token or
+ * target name, only that an approval waits.
+ */
+export function notify(): void {
+  if (typeof Notification === 'undefined' || Notification.permission !== 'granted') return;
+  if (document.visibilityState === 'visible' && document.hasFocus()) return;
   new Notification('AIPermission: an agent asks for approval', { body: 'Open the gateway page to review it.', tag: 'aip-approval' });
 }
 
