@@ -54,13 +54,10 @@ async function buildEcho(into: string): Promise<string> {
   return pkg;
 }
 
-beforeAll(async () => {
-  work = await mkdtemp(join(tmpdir(), 'aip-ui-plugins-'));
-  echoPackage = await buildEcho(work);
-  gateway = await startGateway();
-  browser = await launch();
+/** A fresh browser context for `origin`: notifications granted, every Notification recorded, the tab hideable on demand. */
+async function openContext(origin: string) {
   context = await browser.newContext({ viewport: { width: 1280, height: 800 } });
-  await context.grantPermissions(['notifications'], { origin: gateway.url });
+  await context.grantPermissions(['notifications'], { origin: origin });
   // Every Notification the page creates is recorded (title, body); the tab can be made hidden on demand.
   await context.addInitScript(() => {
     const w = window as unknown as { __notifications: { title: string; body: string }[]; __hide(): void; Notification: typeof Notification };
@@ -82,6 +79,14 @@ beforeAll(async () => {
   });
   watched = await watchedPage(context);
   page = watched.page;
+}
+
+beforeAll(async () => {
+  work = await mkdtemp(join(tmpdir(), 'aip-ui-plugins-'));
+  echoPackage = await buildEcho(work);
+  gateway = await startGateway();
+  browser = await launch();
+  await openContext(gateway.url);
 });
 
 afterAll(async () => {
@@ -90,6 +95,15 @@ afterAll(async () => {
   await gateway?.stop();
   if (work) await rm(work, { recursive: true, force: true });
 });
+
+async function createDatabase(url: string) {
+  await page.goto(url);
+  await page.getByLabel('Password', { exact: true }).fill(PASSWORD);
+  await page.getByLabel('Repeat the password').fill(PASSWORD);
+  await page.getByRole('button', { name: 'Create and unlock' }).click();
+  await page.getByRole('heading', { name: /Dashboard/ }).waitFor();
+  await page.locator('.live.on').waitFor();
+}
 
 async function checkPage(name: string) {
   await screenshots(page, name);
@@ -120,12 +134,7 @@ const card = (id: string) => page.locator(`[data-testid=plugin-card][data-plugin
 
 describe('Settings > Plugins, end to end', () => {
   it('lists the built-in connector with its version, pin state and sandbox level', async () => {
-    await page.goto(gateway.url);
-    await page.getByLabel('Password', { exact: true }).fill(PASSWORD);
-    await page.getByLabel('Repeat the password').fill(PASSWORD);
-    await page.getByRole('button', { name: 'Create and unlock' }).click();
-    await page.getByRole('heading', { name: /Dashboard/ }).waitFor();
-    await page.locator('.live.on').waitFor();
+    await createDatabase(gateway.url);
     await openPlugins();
     const level = page.getByTestId('sandbox-level');
     const answer = await rest('GET', '/api/databases/main/plugins');
@@ -259,6 +268,54 @@ describe('Settings > Plugins, end to end', () => {
     await page.getByText('Removed echo-fixture.').waitFor();
     expect(await card('echo-fixture').count()).toBe(0);
     expect((await rest('GET', '/api/databases/main/plugins')).plugins.map((p: { id: string }) => p.id)).toEqual(['redis']);
+    expectClean(watched);
+  });
+});
+
+describe('Settings > Plugins without bubblewrap (the weak sandbox level)', () => {
+  let weak: RunningGateway;
+  beforeAll(async () => {
+    await context.close();
+    weak = await startGateway({ bwrap: 'off' });
+    await openContext(weak.url);
+  });
+  afterAll(async () => {
+    await weak?.stop();
+  });
+
+  it('says in plain words what the level allows, and offers requireBwrapForThirdParty', async () => {
+    await createDatabase(weak.url);
+    await openPlugins();
+    const level = page.getByTestId('sandbox-level');
+    expect(await level.innerText()).toContain('Node permissions only (no bubblewrap)');
+    expect(await level.innerText()).toMatch(/Can signal the gateway\s+yes/);
+    const warnings = await page.getByTestId('sandbox-warnings').innerText();
+    expect(warnings).toContain('No bubblewrap');
+    expect(warnings).toContain('It can see and signal your processes, the gateway included');
+    expect(warnings).toContain('It has the host network (host network (no bubblewrap))');
+    expect(await card('redis').innerText()).toContain('⚠ No bubblewrap');
+    await checkPage('plugins-no-bwrap');
+  });
+
+  it('warns on the consent screen, turns requireBwrapForThirdParty on from it, and a new inspection is then refused with the kernel\'s reason', async () => {
+    await page.getByLabel('Package (folder, .tgz or npm package)').fill(echoPackage);
+    await page.getByRole('button', { name: 'Inspect' }).click();
+    const consent = page.getByTestId('consent');
+    await consent.waitFor();
+    const warnings = await consent.getByTestId('consent-warnings').innerText();
+    expect(warnings).toContain('It can see and signal your processes');
+    expect(warnings).toContain('While it was inspected it had the host network too (for at most 5 s)');
+    expect(await consent.getByTestId('consent-reach').innerText()).toMatch(/Network\s+host network \(no bubblewrap\)/);
+    await checkPage('plugin-consent-no-bwrap');
+    await consent.getByRole('button', { name: 'Require bubblewrap for installed connectors' }).click();
+    await expect.poll(async () => (await rest('GET', '/api/databases/main/settings')).settings.requireBwrapForThirdParty).toBe(true);
+    expect(await page.getByTestId('require-bwrap').isChecked()).toBe(true);
+    await page.getByRole('button', { name: 'Cancel' }).click();
+    await page.getByRole('button', { name: 'Inspect' }).click();
+    const error = page.getByTestId('inspect-error');
+    await error.waitFor();
+    expect(await error.innerText()).toContain('(bwrap_required)');
+    expect(await page.getByTestId('consent').count()).toBe(0);
     expectClean(watched);
   });
 });

@@ -10,6 +10,8 @@ import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/
 
 /** The kernel's own test gateway (real process, real SQLCipher files, built-in Redis connector, a clock moved by "advance <ms>"). */
 const GATEWAY = fileURLToPath(new URL('../../../kernel/test/fixtures/gateway.mjs', import.meta.url));
+/** The same gateway with bubblewrap off (the weak sandbox level); it has no clock to advance. */
+const GATEWAY_NO_BWRAP = fileURLToPath(new URL('../fixtures/gateway-no-bwrap.mjs', import.meta.url));
 
 export const PASSWORD = 'Correct-Horse-Battery-42';
 
@@ -54,11 +56,11 @@ function waitForLine(child: ChildProcessByStdio<Writable, Readable, null>, patte
   });
 }
 
-/** A real gateway process on a free loopback port with a fresh data directory. */
-export async function startGateway(): Promise<RunningGateway> {
+/** A real gateway process on a free loopback port with a fresh data directory (`bwrap: 'off'`: without bubblewrap). */
+export async function startGateway(options: { bwrap?: 'off' } = {}): Promise<RunningGateway> {
   const dataDir = await mkdtemp(join(tmpdir(), 'aip-ui-'));
   const port = await freePort();
-  const child = spawn(process.execPath, [GATEWAY, dataDir, String(port)], { stdio: ['pipe', 'pipe', 'inherit'] });
+  const child = spawn(process.execPath, [options.bwrap === 'off' ? GATEWAY_NO_BWRAP : GATEWAY, dataDir, String(port)], { stdio: ['pipe', 'pipe', 'inherit'] });
   const match = await waitForLine(child, /LISTENING (\S+)/);
   return {
     url: match[1]!,
