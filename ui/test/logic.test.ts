@@ -5,6 +5,7 @@ import { collect, fieldsFromNames, fieldsOf, initialValues, secretPlaceholder } 
 import { buildMatrix, changesFor, destructiveAlways, formatRemaining, parseDuration } from '../src/lib/grant-matrix.js';
 import { flagged, jsonSegments, segmentsOfEscaped, textSegments, visibleCanonicalJson } from '../src/lib/invisible.js';
 import { auditQuery, nextPage, requestsQuery } from '../src/lib/queries.js';
+import { actionsByRisk, formatBytes, isWeak, levelName, sandboxWarnings } from '../src/lib/plugins.js';
 import type { ActionInfo, Grant, JsonSchema } from '../src/lib/types.js';
 
 const REDIS_TARGET: JsonSchema = {
@@ -173,5 +174,23 @@ describe('history and audit queries', () => {
   it('reads the next page from nextCursor (none on the last page)', () => {
     expect(nextPage({ nextCursor: 'abc' })).toBe('abc');
     expect(nextPage({ nextCursor: null })).toBeUndefined();
+  });
+});
+
+describe('what the plugins page says about a sandbox level', () => {
+  const strong = { level: 'bwrap+node-permission', bwrap: true, network: 'none (endpoint only)', networkIsolated: true, identity: 'nobody, in a user namespace of its own, no capabilities', noCapabilities: true, canSignalGateway: false, memoryLimitBytes: 1610612736, scratchQuotaBytes: 67108864 };
+  it('warns of nothing for bubblewrap, and of each weakness in plain words without it', () => {
+    expect(sandboxWarnings(strong)).toEqual([]);
+    expect(isWeak(strong)).toBe(false);
+    const weak = { ...strong, level: 'node-permission', bwrap: false, network: 'host network (no bubblewrap)', networkIsolated: false, canSignalGateway: true, noCapabilities: false, identity: 'root, with every capability (no bubblewrap)', memoryLimitBytes: null };
+    const warnings = sandboxWarnings(weak);
+    expect(warnings).toHaveLength(5);
+    expect(warnings.join('\n')).toMatch(/No bubblewrap[\s\S]*signal your processes, the gateway included[\s\S]*host network[\s\S]*capabilities \(root[\s\S]*heap is capped/);
+    expect(levelName(weak.level)).toBe('Node permissions only (no bubblewrap)');
+  });
+  it('formats byte limits and groups actions riskiest first', () => {
+    expect([formatBytes(1610612736), formatBytes(67108864), formatBytes(1024), formatBytes(500), formatBytes(null)]).toEqual(['1.5 GiB', '64 MiB', '1 KiB', '500 bytes', 'not limited']);
+    const groups = actionsByRisk([{ name: 'a', risk: 'read' }, { name: 'b', risk: 'destructive' }, { name: 'c', risk: 'write' }, { name: 'd', risk: 'read' }, { name: 'e', risk: 'odd' }]);
+    expect(groups.map((g) => [g.risk, g.actions.map((a) => a.name).join('')])).toEqual([['destructive', 'b'], ['write', 'c'], ['read', 'ad'], ['odd', 'e']]);
   });
 });

@@ -55,7 +55,7 @@ export function sandboxWarnings(sandbox: SandboxLevel | null | undefined): strin
   const warnings: string[] = [];
   if (!sandbox.bwrap) warnings.push('No bubblewrap: plugins run with Node\'s permission model alone, without a sandbox of their own.');
   if (sandbox.canSignalGateway) warnings.push('It can see and signal your processes, the gateway included (it could stop the gateway with SIGSTOP).');
-  if (!sandbox.networkIsolated) warnings.push(`It has the host network (${sandbox.network}): it can reach whatever this machine can reach, not only its target.`);
+  if (!sandbox.networkIsolated) warnings.push('It has the host network: it can reach whatever this machine can reach, not only its target.');
   if (sandbox.noCapabilities === false) warnings.push(`It runs with capabilities (${sandbox.identity ?? 'as the gateway\'s user'}): run the gateway as a normal user.`);
   if (sandbox.memoryLimitBytes === null) warnings.push('Only its JavaScript heap is capped: there is no limit on the whole process\'s memory here.');
   return warnings;
