@@ -10,7 +10,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Browser, BrowserContext, Page } from 'playwright-core';
 import { execFileSync } from 'node:child_process';
 import { createRequire } from 'node:module';
-import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { appendFile, cp, mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -223,6 +223,53 @@ describe('Settings > Plugins, end to end', () => {
     await echo.getByRole('button', { name: 'View log' }).click();
     await expect.poll(() => result.innerText()).toContain('Log (last 200 lines, redacted)');
     await checkPage('plugins-installed');
+  });
+
+  it('says "Not approved: re-approve" in a database that did not approve it, and "Not intact" once its files change on disk', async () => {
+    await rest('POST', '/api/databases', { name: 'second', password: PASSWORD });
+    await page.reload();
+    await page.getByLabel('Database').selectOption('second');
+    await openPlugins();
+    const pin = card('echo-fixture').getByTestId('pin-state');
+    await expect.poll(() => pin.innerText()).toMatch(/^Not approved: re-approve\. not approved in this database/);
+    await page.getByLabel('Database').selectOption('main');
+    await openPlugins();
+    await expect.poll(() => card('echo-fixture').getByTestId('pin-state').innerText()).toMatch(/^✓ approved/);
+    // Someone changes the installed bundle on disk: verify says what differs.
+    const installedDir = join(gateway.dataDir, 'plugins', 'echo-fixture');
+    const files = await readdir(installedDir, { recursive: true });
+    const bundle = files.find((f) => f.endsWith('plugin.mjs'));
+    expect(bundle, `files under ${installedDir}: ${files.join(', ')}`).toBeDefined();
+    const original = await readFile(join(installedDir, bundle!));
+    await appendFile(join(installedDir, bundle!), '\n// changed after approval\n');
+    const echo = card('echo-fixture');
+    await echo.getByRole('button', { name: 'Verify' }).click();
+    const result = echo.getByTestId('plugin-result');
+    await expect.poll(() => result.innerText()).toMatch(/Not intact\.[\s\S]*differs: /);
+    await writeFile(join(installedDir, bundle!), original);
+    await echo.getByRole('button', { name: 'Verify' }).click();
+    await expect.poll(() => result.innerText()).toContain('Intact:');
+    expectClean(watched);
+  });
+
+  it('shows a package\'s own text as text: hidden characters escaped, markup inert', async () => {
+    const hostile = join(work, 'hostile-echo');
+    await cp(echoPackage, hostile, { recursive: true });
+    const bundle = join(hostile, 'dist/plugin.mjs');
+    const source = await readFile(bundle, 'utf8');
+    expect(source).toContain('Answers what it is given.');
+    await writeFile(bundle, source.replace('Answers what it is given.', 'Safe\\u202e<img src=x data-hostile=1> plugin'));
+    await writeFile(join(hostile, 'dist/manifest.json'), execFileSync(process.execPath, [bundle, '--print-manifest'], { encoding: 'utf8' }));
+    await page.getByLabel('Package (folder, .tgz or npm package)').fill(hostile);
+    await page.getByRole('button', { name: 'Inspect' }).click();
+    const consent = page.getByTestId('consent');
+    await consent.waitFor();
+    const description = consent.getByTestId('consent-description');
+    expect(await description.innerText()).toBe('Safe\\u{202e}<img src=x data-hostile=1> plugin');
+    expect(await description.locator('mark.hidden-char').allInnerTexts()).toEqual(['\\u{202e}']);
+    expect(await page.locator('[data-hostile]').count()).toBe(0);
+    await page.getByRole('button', { name: 'Cancel' }).click();
+    expectClean(watched);
   });
 
   it('notifies of a new approval while the tab is hidden, with no agent text in the notification', async () => {
