@@ -125,7 +125,9 @@ describe('the gateway killed with SIGKILL under load, and started again (fault s
       const requests = await ws.db.all<{ id: string; status: string; status_reason: string | null }>('SELECT id, status, status_reason FROM requests');
       expect(requests.filter((r) => r.status === 'running')).toEqual([]);
       const unknown = requests.filter((r) => r.status === 'outcome_unknown');
-      expect(unknown.length, 'some calls were in flight at each kill').toBeGreaterThanOrEqual(ROUNDS);
+      // A kill lands between a call's intent and its end only by chance (a Redis call is that short):
+      // 4-6 over three kills on a quiet machine, 2 under a loaded one; at least one shows the conversion.
+      expect(unknown.length, 'some calls were in flight at the kills').toBeGreaterThanOrEqual(1);
       for (const r of unknown) expect(r.status_reason).toMatch(/gateway stopped while the action was running/);
       const events = await ws.db.all<{ id: string; event: string }>("SELECT json_extract(subject, '$.requestId') AS id, event FROM audit_log WHERE event LIKE 'action.%'");
       for (const r of requests) {

@@ -6,6 +6,7 @@ import { join } from 'node:path';
 import type { Readable, Writable } from 'node:stream';
 import { AIP, freePort, waitForLine } from './helpers/cli.js';
 import { tempDir, PASSWORD } from './helpers/temp.js';
+import { letOthersTraverseCheckout } from './helpers/traversable.js';
 
 /**
  * Invariant 8 against an agent with a shell as the same OS user: it must not
@@ -86,6 +87,7 @@ let url: string;
 const children: Child[] = [];
 
 beforeAll(async () => {
+  letOthersTraverseCheckout();
   ({ dir, cleanup } = await tempDir('aip-harden-'));
   const dataDir = join(dir, 'data');
   await mkdir(dataDir, { mode: 0o700 });

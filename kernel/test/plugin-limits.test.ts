@@ -15,6 +15,7 @@ import { pluginHarness, type PluginHarness } from './helpers/plugins.js';
 import { freePort, waitForLine } from './helpers/cli.js';
 import { detectBwrap } from '../src/plugin-host/index.js';
 import { PLUGIN_ADDRESS_SPACE_BYTES, PLUGIN_SCRATCH_QUOTA_BYTES } from '../src/plugin-host/sandbox.js';
+import { letOthersTraverseCheckout } from './helpers/traversable.js';
 
 let h: PluginHarness | undefined;
 const cleanups: Array<() => Promise<void>> = [];
@@ -163,7 +164,10 @@ describe('capabilities and uid', () => {
 async function fixtureGateway(bwrap: 'auto' | 'off', fixtures: string[], asUid?: number) {
   const dir = await mkdtemp(join(tmpdir(), 'aip-limits-gw-'));
   cleanups.push(() => rm(dir, { recursive: true, force: true }));
-  if (asUid !== undefined) await chown(dir, asUid, asUid);
+  if (asUid !== undefined) {
+    await chown(dir, asUid, asUid);
+    letOthersTraverseCheckout();
+  }
   const port = await freePort();
   const script = fileURLToPath(new URL('./fixtures/gateway-fixture-plugins.mjs', import.meta.url));
   const argv = [script, join(dir, 'data'), String(port), bwrap, ...fixtures];
