@@ -211,6 +211,39 @@ describe('the operator console, end to end', () => {
     expect(await redis.exists(`${PREFIX}declined`)).toBe(0);
   });
 
+  it('is usable from the keyboard alone: Tab reaches the pages, Enter opens one, an approval is run with a note without the mouse', async () => {
+    /** Presses Tab (bounded) until `target` has the focus; fails if it is never reached. */
+    const tabTo = async (target: ReturnType<Page['locator']>, what: string) => {
+      for (let i = 0; i < 60; i += 1) {
+        if (await target.evaluate((el) => el === document.activeElement).catch(() => false)) return;
+        await page.keyboard.press('Tab');
+      }
+      throw new Error(`Tab never reached ${what}`);
+    };
+    await page.locator('body').click({ position: { x: 5, y: 5 } }).catch(() => undefined);
+    const history = page.getByRole('navigation', { name: 'Pages' }).getByRole('link', { name: 'History', exact: true });
+    await tabTo(history, 'the History link');
+    await page.keyboard.press('Enter');
+    await expect.poll(() => new URL(page.url()).pathname).toBe('/history');
+    // A new request: the dialog takes the focus, and everything in it is reached by Tab.
+    const key = `${PREFIX}keyboard`;
+    const asked = await callTool(mcp, 'call_connector_action', { target_ref: targetRef, action_name: 'set_string', input: { key, value: 'typed' }, reason: 'keyboard only' });
+    const dialog = await dialogFor('set_string');
+    await expect.poll(() => page.evaluate(() => Boolean(document.activeElement?.closest('dialog.approval')))).toBe(true);
+    await tabTo(dialog.getByLabel('Note to the agent (optional)'), 'the note field');
+    await page.keyboard.type('by keyboard');
+    const run = dialog.getByTestId('approval-run');
+    await expect.poll(() => run.isEnabled()).toBe(true);
+    await tabTo(run, 'the Run button');
+    await page.keyboard.press('Enter');
+    await expect.poll(() => dialog.getByTestId('approval-outcome').innerText()).toContain('completed');
+    await tabTo(dialog.getByRole('button', { name: 'Done' }), 'the Done button');
+    await page.keyboard.press('Enter');
+    expect(await page.locator('dialog.approval[open]').count()).toBe(0);
+    const answer = await callTool(mcp, 'get_connector_action_request', { request_id: asked.request_id });
+    expect({ status: answer.status, note: answer.operator_note, value: await redis.get(key) }).toEqual({ status: 'completed', note: 'by keyboard', value: 'typed' });
+  });
+
   it('says a request went stale while its dialog was open, and offers no Run', async () => {
     await callTool(mcp, 'call_connector_action', { target_ref: targetRef, action_name: 'set_string', input: { key: `${PREFIX}stale`, value: 'x' }, reason: 'will go stale' });
     const dialog = await dialogFor('set_string');
