@@ -1,0 +1,88 @@
+import { BaseAgent, utils as ssh2Utils, type ParsedKey } from 'ssh2';
+import type { InvocationScopes } from '../invocations/index.js';
+import { KernelError } from '../lib/errors.js';
+import { parseUserAuthData } from './ssh-auth-data.js';
+import { algorithmFits, type SshKeyStore } from './ssh-keys.js';
+
+/** A user-authentication blob is a few hundred bytes (an RSA-16384 key is ~2 KiB); this bounds what is parsed. */
+const MAX_SIGN_DATA_BYTES = 16 * 1024;
+
+/** The credential fields of an SSH key profile that the signer reads (config, not secret: the key itself is in the vault). */
+export const SSH_KEY_PROFILE_FIELDS = ['username', 'keyId'] as const;
+
+const refuse = (code: string, message: string) => new KernelError(code, message, { status: 403 });
+
+/**
+ * The kernel's SSH signer behind `kernel/sign` (invariant 2). A plugin sends
+ * what it wants signed with the id of its running invocation; the kernel
+ * signs only:
+ * - for a live invocation of that same connector (the invocation scope),
+ * - with the key of that invocation's profile (its `keyId` field),
+ * - data that parses as an SSH public-key user-authentication request for
+ *   that profile's user, that key and an algorithm the key signs.
+ * The answer is a signature; no key bytes ever leave this module.
+ */
+export interface SshSigner {
+  sign(connectorId: string, params: { invocationId?: unknown; data?: unknown }): Promise<{ signature: string }>;
+  /**
+   * An agent for ssh2's Client (`agent:`), for the kernel's own connections
+   * on behalf of one invocation: it signs through `sign` above, so every
+   * check applies to the kernel as well.
+   */
+  agentFor(connectorId: string, invocationId: string): Promise<BaseAgent>;
+}
+
+export function createSshSigner(deps: { scopes: Pick<InvocationScopes, 'resolve'>; keys: Pick<SshKeyStore, 'openSigner'> }): SshSigner {
+  const profileKey = (connectorId: string, invocationId: unknown) => {
+    const scope = deps.scopes.resolve(invocationId, connectorId);
+    if (!scope) throw refuse('sign_invocation_not_running', 'kernel/sign names no running invocation of this connector; the kernel signs only while the invocation that needs the key runs.');
+    const fields = scope.lease(SSH_KEY_PROFILE_FIELDS).fields;
+    const { username, keyId } = fields;
+    if (typeof keyId !== 'string' || typeof username !== 'string') {
+      throw refuse('sign_no_key', `The profile of this invocation has no SSH key (its username and keyId fields are missing); give the profile a key from aip ssh key list.`);
+    }
+    return { username, keyId };
+  };
+
+  const signer: SshSigner = {
+    async sign(connectorId, params) {
+      const { username, keyId } = profileKey(connectorId, params.invocationId);
+      if (typeof params.data !== 'string') throw new KernelError('invalid_input', 'kernel/sign needs data: the base64 of what to sign.', { status: 400 });
+      const data = Buffer.from(params.data, 'base64');
+      if (data.length > MAX_SIGN_DATA_BYTES) throw refuse('sign_not_auth_data', `${data.length} bytes is no SSH user-authentication request (at most ${MAX_SIGN_DATA_BYTES}); the kernel signs nothing else.`);
+      let request;
+      try {
+        request = parseUserAuthData(data);
+      } catch (error) {
+        throw refuse('sign_not_auth_data', `The data to sign is not an SSH public-key user-authentication request (${(error as Error).message}); the kernel signs nothing else.`);
+      }
+      const key = await deps.keys.openSigner(keyId);
+      if (request.user !== username) throw refuse('sign_wrong_user', `The request authenticates as "${request.user}", but this invocation's profile logs in as "${username}".`);
+      if (!request.publicKey.equals(key.publicKey)) throw refuse('sign_wrong_key', "The request names another public key than this invocation's profile key; the kernel signs only with the profile's own key.");
+      if (!algorithmFits(key.keyType, request.algorithm)) throw refuse('sign_wrong_algorithm', `A ${key.keyType} key does not sign "${request.algorithm}" here${key.keyType === 'ssh-rsa' ? ' (rsa-sha2-256 and rsa-sha2-512 only; SHA-1 ssh-rsa is refused)' : ''}.`);
+      return { signature: key.sign(data, request.algorithm).toString('base64') };
+    },
+    async agentFor(connectorId, invocationId) {
+      const { keyId } = profileKey(connectorId, invocationId);
+      const key = await deps.keys.openSigner(keyId);
+      const publicLine = `${key.keyType} ${key.publicKey.toString('base64')}`;
+      const parsed = ssh2Utils.parseKey(publicLine);
+      if (parsed instanceof Error) throw parsed;
+      const identity = (Array.isArray(parsed) ? parsed[0] : parsed) as ParsedKey;
+      class KernelAgent extends BaseAgent {
+        override getIdentities(cb: (err: Error | undefined, keys?: ParsedKey[]) => void): void {
+          cb(undefined, [identity]);
+        }
+        override sign(_pubKey: ParsedKey, data: Buffer, options: { hash?: string } | ((err: Error | undefined, sig?: Buffer) => void), cb?: (err: Error | undefined, sig?: Buffer) => void): void {
+          const done = typeof options === 'function' ? options : cb!;
+          signer.sign(connectorId, { invocationId, data: data.toString('base64') }).then(
+            ({ signature }) => done(undefined, Buffer.from(signature, 'base64')),
+            (error: Error) => done(error),
+          );
+        }
+      }
+      return new KernelAgent();
+    },
+  };
+  return signer;
+}
