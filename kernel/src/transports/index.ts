@@ -17,5 +17,5 @@ export { parseUserAuthData } from './ssh-auth-data.js';
 export type { UserAuthData } from './ssh-auth-data.js';
 export { createHostKeys } from './host-keys.js';
 export type { HostKeys, HostKeyApproval, HostKeyVerdict, PinnedHostKey } from './host-keys.js';
-export { connectSsh, SSH_READY_TIMEOUT_MS } from './ssh-connect.js';
+export { connectSsh, scanHostKey, SSH_READY_TIMEOUT_MS, HOST_KEY_SCAN_TIMEOUT_MS } from './ssh-connect.js';
 export { sshFingerprint } from './ssh-wire.js';

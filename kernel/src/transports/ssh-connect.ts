@@ -1,6 +1,8 @@
-import { Client, type BaseAgent } from 'ssh2';
+import ssh2, { type BaseAgent, type Client as SshClient } from 'ssh2';
 import { KernelError } from '../lib/errors.js';
 import type { HostKeys, HostKeyVerdict } from './host-keys.js';
+
+const { Client } = ssh2;
 
 /** Long enough for a slow host's key exchange over a WAN, short enough that a call does not hang on a dead one. */
 export const SSH_READY_TIMEOUT_MS = 15_000;
@@ -19,7 +21,7 @@ export function connectSsh(options: {
   agent: BaseAgent;
   hostKeys: Pick<HostKeys, 'checkBlob'>;
   readyTimeoutMs?: number;
-}): Promise<Client> {
+}): Promise<SshClient> {
   const { host, port, username, agent, hostKeys } = options;
   return new Promise((resolve, reject) => {
     const client = new Client();
@@ -62,6 +64,47 @@ export function connectSsh(options: {
           },
           (error: unknown) => {
             verifyError = error;
+            verify(false);
+          },
+        );
+      },
+    });
+  });
+}
+
+/** What a host-key scan waits for: the server's key comes in the first round trip of the key exchange. */
+export const HOST_KEY_SCAN_TIMEOUT_MS = 10_000;
+
+/**
+ * Fetches the host key a server offers (like ssh-keyscan) without
+ * authenticating, and checks it: an unknown key leaves an approval for the
+ * operator, so a host can be approved before its first use.
+ */
+export function scanHostKey(host: string, port: number, hostKeys: Pick<HostKeys, 'checkBlob'>): Promise<HostKeyVerdict> {
+  return new Promise((resolve, reject) => {
+    const client = new Client();
+    let done = false;
+    const finish = (fn: () => void) => {
+      if (done) return;
+      done = true;
+      client.end();
+      fn();
+    };
+    client.on('error', (error: Error) => finish(() => reject(new KernelError('network', `Could not read the host key of ${host}:${port}: ${error.message}`, { status: 502 }))));
+    client.connect({
+      host,
+      port,
+      username: 'aipermission-host-key-scan',
+      readyTimeout: HOST_KEY_SCAN_TIMEOUT_MS,
+      hostVerifier: (key: Buffer, verify: (valid: boolean) => void) => {
+        // Answer ssh2 only after the check: its refusal ends the connection with an error, which must not win the race.
+        hostKeys.checkBlob(host, port, key).then(
+          (verdict) => {
+            finish(() => resolve(verdict));
+            verify(false);
+          },
+          (error: unknown) => {
+            finish(() => reject(error));
             verify(false);
           },
         );

@@ -1,11 +1,14 @@
 import { createPrivateKey, sign as cryptoSign, type KeyObject } from 'node:crypto';
-import { utils as ssh2Utils } from 'ssh2';
+// ssh2 is CommonJS: Node's ESM loader gives it as a default export only.
+import ssh2 from 'ssh2';
 import type { Audit } from '../audit/index.js';
 import type { SqlDb, Sealer } from '../vault/index.js';
 import { isoAt, type Clock } from '../lib/clock.js';
 import { errors, KernelError } from '../lib/errors.js';
 import { newId } from '../lib/ids.js';
 import { SshReader, sshFingerprint } from './ssh-wire.js';
+
+const ssh2Utils = ssh2.utils;
 
 /** Below this an RSA key is breakable by well-funded attackers (NIST SP 800-131A). */
 export const MIN_RSA_BITS = 2048;

@@ -1,8 +1,10 @@
-import { BaseAgent, utils as ssh2Utils, type ParsedKey } from 'ssh2';
+import ssh2, { type BaseAgent, type ParsedKey } from 'ssh2';
 import type { InvocationScopes } from '../invocations/index.js';
 import { KernelError } from '../lib/errors.js';
 import { parseUserAuthData } from './ssh-auth-data.js';
 import { algorithmFits, type SshKeyStore } from './ssh-keys.js';
+
+const { BaseAgent: AgentBase, utils: ssh2Utils } = ssh2;
 
 /** A user-authentication blob is a few hundred bytes (an RSA-16384 key is ~2 KiB); this bounds what is parsed. */
 const MAX_SIGN_DATA_BYTES = 16 * 1024;
@@ -69,7 +71,7 @@ export function createSshSigner(deps: { scopes: Pick<InvocationScopes, 'resolve'
       const parsed = ssh2Utils.parseKey(publicLine);
       if (parsed instanceof Error) throw parsed;
       const identity = (Array.isArray(parsed) ? parsed[0] : parsed) as ParsedKey;
-      class KernelAgent extends BaseAgent {
+      class KernelAgent extends AgentBase {
         override getIdentities(cb: (err: Error | undefined, keys?: ParsedKey[]) => void): void {
           cb(undefined, [identity]);
         }
