@@ -104,7 +104,7 @@ describe('SSH keys, the signer and host keys against a real sshd', () => {
     keys = await createSshKeyStore({ db: h.ws.db, clock: systemClock, audit: h.ws.audit, sealer: h.ws.handle.sealer });
     hostKeys = await createHostKeys({ db: h.ws.db, clock: systemClock, audit: h.ws.audit });
     scopes = createInvocationScopes();
-    signer = createSshSigner({ scopes, keys });
+    signer = createSshSigner({ scopes, keys: () => keys });
   });
   afterEach(async () => {
     for (const c of clients.splice(0)) c.end();
