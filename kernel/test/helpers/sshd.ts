@@ -60,7 +60,7 @@ async function waitForPort(port: number, child: ChildProcess, log: () => string,
  * only, and an authorized_keys file in that dir for the user running the
  * tests. Nothing system-wide is touched; stop() kills it and removes the dir.
  */
-export async function startSshd(options: { port?: number; authorizedKeys?: string[] } = {}): Promise<Sshd> {
+export async function startSshd(options: { port?: number; authorizedKeys?: string[]; /** More loopback addresses to listen on (all of 127/8 is loopback), to stand for other hosts. */ extraAddresses?: string[] } = {}): Promise<Sshd> {
   const { dir, cleanup } = await tempDir('aip-sshd-');
   // sshd's StrictModes wants the directories of authorized_keys not group/world-writable.
   await chmod(dir, 0o700);
@@ -80,6 +80,7 @@ export async function startSshd(options: { port?: number; authorizedKeys?: strin
     [
       `Port ${port}`,
       'ListenAddress 127.0.0.1',
+      ...(options.extraAddresses ?? []).map((address) => `ListenAddress ${address}`),
       `HostKey ${hostKey}`,
       `PidFile ${join(dir, 'sshd.pid')}`,
       `AuthorizedKeysFile ${authorizedKeysFile}`,
