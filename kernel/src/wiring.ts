@@ -7,6 +7,7 @@
 import { createMcp, type McpEndpoint } from './mcp/index.js';
 import type { HttpDeps, ApprovalsRunner, ConnectionChecks, DatabaseGuard, DatabaseLifecycle } from './http/index.js';
 import { KernelError } from './lib/errors.js';
+import { scanHostKey } from './transports/index.js';
 import type { Kernel } from './kernel.js';
 
 /** The MCP edge over the kernel's token authenticator, pipeline and per-database read views. */
@@ -52,6 +53,9 @@ export function httpDepsFromKernel(kernel: Kernel): HttpDeps {
     audit: (name) => ws(name).audit,
     messages: (name) => ws(name).messages,
     pluginApprovals: (name) => ws(name).pluginApprovals,
+    sshKeys: (name) => ws(name).sshKeys,
+    hostKeys: (name) => ws(name).hostKeys,
+    scanHostKey: (name) => (host, port) => scanHostKey(host, port, ws(name).hostKeys),
     mcpEndpoint: (options) => mcpOf(kernel, options.getPort),
   };
 }

@@ -9,6 +9,9 @@ import { fillableDisk, type FillableDisk } from './helpers/disk.js';
 import { callTool, mcpClient, operator, startGatewayProcess, type RunningGateway } from './helpers/mcp.js';
 import { FIXTURES } from './helpers/plugins.js';
 import { tempDir, PASSWORD, OTHER_PASSWORD } from './helpers/temp.js';
+import { startSshd, type Sshd } from './helpers/sshd.js';
+import { execFileSync } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 
 /**
  * Issue 16 items 4 and the tmpfs fault scenario: a real gateway process
@@ -36,6 +39,8 @@ interface Answer {
 let disk: FillableDisk;
 let work: { dir: string; cleanup: () => Promise<void> };
 let gw: RunningGateway;
+/** A real sshd whose host key the SSH routes scan and approve. */
+let sshd: Sshd | undefined;
 let op: Op;
 const direct = new Redis({ host: '127.0.0.1', port: 6379 });
 const prefix = `aip:faults-disk:${process.pid}:`;
@@ -64,6 +69,7 @@ beforeAll(async () => {
 }, 60_000);
 
 afterAll(async () => {
+  await sshd?.stop();
   await disk?.free();
   await gw?.stop();
   const keys = await direct.keys(`${prefix}*`);
@@ -85,6 +91,11 @@ describe('a data directory on a size-limited tmpfs that fills up (issue 16 item 
     };
     const cache = await target('cache');
     const doomed = await target('doomed');
+    sshd = await startSshd({ extraAddresses: ['127.0.0.2'] });
+    const { key: doomedKey } = await op.call<{ key: { id: string } }>('POST', op.db('/ssh/keys'), { name: 'doomed-key' });
+    const { verdict: unknownHost } = await op.call<{ verdict: { approvalId: string } }>('POST', op.db('/ssh/hostkeys/scan'), { host: '127.0.0.1', port: sshd.port });
+    execFileSync('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-f', join(work.dir, 'id_import')]);
+    const importable = readFileSync(join(work.dir, 'id_import'), 'utf8');
     const { profile: spare } = await op.call<{ profile: { id: string } }>('POST', op.db(`/targets/${cache.id}/profiles`), { label: 'spare', credentialKind: 'none' });
     const agent = await op.call<{ token: { id: string }; secret: string }>('POST', op.db('/tokens'), { name: 'agent' });
     const other = await op.call<{ token: { id: string } }>('POST', op.db('/tokens'), { name: 'other' });
@@ -151,6 +162,12 @@ describe('a data directory on a size-limited tmpfs that fills up (issue 16 item 
       'POST /api/databases/import': { path: '/api/databases/import', body: { name: 'imported', password: PASSWORD, data: aipdb } },
       'POST /api/lock': { exempt: 'locking must work on a full disk (tested last, below)', path: '', status: 0 },
       'POST /api/session/logout': { exempt: 'a session lives in memory', path: '/api/session/logout', body: {}, status: 200, client: leaving },
+      'POST /api/databases/:db/ssh/keys': { path: db('/ssh/keys'), body: { name: 'new-key' } },
+      'POST /api/databases/:db/ssh/keys/import': { path: db('/ssh/keys/import'), body: { name: 'imported-key', privateKey: importable } },
+      'DELETE /api/databases/:db/ssh/keys/:ref': { path: db(`/ssh/keys/${doomedKey.id}`) },
+      'POST /api/databases/:db/ssh/hostkeys/scan': { path: db('/ssh/hostkeys/scan'), body: { host: '127.0.0.2', port: sshd.port } },
+      'POST /api/databases/:db/ssh/hostkeys/:id/approve': { path: db(`/ssh/hostkeys/${unknownHost.approvalId}/approve`), body: {} },
+      'POST /api/databases/:db/ssh/hostkeys/:id/reject': { path: db(`/ssh/hostkeys/${unknownHost.approvalId}/reject`), body: {} },
       'PUT /api/databases/:db/grants': { path: db('/grants'), body: { tokenId: agent.token.id, targetId: cache.id, profileId: cache.profileId, action: 'scan_keys', rule: 'always_run' } },
       'PUT /api/databases/:db/mcp': { path: db('/mcp'), body: { running: false } },
     };

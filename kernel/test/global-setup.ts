@@ -31,6 +31,10 @@ export default function setup(): void {
       format: 'esm',
       target: 'node20',
       banner: { js: "import { createRequire as __r } from 'node:module'; const require = __r(import.meta.url);" },
+      // ssh2's optional native helpers: required inside try/catch, so left out it falls back to pure JS.
+      external: ['cpu-features', '*.node'],
+      // ssh2's agent module names a Windows helper by __dirname at load; ESM has none, and the path is never used here.
+      define: { __dirname: '"/nonexistent"' },
       logLevel: 'error',
     });
     writeFileSync(join(fixtures, name, 'package.json'), JSON.stringify({ name: `fixture-${name}`, version: '1.0.0', type: 'module', aipermission: { entry: 'dist/plugin.mjs', manifest: 'dist/manifest.json' } }, null, 2));

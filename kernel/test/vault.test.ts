@@ -202,6 +202,7 @@ describe('vault', () => {
       { version: 3, name: 'operator-run requests' },
       { version: 4, name: 'plugin approvals pin the entry' },
       { version: 5, name: 'indexes for filters and maintenance at scale' },
+      { version: 6, name: 'ssh keys and pinned host keys' },
     ]);
     await db.close();
   });

@@ -17,6 +17,7 @@ import { approvalsCommand, APPROVALS_USAGE, auditCommand, AUDIT_USAGE } from './
 import { pluginCommand, PLUGIN_USAGE } from './commands/plugins.js';
 import { mcpCommand, MCP_USAGE } from './commands/mcp.js';
 import { doctorCommand, DOCTOR_USAGE } from './commands/doctor.js';
+import { sshCommand, SSH_USAGE } from './commands/ssh.js';
 
 const COMMANDS: Record<string, { run: (argv: string[]) => Promise<number>; usage: string; summary: string }> = {
   start: { run: startCommand, usage: START_USAGE, summary: 'run the gateway in the foreground (loopback only)' },
@@ -30,6 +31,7 @@ const COMMANDS: Record<string, { run: (argv: string[]) => Promise<number>; usage
   profile: { run: profileCommand, usage: PROFILE_USAGE, summary: "add, list, remove a target's credential profiles" },
   token: { run: tokenCommand, usage: TOKEN_USAGE, summary: 'create, list, revoke MCP tokens' },
   grant: { run: grantCommand, usage: GRANT_USAGE, summary: 'set, list, remove grants' },
+  ssh: { run: sshCommand, usage: SSH_USAGE, summary: 'SSH keys (generate, import, show, remove) and host keys (list, approve, reject)' },
   approvals: { run: approvalsCommand, usage: APPROVALS_USAGE, summary: 'list, run or decline action requests' },
   audit: { run: auditCommand, usage: AUDIT_USAGE, summary: 'search the audit log, verify its hash chain' },
   plugin: { run: pluginCommand, usage: PLUGIN_USAGE, summary: 'list, install, remove, verify connectors; scaffold a new one' },

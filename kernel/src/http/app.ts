@@ -15,6 +15,7 @@ import { tokenRoutes, type TokenRouteDeps } from './routes/tokens.js';
 import { requestRoutes, type RequestRouteDeps } from './routes/requests.js';
 import { eventRoutes, type EventRouteDeps } from './routes/events.js';
 import { pluginRoutes, type PluginRouteDeps } from './routes/plugins.js';
+import { sshRoutes, type SshRouteDeps } from './routes/ssh.js';
 import { noOAuthRoutes } from './routes/no-oauth.js';
 import { defaultUiDir, uiRoutes } from './routes/ui.js';
 import type { McpEndpoint } from '../mcp/index.js';
@@ -44,7 +45,8 @@ export type HttpDeps = AppDeps &
   TokenRouteDeps &
   RequestRouteDeps &
   Omit<EventRouteDeps, 'sessions'> &
-  PluginRouteDeps;
+  PluginRouteDeps &
+  SshRouteDeps;
 
 export interface HttpAppOptions {
   deps: HttpDeps;
@@ -117,6 +119,7 @@ export function createHttpApp(options: HttpAppOptions): { app: Hono<HttpEnv>; se
   const mcp = deps.mcpEndpoint({ getPort: options.getPort });
   app.all('/mcp', (c) => mcp.handle(c.req.raw));
   // The OAuth paths MCP clients probe after a 401: answered so they report the real cause (no OAuth here).
+  app.route('/api', sshRoutes({ databases, sshKeys: deps.sshKeys, hostKeys: deps.hostKeys, scanHostKey: deps.scanHostKey }));
   app.route('/', noOAuthRoutes());
 
   // The web UI on the same origin (after /api and /mcp, which keep their own answers).

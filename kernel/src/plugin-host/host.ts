@@ -16,7 +16,7 @@ import { InspectionFailed, inspectManifest } from './inspect.js';
 import { installedOnDisk, verifiedInstalledCode, type VerifyReport } from './installed-code.js';
 import { createManifestCache } from './manifest-cache.js';
 import { readPackageFiles } from './package-files.js';
-import { PluginLostDuringCall, PluginNotReached, PluginUnavailable } from './process.js';
+import { PluginLostDuringCall, PluginNotReached, PluginUnavailable, type PluginSshServices } from './process.js';
 import { reachOf, type InspectionSandbox, type PluginReach } from './reach.js';
 import { CrashBudget } from './crash-budget.js';
 import { createHandedSecrets } from './handed-secrets.js';
@@ -101,6 +101,8 @@ export interface PluginHostOptions {
   dataDir: string;
   /** The registry of invocation scopes the pipeline opens; plugin messages that name an invocation are answered from it. */
   scopes: Pick<InvocationScopes, 'resolve'>;
+  /** The kernel's SSH signer and host-key check, answering kernel/sign and kernel/hostKey (invariants 2 and 3). */
+  ssh?: PluginSshServices;
   clock: Clock;
   log: (line: string) => void;
   kernelInfo: { name: string; version: string };
@@ -303,6 +305,7 @@ export async function createPluginHost(options: PluginHostOptions): Promise<Plug
         redact: (line) => hostText().logLine(line),
         // A process answers plugin messages only for invocations of its own profile.
         scopes: scopesOfPartition(options.scopes, partition),
+        ...(options.ssh ? { ssh: options.ssh } : {}),
         crashBudget: crashBudgetOf(source),
         onIdle: () => processes.notify(),
         beforeStart: async () => {

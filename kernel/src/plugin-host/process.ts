@@ -231,8 +231,20 @@ export interface PluginProcessOptions {
    * `kernel/hostKey` and `$/progress`. Without it every such message is refused.
    */
   resolveScope: (invocationId: unknown) => InvocationScope | undefined;
+  /** The kernel's SSH signer and host-key check (transports); without them the capabilities are absent. */
+  ssh?: PluginSshServices;
   /** `wasReady`: the process had completed its handshake (a crash of a running plugin, not a failed start). */
   onExit: (info: { code: number | null; signal: NodeJS.Signals | null; expected: boolean; wasReady: boolean; reason: string | undefined }) => void;
+}
+
+/**
+ * What answers `kernel/sign` and `kernel/hostKey` for a scope this process
+ * may name (invariants 2 and 3): the checks are the transports module's.
+ * A refusal is a KernelError; its code goes back in the wire error's data.
+ */
+export interface PluginSshServices {
+  sign(scope: InvocationScope, data: unknown): Promise<{ signature: string }>;
+  hostKey(scope: InvocationScope, offer: { host?: unknown; port?: unknown; keyType?: unknown; fingerprint?: unknown }): Promise<{ trusted: boolean } & Record<string, unknown>>;
 }
 
 export type ProcessState = 'starting' | 'ready' | 'stopping' | 'exited';
@@ -456,11 +468,23 @@ export class PluginProcess {
       if (!scope) throw new ResponseError(WireErrorCodes.InvalidParams, 'No running invocation of this connector has that invocationId; the kernel answers only for the call in progress.');
       return scope;
     };
-    this.connection.onRequest(SignRequest, (params) => {
+    // A refusal of the signer or host-key check: what was wrong and its typed code, never more.
+    const refusal = (error: unknown) => {
+      const code = typeof (error as { code?: unknown })?.code === 'string' ? (error as { code: string }).code : 'refused';
+      const message = error instanceof Error ? error.message : 'refused';
+      return new ResponseError(WireErrorCodes.InvalidParams, message, { code });
+    };
+    const ssh = this.options.ssh;
+    this.connection.onRequest(SignRequest, async (params) => {
       admitRequest(SignRequest.method);
-      scopeOf(params);
-      // Signing arrives with the SSH connector (the scope will hold the signer); until then no invocation has a key.
-      throw new ResponseError(WireErrorCodes.MethodNotFound, 'kernel/sign: this kernel offers no SSH signing (capability absent).');
+      const scope = scopeOf(params);
+      if (!ssh) throw new ResponseError(WireErrorCodes.MethodNotFound, 'kernel/sign: this kernel offers no SSH signing (capability absent).');
+      try {
+        // Invariant 2: only a signature comes back, never key bytes.
+        return await ssh.sign(scope, params?.data);
+      } catch (error) {
+        throw refusal(error);
+      }
     });
     // plugin/log is a log line like one on stderr (protocol 3.9), bounded and redacted the same way.
     this.connection.onNotification(LogNotification, (params) => {
@@ -474,19 +498,24 @@ export class PluginProcess {
     });
     // Unknown notifications are dropped unanswered (a notification has no answer to echo in).
     this.connection.onNotification(() => undefined);
-    this.connection.onRequest(HostKeyRequest, (params) => {
+    this.connection.onRequest(HostKeyRequest, async (params) => {
       admitRequest(HostKeyRequest.method);
-      scopeOf(params);
-      throw new ResponseError(WireErrorCodes.MethodNotFound, 'kernel/hostKey: this kernel offers no host-key checks (capability absent).');
+      const scope = scopeOf(params);
+      if (!ssh) throw new ResponseError(WireErrorCodes.MethodNotFound, 'kernel/hostKey: this kernel offers no host-key checks (capability absent).');
+      try {
+        return await ssh.hostKey(scope, { host: params?.host, port: params?.port, keyType: params?.keyType, fingerprint: params?.fingerprint });
+      } catch (error) {
+        throw refusal(error);
+      }
     });
     this.connection.listen();
 
     const handshake = this.connection.sendRequest(InitializeRequest, {
       protocolVersions: [...PROTOCOL_VERSIONS],
       kernel: this.options.kernelInfo,
-      // kernel/sign and kernel/hostKey arrive with the SSH work; until then
-      // the plugin learns they are absent (and MethodNotFound says so too).
-      capabilities: { sign: false, hostKey: false },
+      // kernel/sign and kernel/hostKey are offered where the kernel gave this
+      // process its SSH services; otherwise the plugin learns they are absent.
+      capabilities: { sign: Boolean(ssh), hostKey: Boolean(ssh) },
     });
     let timer: NodeJS.Timeout | undefined;
     const timeout = new Promise<never>((_, reject) => {

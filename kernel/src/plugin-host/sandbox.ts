@@ -248,7 +248,11 @@ export function buildSpawnSpec(options: {
   const env: Record<string, string> = {};
   for (const name of ENV_SAFELIST) if (process.env[name]) env[name] = process.env[name]!;
   env.NODE_ENV = 'production';
-  const heap = `--max-old-space-size=${options.heapMb ?? PLUGIN_HEAP_MB}`;
+  // V8's WebAssembly trap handler reserves about 10 GiB of address space per
+  // Wasm memory, far past PLUGIN_ADDRESS_SPACE_BYTES: ssh2 (the SSH connector's
+  // library) instantiates Wasm (poly1305) and aborted under the limit. Explicit
+  // bounds checks instead reserve only what the memory uses.
+  const heap = [`--max-old-space-size=${options.heapMb ?? PLUGIN_HEAP_MB}`, ...(process.allowedNodeEnvironmentFlags.has('--disable-wasm-trap-handler') ? ['--disable-wasm-trap-handler'] : [])];
   const permission = nodePermissionFlag();
 
   const throwaway = options.throwawayScratchBytes;
@@ -260,7 +264,7 @@ export function buildSpawnSpec(options: {
         `--allow-fs-read=${options.pluginDir}`,
         `--allow-fs-read=${options.scratchDir}`,
         ...(throwaway === undefined ? [`--allow-fs-write=${options.scratchDir}`] : []),
-        heap,
+        ...heap,
         '--no-warnings',
         join(options.pluginDir, options.entry),
       ]),
@@ -307,6 +311,6 @@ export function buildSpawnSpec(options: {
   args.push('--clearenv');
   for (const [name, value] of Object.entries(env)) args.push('--setenv', name, value);
   args.push('--chdir', '/scratch');
-  args.push(process.execPath, permission, '--allow-fs-read=/plugin', '--allow-fs-read=/scratch', '--allow-fs-write=/scratch', heap, '--no-warnings', join('/plugin', options.entry));
+  args.push(process.execPath, permission, '--allow-fs-read=/plugin', '--allow-fs-read=/scratch', '--allow-fs-write=/scratch', ...heap, '--no-warnings', join('/plugin', options.entry));
   return { ...limited(probeBwrap()!.path, args), env: {}, cwd: options.scratchDir, sandbox, ...(fdData.length ? { fdData } : {}) };
 }

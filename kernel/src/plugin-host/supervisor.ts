@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import type { ConnectionCheckParams, ConnectionCheckResult, InvokeParams, ProgressValue } from '@aipermission/plugin-sdk/protocol';
 import { canonicalHash } from '../lib/canonical.mjs';
 import type { Clock } from '../lib/clock.js';
-import { PluginLostDuringCall, PluginProcess, PluginUnavailable, type PluginIoLimits } from './process.js';
+import { PluginLostDuringCall, PluginProcess, PluginUnavailable, type PluginIoLimits, type PluginSshServices } from './process.js';
 import { buildSpawnSpec, SANDBOX_ENDPOINT_DIR, type BwrapMode, type SandboxLevel } from './sandbox.js';
 import { MAX_UNIX_PATH_BYTES, type EndpointPlace } from '../transports/index.js';
 import type { PinnedFile } from './builtin-pins.js';
@@ -36,6 +36,8 @@ export interface SupervisorOptions {
   redact: (line: string) => string;
   /** The registry of invocation scopes; messages of this connector's process are answered from it. */
   scopes: Pick<InvocationScopes, 'resolve'>;
+  /** Answers kernel/sign and kernel/hostKey (absent: the capabilities are off). */
+  ssh?: PluginSshServices;
   /**
    * Checked before every spawn (the code's integrity); throws to refuse.
    * Returns where the checked code is to be run from, when that is not the
@@ -270,6 +272,7 @@ export class PluginSupervisor {
         kernelInfo: this.options.kernelInfo,
         redact: this.options.redact,
         resolveScope: (invocationId) => this.options.scopes.resolve(invocationId, id),
+        ...(this.options.ssh ? { ssh: this.options.ssh } : {}),
         log: (line) => this.options.log(`[plugin ${id}] ${line}`),
         onExit: ({ expected, wasReady, reason }) => {
           if (this.process === proc) this.process = undefined;

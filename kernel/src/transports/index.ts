@@ -9,3 +9,13 @@
 export { createTransports, TRANSPORT_DEFAULTS, MAX_UNIX_PATH_BYTES } from './endpoints.js';
 export type { EndpointHandle, EndpointPlace, EndpointRequest, Transports, TransportsDeps } from './endpoints.js';
 export type { DialFailure } from './relay.js';
+export { createSshKeyStore, installCommand, MIN_RSA_BITS, GENERATED_RSA_BITS } from './ssh-keys.js';
+export type { SshKeyInfo, SshKeySigner, SshKeyStore } from './ssh-keys.js';
+export { createSshSigner, createPluginSshServices, SSH_KEY_PROFILE_FIELDS } from './ssh-signer.js';
+export type { SshSigner } from './ssh-signer.js';
+export { parseUserAuthData } from './ssh-auth-data.js';
+export type { UserAuthData } from './ssh-auth-data.js';
+export { createHostKeys } from './host-keys.js';
+export type { HostKeys, HostKeyApproval, HostKeyVerdict, PinnedHostKey } from './host-keys.js';
+export { connectSsh, scanHostKey, SSH_READY_TIMEOUT_MS, HOST_KEY_SCAN_TIMEOUT_MS } from './ssh-connect.js';
+export { sshFingerprint } from './ssh-wire.js';

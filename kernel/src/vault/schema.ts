@@ -231,6 +231,52 @@ CREATE INDEX requests_by_created ON requests (created_at);
 CREATE INDEX messages_by_created ON messages (created_at);
 `,
   },
+  {
+    version: 6,
+    name: 'ssh keys and pinned host keys',
+    sql: `
+-- SSH private keys live only here, sealed like profile secrets (invariant 2):
+-- the kernel signs with them, nothing reads them out. The public half and
+-- its fingerprint are clear so they can be shown and matched.
+CREATE TABLE ssh_keys (
+  id             TEXT PRIMARY KEY,
+  name           TEXT NOT NULL UNIQUE,
+  key_type       TEXT NOT NULL,
+  public_key     TEXT NOT NULL,
+  fingerprint    TEXT NOT NULL,
+  private_sealed BLOB NOT NULL,
+  origin         TEXT NOT NULL CHECK (origin IN ('generated', 'imported')),
+  created_at     TEXT NOT NULL,
+  created_by     TEXT NOT NULL
+) STRICT;
+-- known_hosts of this database (invariant 3): one pinned key per host:port.
+CREATE TABLE ssh_host_keys (
+  host        TEXT NOT NULL,
+  port        INTEGER NOT NULL,
+  key_type    TEXT NOT NULL,
+  fingerprint TEXT NOT NULL,
+  pinned_at   TEXT NOT NULL,
+  pinned_by   TEXT NOT NULL,
+  PRIMARY KEY (host, port)
+) STRICT;
+-- What the operator is asked: an unknown key (pin it?) or a changed one
+-- (replace the pin?). Decided once; a decided row is history.
+CREATE TABLE ssh_host_key_approvals (
+  id          TEXT PRIMARY KEY,
+  host        TEXT NOT NULL,
+  port        INTEGER NOT NULL,
+  key_type    TEXT NOT NULL,
+  fingerprint TEXT NOT NULL,
+  reason      TEXT NOT NULL CHECK (reason IN ('unknown', 'changed')),
+  pinned_fingerprint TEXT,
+  status      TEXT NOT NULL CHECK (status IN ('pending', 'approved', 'rejected')),
+  created_at  TEXT NOT NULL,
+  decided_at  TEXT,
+  decided_by  TEXT
+) STRICT;
+CREATE INDEX ssh_host_key_approvals_by_host ON ssh_host_key_approvals (host, port, status);
+`,
+  },
 ];
 
 export const SCHEMA_VERSION = MIGRATIONS[MIGRATIONS.length - 1]!.version;

@@ -15,6 +15,7 @@ import { createCredentials, type Credentials } from '../credentials/index.js';
 import type { EventBus } from '../events/index.js';
 import type { ConnectorCatalog } from '../connectors/index.js';
 import { createPluginApprovalStore, type PluginApprovalStore } from '../plugin-host/index.js';
+import { createHostKeys, createSshKeyStore, type HostKeys, type SshKeyStore } from '../transports/index.js';
 import { errors } from '../lib/errors.js';
 import { runInChunks } from '../lib/chunked.js';
 
@@ -54,6 +55,10 @@ export interface Workspace {
   readonly credentials: Credentials;
   /** The installed plugins this database approved (built-ins need no approval). */
   readonly pluginApprovals: PluginApprovalStore;
+  /** The SSH keys of this database, sealed (invariant 2): shown as public key and fingerprint, used only by the signer. */
+  readonly sshKeys: SshKeyStore;
+  /** This database's known_hosts and host-key approvals (invariant 3). */
+  readonly hostKeys: HostKeys;
   readonly inflight: InflightTracker;
   readonly unlockedAt: string;
   /** TTL expiry of pending approvals; cheap, run every few seconds. */
@@ -145,6 +150,8 @@ export async function openWorkspace(deps: {
   });
   // The only reader of sealed profile secrets at run time.
   const credentials = createCredentials({ sealedProfile: (id) => targets.sealedProfile(id), unseal: (sealed, profileId) => handle.sealer.open(sealed, profileSecretAad(profileId)) });
+  const sshKeys = await createSshKeyStore({ db, clock, audit, sealer: handle.sealer });
+  const hostKeys = await createHostKeys({ db, clock, audit });
   const mcp = createMcpSwitch({ database: name, initial: settings.get().mcpAutostart, audit, events, clock });
 
   const workspace: Workspace = {
@@ -165,6 +172,8 @@ export async function openWorkspace(deps: {
     mcp,
     credentials,
     pluginApprovals,
+    sshKeys,
+    hostKeys,
     inflight: createInflightTracker(),
     unlockedAt: isoAt(clock.now()),
     expirePending: () => approvals.expireDue(),

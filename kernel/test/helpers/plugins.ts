@@ -1,4 +1,5 @@
 import { createInvocationScopes } from '../../src/invocations/index.js';
+import { createPluginSshServices, createSshSigner } from '../../src/transports/index.js';
 import { fileURLToPath } from 'node:url';
 import { createKernel, type Kernel } from '../../src/kernel.js';
 import { createPluginHost, pinBuiltins, type PluginHost, type BwrapMode, type BuiltinPins } from '../../src/plugin-host/index.js';
@@ -38,6 +39,8 @@ export interface PluginHarnessOptions {
   builtins?: string[];
   bwrap?: BwrapMode;
   supervisor?: Parameters<typeof createPluginHost>[0]['supervisor'];
+  /** Give the plugin host the kernel's SSH signer and host-key check (kernel/sign, kernel/hostKey), as the gateway does. */
+  ssh?: boolean;
   /** The built-ins' pins; by default the harness pins the built-in folders as they are now, as the kernel build does. */
   builtinPins?: BuiltinPins | string;
 }
@@ -55,7 +58,12 @@ export async function pluginHarness(options: PluginHarnessOptions): Promise<Plug
   const builtins = options.builtins ?? options.fixtures ?? [];
   const start = async (builtinPins: BuiltinPins | string) => {
     const scopes = createInvocationScopes();
+    let made: ReturnType<typeof createKernel> | undefined;
+    const ssh = options.ssh
+      ? createPluginSshServices({ signer: createSshSigner({ scopes, keys: (database) => made!.workspace(database).sshKeys }), hostKeys: (database) => made!.workspace(database).hostKeys })
+      : undefined;
     const host = await createPluginHost({
+      ...(ssh ? { ssh } : {}),
       dataDir: dir,
       scopes,
       clock: { now: () => Date.now() },
@@ -67,7 +75,8 @@ export async function pluginHarness(options: PluginHarnessOptions): Promise<Plug
       builtinPins,
       ...(options.supervisor ? { supervisor: options.supervisor } : {}),
     });
-    return { host, kernel: createKernel({ dataDir: dir, plugins: host, log, scopes }) };
+    made = createKernel({ dataDir: dir, plugins: host, log, scopes });
+    return { host, kernel: made };
   };
   let { host, kernel } = await start(options.builtinPins ?? (await pinBuiltins(builtinRoot, builtins)));
   await kernel.createDatabase('main', PASSWORD);
