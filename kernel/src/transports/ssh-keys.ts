@@ -191,7 +191,12 @@ export async function createSshKeyStore(deps: { db: SqlDb; clock: Clock; audit: 
   return {
     async generate({ name, type = 'ed25519' }, actor) {
       if (type !== 'ed25519' && type !== 'rsa') throw errors.invalid(`SSH key type "${String(type)}" is not one AIPermission generates; use ed25519 (the default) or rsa (${GENERATED_RSA_BITS} bits).`);
-      const pair = type === 'rsa' ? ssh2Utils.generateKeyPairSync('rsa', { bits: GENERATED_RSA_BITS }) : ssh2Utils.generateKeyPairSync('ed25519');
+      // Off the event loop (libuv's thread pool): an RSA-4096 key takes about a second to find.
+      const pair = await new Promise<{ private: string }>((resolve, reject) => {
+        const done = (error: Error | null, generated: { private: string }) => (error ? reject(error) : resolve(generated));
+        if (type === 'rsa') ssh2Utils.generateKeyPair('rsa', { bits: GENERATED_RSA_BITS }, done);
+        else ssh2Utils.generateKeyPair('ed25519', done);
+      });
       return store(name, parsePrivate(pair.private, undefined), 'generated', actor);
     },
     async import({ name, privateKey, passphrase }, actor) {
