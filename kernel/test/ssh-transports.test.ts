@@ -159,6 +159,10 @@ describe('SSH keys, the signer and host keys against a real sshd', () => {
     const raw = await h.ws.db.all<{ private_sealed: Uint8Array }>('SELECT private_sealed FROM ssh_keys');
     for (const row of raw) expect(Buffer.from(row.private_sealed).toString('latin1')).not.toMatch(/PRIVATE KEY|BEGIN/);
     await expect(keys.generate({ name: 'deploy' }, 'operator:test')).rejects.toMatchObject({ code: 'ssh_key_exists' });
+    // Two creates of one name at once: one key, and the other is told why.
+    const both = await Promise.allSettled([keys.generate({ name: 'twice' }, 'operator:test'), keys.generate({ name: 'twice' }, 'operator:test')]);
+    expect(both.map((r) => r.status).sort()).toEqual(['fulfilled', 'rejected']);
+    expect((both.find((r) => r.status === 'rejected') as PromiseRejectedResult).reason).toMatchObject({ code: 'ssh_key_exists' });
     await expect(keys.generate({ name: 'bad name; rm -rf' }, 'operator:test')).rejects.toMatchObject({ code: 'invalid_input' });
     await keys.remove('deploy', 'operator:test');
     await expect(keys.show('deploy')).rejects.toMatchObject({ code: 'not_found' });

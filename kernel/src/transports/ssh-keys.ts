@@ -173,12 +173,15 @@ export async function createSshKeyStore(deps: { db: SqlDb; clock: Clock; audit: 
 
   const store = async (name: string, parsed: { keyType: string; blob: Buffer; pkcs8: string }, origin: Row['origin'], actor: string): Promise<SshKeyInfo> => {
     if (!NAME_PATTERN.test(name)) throw errors.invalid(`SSH key name ${JSON.stringify(name)} is not valid: use 1-64 letters, digits, ".", "_" or "-", starting with a letter or digit.`);
-    if (await db.get('SELECT 1 FROM ssh_keys WHERE name = ?', [name])) throw errors.conflict('ssh_key_exists', `An SSH key named "${name}" already exists; pick another name or remove it first (aip ssh key remove ${name}).`);
+    const exists = () => errors.conflict('ssh_key_exists', `An SSH key named "${name}" already exists; pick another name or remove it first (aip ssh key remove ${name}).`);
+    if (await db.get('SELECT 1 FROM ssh_keys WHERE name = ?', [name])) throw exists();
     const id = newId('sshk');
     const publicKey = `${parsed.keyType} ${parsed.blob.toString('base64')} aipermission:${name}`;
     const fingerprint = sshFingerprint(parsed.blob);
     const now = isoAt(clock.now());
     await db.write(async (tx) => {
+      // Checked again in the write: two creates of one name at once (a key is generated in between) get the same clear answer.
+      if (await tx.get('SELECT 1 FROM ssh_keys WHERE name = ?', [name])) throw exists();
       await tx.run(
         'INSERT INTO ssh_keys (id, name, key_type, public_key, fingerprint, private_sealed, origin, created_at, created_by) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)',
         [id, name, parsed.keyType, publicKey, fingerprint, sealer.seal(parsed.pkcs8, privateAad(id)), origin, now, actor],
