@@ -13,7 +13,7 @@ import { VERSION } from './version.js';
 import { hardenProcess } from './lib/harden.js';
 import { createStderrLogger } from './lib/log.js';
 import { createInvocationScopes } from './invocations/index.js';
-import { createPluginSshServices, createSshSigner, createTransports } from './transports/index.js';
+import { configuredAddress, createPluginSshServices, createSshSigner, createTransports } from './transports/index.js';
 import { watchForStalls, type Stall } from './lib/stall-watch.js';
 
 export interface GatewayOptions extends Omit<KernelOptions, 'dataDir' | 'plugins'> {
@@ -64,7 +64,11 @@ export async function startGateway(options: GatewayOptions = {}): Promise<Gatewa
   // kernel/sign and kernel/hostKey (invariants 2 and 3): the keys and pins of the invocation's own database.
   // The kernel is made after the plugin host; these are asked only during an invocation, when it exists.
   const signer = createSshSigner({ scopes, keys: (database) => kernel.workspace(database).sshKeys });
-  const ssh = createPluginSshServices({ signer, hostKeys: (database) => kernel.workspace(database).hostKeys });
+  const ssh = createPluginSshServices({
+    signer,
+    hostKeys: (database) => kernel.workspace(database).hostKeys,
+    targetAddress: (database, targetId) => configuredAddress(kernel.workspace(database).targets.getTarget(targetId)),
+  });
   try {
     plugins = await createPluginHost({
       dataDir,

@@ -48,6 +48,10 @@ describe('kernel/sign and kernel/hostKey for a real plugin', () => {
     // The same live invocation cannot turn the signer to anything else.
     expect(output.attempts.gitCommit).toMatchObject({ code: 'sign_not_auth_data' });
     expect(output.attempts.otherUser).toMatchObject({ code: 'sign_wrong_user' });
+    // Nor make the operator's host-key approvals name a host or port its target does not have.
+    expect(output.attempts.otherHost).toMatchObject({ code: 'host_key_wrong_host' });
+    expect(output.attempts.otherPort).toMatchObject({ code: 'host_key_wrong_host' });
+    expect(await h.ws.hostKeys.approvals({ status: 'pending' })).toEqual([]);
 
     // Everything the kernel wrote to the plugin: no private key, in any encoding.
     const received = Buffer.from(output.received, 'base64').toString('utf8');

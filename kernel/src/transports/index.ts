@@ -11,7 +11,7 @@ export type { EndpointHandle, EndpointPlace, EndpointRequest, Transports, Transp
 export type { DialFailure } from './relay.js';
 export { createSshKeyStore, installCommand, MIN_RSA_BITS, GENERATED_RSA_BITS } from './ssh-keys.js';
 export type { SshKeyInfo, SshKeySigner, SshKeyStore } from './ssh-keys.js';
-export { createSshSigner, createPluginSshServices, SSH_KEY_PROFILE_FIELDS } from './ssh-signer.js';
+export { configuredAddress, createSshSigner, createPluginSshServices, SSH_KEY_PROFILE_FIELDS } from './ssh-signer.js';
 export type { SshSigner } from './ssh-signer.js';
 export { parseUserAuthData } from './ssh-auth-data.js';
 export type { UserAuthData } from './ssh-auth-data.js';

@@ -1,4 +1,4 @@
-import { createPrivateKey, sign as cryptoSign, type KeyObject } from 'node:crypto';
+import { createPrivateKey, generateKeyPair, sign as cryptoSign, type KeyObject } from 'node:crypto';
 // ssh2 is CommonJS: Node's ESM loader gives it as a default export only.
 import ssh2 from 'ssh2';
 import type { Audit } from '../audit/index.js';
@@ -121,6 +121,37 @@ function parsePrivate(text: string, passphrase: string | undefined): { keyType: 
   return { keyType, blob, pkcs8 };
 }
 
+/** An SSH wire string: its length, then its bytes. */
+const sshString = (bytes: Buffer) => Buffer.concat([Buffer.from([bytes.length >>> 24, (bytes.length >>> 16) & 255, (bytes.length >>> 8) & 255, bytes.length & 255]), bytes]);
+/** An SSH mpint of an unsigned big-endian number: no leading zeros, one added when the top bit is set. */
+const sshMpint = (bytes: Buffer) => {
+  let n = bytes;
+  while (n.length > 1 && n[0] === 0) n = n.subarray(1);
+  return sshString(n[0]! & 0x80 ? Buffer.concat([Buffer.from([0]), n]) : n);
+};
+
+/**
+ * A new key, made by node:crypto off the event loop (libuv's thread pool: an
+ * RSA-4096 key takes about a second to find), with its SSH public blob built
+ * here. ssh2's own generator is not used: it writes an ed25519 public key
+ * whose first byte is 0 as 31 bytes (one key in 256), which no parser reads.
+ */
+export async function generatedKey(type: 'ed25519' | 'rsa'): Promise<{ keyType: string; blob: Buffer; pkcs8: string }> {
+  const pair = await new Promise<{ publicKey: KeyObject; privateKey: KeyObject }>((resolve, reject) => {
+    const done = (error: Error | null, publicKey: KeyObject, privateKey: KeyObject) => (error ? reject(error) : resolve({ publicKey, privateKey }));
+    if (type === 'rsa') generateKeyPair('rsa', { modulusLength: GENERATED_RSA_BITS, publicExponent: 0x10001 }, done);
+    else generateKeyPair('ed25519', {}, done);
+  });
+  const jwk = pair.publicKey.export({ format: 'jwk' });
+  const pkcs8 = pair.privateKey.export({ type: 'pkcs8', format: 'pem' }).toString();
+  if (type === 'rsa') {
+    const keyType = 'ssh-rsa';
+    return { keyType, pkcs8, blob: Buffer.concat([sshString(Buffer.from(keyType)), sshMpint(Buffer.from(jwk.e!, 'base64url')), sshMpint(Buffer.from(jwk.n!, 'base64url'))]) };
+  }
+  const keyType = 'ssh-ed25519';
+  return { keyType, pkcs8, blob: Buffer.concat([sshString(Buffer.from(keyType)), sshString(Buffer.from(jwk.x!, 'base64url'))]) };
+}
+
 /** node:crypto's digest for an SSH signature algorithm, or undefined when the key cannot make that signature. */
 function digestFor(keyType: string, algorithm: string): string | null | undefined {
   switch (keyType) {
@@ -194,13 +225,7 @@ export async function createSshKeyStore(deps: { db: SqlDb; clock: Clock; audit: 
   return {
     async generate({ name, type = 'ed25519' }, actor) {
       if (type !== 'ed25519' && type !== 'rsa') throw errors.invalid(`SSH key type "${String(type)}" is not one AIPermission generates; use ed25519 (the default) or rsa (${GENERATED_RSA_BITS} bits).`);
-      // Off the event loop (libuv's thread pool): an RSA-4096 key takes about a second to find.
-      const pair = await new Promise<{ private: string }>((resolve, reject) => {
-        const done = (error: Error | null, generated: { private: string }) => (error ? reject(error) : resolve(generated));
-        if (type === 'rsa') ssh2Utils.generateKeyPair('rsa', { bits: GENERATED_RSA_BITS }, done);
-        else ssh2Utils.generateKeyPair('ed25519', done);
-      });
-      return store(name, parsePrivate(pair.private, undefined), 'generated', actor);
+      return store(name, await generatedKey(type), 'generated', actor);
     },
     async import({ name, privateKey, passphrase }, actor) {
       if (typeof privateKey !== 'string' || privateKey.length === 0) throw errors.invalid('Give the private key text (the contents of the key file).');

@@ -111,12 +111,36 @@ export function createSshSigner(deps: {
  * keys of the invocation's database (an untrusted key's verdict says why and
  * names the approval the operator decides).
  */
-export function createPluginSshServices(deps: { signer: Pick<SshSigner, 'signFor'>; hostKeys: (database: string) => Pick<HostKeys, 'check'> }) {
+export function createPluginSshServices(deps: {
+  signer: Pick<SshSigner, 'signFor'>;
+  hostKeys: (database: string) => Pick<HostKeys, 'check'>;
+  /**
+   * The address the invocation's target is configured with (host, and port
+   * when it names one), or undefined. A plugin asks about the host key of the
+   * host it reached; it may only ask about its own target's address, so a
+   * hostile plugin cannot make the operator's approvals name any host.
+   */
+  targetAddress: (database: string, targetId: string) => Promise<{ host: string; port?: number } | undefined>;
+}) {
   return {
     sign: (scope: InvocationScope, data: unknown) => deps.signer.signFor(scope, data),
     async hostKey(scope: InvocationScope, offer: { host?: unknown; port?: unknown; keyType?: unknown; fingerprint?: unknown }): Promise<{ trusted: boolean } & Record<string, unknown>> {
       if (!scope.live) throw refuse('host_key_invocation_not_running', 'The invocation this check was for has ended.');
+      const address = await deps.targetAddress(scope.database, scope.targetId);
+      if (!address || offer.host !== address.host || (address.port !== undefined && offer.port !== address.port)) {
+        throw refuse(
+          'host_key_wrong_host',
+          `A host key can be checked only for the invocation's own target (${address ? `${address.host}${address.port !== undefined ? `:${address.port}` : ''}` : 'which names no host'}), not for ${String(offer.host).slice(0, 64)}:${String(offer.port).slice(0, 8)}.`,
+        );
+      }
       return deps.hostKeys(scope.database).check(offer as { host: string; port: number; keyType: string; fingerprint: string });
     },
   };
+}
+
+/** The configured address of a target (its `host`, and `port` when it names one), for createPluginSshServices. */
+export async function configuredAddress(target: Promise<{ config: Record<string, unknown> } | undefined>): Promise<{ host: string; port?: number } | undefined> {
+  const config = (await target)?.config;
+  if (!config || typeof config.host !== 'string') return undefined;
+  return { host: config.host, ...(typeof config.port === 'number' ? { port: config.port } : {}) };
 }

@@ -1,5 +1,5 @@
 import { createInvocationScopes } from '../../src/invocations/index.js';
-import { createPluginSshServices, createSshSigner } from '../../src/transports/index.js';
+import { configuredAddress, createPluginSshServices, createSshSigner } from '../../src/transports/index.js';
 import { fileURLToPath } from 'node:url';
 import { createKernel, type Kernel } from '../../src/kernel.js';
 import { createPluginHost, pinBuiltins, type PluginHost, type BwrapMode, type BuiltinPins } from '../../src/plugin-host/index.js';
@@ -60,7 +60,7 @@ export async function pluginHarness(options: PluginHarnessOptions): Promise<Plug
     const scopes = createInvocationScopes();
     let made: ReturnType<typeof createKernel> | undefined;
     const ssh = options.ssh
-      ? createPluginSshServices({ signer: createSshSigner({ scopes, keys: (database) => made!.workspace(database).sshKeys }), hostKeys: (database) => made!.workspace(database).hostKeys })
+      ? createPluginSshServices({ signer: createSshSigner({ scopes, keys: (database) => made!.workspace(database).sshKeys }), hostKeys: (database) => made!.workspace(database).hostKeys, targetAddress: (database, targetId) => configuredAddress(made!.workspace(database).targets.getTarget(targetId)) })
       : undefined;
     const host = await createPluginHost({
       ...(ssh ? { ssh } : {}),
